@@ -1,0 +1,1 @@
+"""Keras -> ONNX export (needs the [train] extra)."""

@@ -1,0 +1,1 @@
+"""Bundled model files (package data), found with importlib.resources."""

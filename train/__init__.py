@@ -1,0 +1,1 @@
+"""Training: corpora, augmentation, Keras CNNs, speaker-independent evaluation (needs the [train] extra)."""
