@@ -1,0 +1,208 @@
+"""Voice activity: webrtcvad on fixed frames, widened by onset padding and hangover, as per-sample flags.
+
+Raw decisions come from webrtcvad on consecutive frames ``[k*F, (k+1)*F)`` of the stream (``F`` samples per
+frame). A sample ``t`` is *speech* when a voiced raw frame lies within ``[t - hangover, t + pad]``, i.e. every
+voiced frame marks ``[k*F - pad, (k+1)*F + hangover)`` as speech: onset padding so that word beginnings are not
+clipped, hangover so that short pauses and word endings are kept.
+
+To decide a sample the gate needs the frames up to ``pad`` samples after it, so ``process`` returns the samples
+it has decided on, delayed by about ``pad`` (plus the partial frame), together with their flags. ``flush`` decides
+the rest at the end of the stream. The output is identical whatever chunk sizes the input is fed in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import webrtcvad
+
+from realtime.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SAMPLE_RATE = 16000
+DEFAULT_FRAME_MS = 30
+DEFAULT_AGGRESSIVENESS = 2
+DEFAULT_PAD_MS = 150
+DEFAULT_HANGOVER_MS = 300
+SUPPORTED_RATES = (8000, 16000, 32000, 48000)
+SUPPORTED_FRAME_MS = (10, 20, 30)
+AGGRESSIVENESS_RANGE = (0, 3)
+MS_PER_S = 1000
+_INT16_SCALE = 32768.0
+_INT16_MIN, _INT16_MAX = -32768, 32767
+_NO_FRAME = -1
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """Speech-gate settings. ``pad_ms``: speech starts this much before a voiced frame (and the output is
+    delayed by it); ``hangover_ms``: speech lasts this much after a voiced frame."""
+
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+    frame_ms: int = DEFAULT_FRAME_MS
+    aggressiveness: int = DEFAULT_AGGRESSIVENESS
+    pad_ms: float = DEFAULT_PAD_MS
+    hangover_ms: float = DEFAULT_HANGOVER_MS
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.sample_rate) or self.sample_rate not in SUPPORTED_RATES:
+            raise UserError(
+                f"VAD sample rate {self.sample_rate!r} is not supported by webrtcvad; "
+                f"use one of {', '.join(map(str, SUPPORTED_RATES))} Hz"
+            )
+        if not _is_int(self.frame_ms) or self.frame_ms not in SUPPORTED_FRAME_MS:
+            raise UserError(
+                f"VAD frame length {self.frame_ms!r} ms is not supported by webrtcvad; "
+                f"use one of {', '.join(map(str, SUPPORTED_FRAME_MS))} ms"
+            )
+        lo, hi = AGGRESSIVENESS_RANGE
+        if not _is_int(self.aggressiveness) or not lo <= self.aggressiveness <= hi:
+            raise UserError(f"VAD aggressiveness must be a whole number {lo}..{hi}, got {self.aggressiveness!r}")
+        for name in ("pad_ms", "hangover_ms"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+                raise UserError(f"VAD {name} must be a number of milliseconds >= 0, got {value!r}")
+
+    @property
+    def frame_samples(self) -> int:
+        return self.sample_rate * self.frame_ms // MS_PER_S
+
+    @property
+    def pad_samples(self) -> int:
+        return round(self.pad_ms * self.sample_rate / MS_PER_S)
+
+    @property
+    def hangover_samples(self) -> int:
+        return round(self.hangover_ms * self.sample_rate / MS_PER_S)
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """float [-1, 1] -> int16, clipped (NaN -> 0) so that loud or broken input cannot wrap around."""
+    x = np.nan_to_num(np.asarray(samples, dtype=np.float64), nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.clip(np.rint(x * _INT16_SCALE), _INT16_MIN, _INT16_MAX).astype(np.int16)
+
+
+class SpeechGate:
+    """``process(samples) -> (samples, flags)``, ``flush() -> (samples, flags)``, ``reset()``.
+
+    ``SpeechGate(VadConfig(...))`` or ``SpeechGate(sample_rate=16000, aggressiveness=3, ...)``; keywords
+    override fields of a given config. After ``flush()`` the gate is ready for a new stream.
+    """
+
+    def __init__(self, config: VadConfig | None = None, /, **overrides: Any) -> None:
+        base = config if config is not None else VadConfig()
+        self.config = dataclasses.replace(base, **overrides) if overrides else base
+        self._frame = self.config.frame_samples
+        self._pad = self.config.pad_samples
+        self._hang = self.config.hangover_samples
+        self.reset()
+
+    # -- state -------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        self._vad = webrtcvad.Vad(self.config.aggressiveness)
+        self._audio = np.zeros(0, np.float32)  # stream samples [_decided, _received)
+        self._decided = 0
+        self._received = 0
+        self._voiced: list[bool] = []  # raw decisions of frames _frame_base, _frame_base + 1, ...
+        self._frame_base = 0
+        self._last_voiced = _NO_FRAME  # last voiced frame index before _frame_base
+        self.frames = 0
+        self.speech_frames = 0
+        self.last_raw = False
+
+    @property
+    def latest_voiced_frame(self) -> int:
+        """Index of the most recent voiced raw frame (-1 if none yet)."""
+        for i in range(len(self._voiced) - 1, -1, -1):
+            if self._voiced[i]:
+                return self._frame_base + i
+        return self._last_voiced
+
+    @property
+    def is_speech(self) -> bool:
+        """Live indicator: is the newest received sample within hangover of a voiced raw frame?"""
+        k = self.latest_voiced_frame
+        return k != _NO_FRAME and self._received - 1 < (k + 1) * self._frame + self._hang
+
+    @property
+    def delay_samples(self) -> int:
+        """How many received samples are not decided yet."""
+        return self._received - self._decided
+
+    # -- streaming ---------------------------------------------------------------------------------------
+    def _classify_frame(self, frame: np.ndarray) -> bool:
+        """Raw decision for one int16 frame of exactly ``frame_samples`` samples."""
+        return bool(self._vad.is_speech(frame.tobytes(), self.config.sample_rate))
+
+    def process(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(samples, dtype=np.float32)
+        if x.ndim == 2 and x.shape[1] == 1:
+            x = x[:, 0]
+        if x.ndim != 1:
+            raise ValueError(f"SpeechGate takes mono samples (n,), got shape {x.shape}")
+        if x.size:
+            self._audio = np.concatenate([self._audio, x])
+            self._received += x.shape[0]
+            self._run_frames(self._received // self._frame)
+        target = max(self._decided, (self._frame_base + len(self._voiced)) * self._frame - self._pad)
+        return self._decide(target, final=False)
+
+    def flush(self) -> tuple[np.ndarray, np.ndarray]:
+        """Decide every remaining sample (a partial last frame counts as non-speech), then reset."""
+        n_frames = self._frame_base + len(self._voiced)
+        if self._received > n_frames * self._frame:
+            self._voiced.append(False)  # partial frame: too short for webrtcvad, treated as non-speech
+            self.frames += 1
+        out = self._decide(self._received, final=True)
+        logger.debug("VAD flushed: %d frames, %d voiced", self.frames, self.speech_frames)
+        self.reset()
+        return out
+
+    def _run_frames(self, n_frames: int) -> None:
+        first = self._frame_base + len(self._voiced)
+        if n_frames <= first:
+            return
+        offset = first * self._frame - self._decided
+        block = to_int16(self._audio[offset : offset + (n_frames - first) * self._frame])
+        for frame in block.reshape(-1, self._frame):
+            voiced = self._classify_frame(frame)
+            self._voiced.append(voiced)
+            self.frames += 1
+            self.speech_frames += voiced
+            self.last_raw = voiced
+
+    def _decide(self, target: int, final: bool) -> tuple[np.ndarray, np.ndarray]:
+        count = target - self._decided
+        if count <= 0:
+            return np.zeros(0, np.float32), np.zeros(0, bool)
+        f, base = self._frame, self._frame_base
+        t = np.arange(self._decided, target)
+        # last frame whose start is <= t + pad (clipped to the frames that exist at the end of the stream)
+        j = (t + self._pad) // f
+        n_frames = base + len(self._voiced)
+        if final:
+            j = np.minimum(j, n_frames - 1)
+        voiced = np.asarray(self._voiced, dtype=bool)
+        idx = np.where(voiced, np.arange(base, n_frames), _NO_FRAME)
+        last = np.maximum.accumulate(np.concatenate([[self._last_voiced], idx]))  # last[i + 1]: up to base + i
+        lv = last[j - base + 1]
+        flags = (lv != _NO_FRAME) & (t < (lv + 1) * f + self._hang)
+        out = self._audio[:count].copy()
+        self._audio = self._audio[count:]
+        self._decided = target
+        # frames before the one needed by the next undecided sample are summarised by _last_voiced
+        new_base = min((target + self._pad) // f, n_frames)
+        if new_base > base:
+            self._last_voiced = int(last[new_base - base])
+            del self._voiced[: new_base - base]
+            self._frame_base = new_base
+        return out, flags
