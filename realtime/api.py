@@ -1,0 +1,107 @@
+"""The Python API: ``from realtime import EmotionRecognizer``.
+
+Every method sends audio through the same streaming :class:`realtime.engine.Engine` the microphone uses.
+
+>>> rec = EmotionRecognizer()                       # the bundled model, CPU or CUDA
+>>> result = rec.predict_file("talk.wav")
+>>> result.label, result.probs["happy"]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from realtime.audio import audio_info, iter_audio_blocks
+from realtime.engine import Engine, EngineConfig
+from realtime.errors import UserError
+from realtime.events import WindowEvent
+from realtime.model import DEFAULT_PROVIDER, DEFAULT_THREADS, EmotionModel, load_model
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BLOCK_S = 0.1
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A clip's emotion: the mean of its speech windows' (unsmoothed) probabilities.
+
+    ``label`` is None and ``probs`` empty when the clip holds no window with enough speech.
+    """
+
+    label: str | None
+    probs: dict[str, float]
+    windows: list[WindowEvent] = field(default_factory=list)
+
+    @property
+    def confidence(self) -> float:
+        return self.probs[self.label] if self.label is not None else 0.0
+
+    @property
+    def speech_detected(self) -> bool:
+        return self.label is not None
+
+
+class EmotionRecognizer:
+    """Speech-emotion recognition on clips and streams.
+
+    ``model``: path to a ser-live ONNX file, an already loaded :class:`EmotionModel`, or None for the bundled one.
+    ``provider``: "auto" (CUDA when available, else CPU), "cpu" or "cuda". ``threads``: ONNX Runtime threads.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | EmotionModel | None = None,
+        provider: str = DEFAULT_PROVIDER,
+        threads: int = DEFAULT_THREADS,
+        config: EngineConfig | None = None,
+    ) -> None:
+        self.model = model if isinstance(model, EmotionModel) else load_model(model, provider=provider, threads=threads)
+        self.config = config or EngineConfig()
+        self.config.pipeline_config(self.model)  # validate once, early
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.model.labels
+
+    @property
+    def sample_rate(self) -> int:
+        return self.model.info.sample_rate
+
+    def engine(self, sample_rate: int) -> Engine:
+        """A fresh streaming engine for audio at ``sample_rate``."""
+        if not isinstance(sample_rate, int | np.integer) or sample_rate <= 0:
+            raise UserError(f"sample_rate must be a positive integer number of Hz (got {sample_rate!r})")
+        return Engine(self.model, int(sample_rate), self.config)
+
+    def stream(self, chunks: Iterable[np.ndarray], sample_rate: int) -> Iterator[WindowEvent]:
+        """Yield window events as chunks arrive (any size, mono (n,) or (n, channels))."""
+        engine = self.engine(sample_rate)
+        for chunk in chunks:
+            yield from engine.feed(chunk)
+        yield from engine.flush()
+
+    def predict(self, samples: np.ndarray, sample_rate: int, block_s: float = DEFAULT_BLOCK_S) -> Prediction:
+        """The emotion of a whole clip, through the streaming path in blocks of ``block_s`` seconds."""
+        samples = np.asarray(samples)
+        step = max(1, int(block_s * sample_rate))
+        return self._aggregate(self.stream((samples[i : i + step] for i in range(0, len(samples), step)), sample_rate))
+
+    def predict_file(self, path: str | os.PathLike[str], block_s: float = DEFAULT_BLOCK_S) -> Prediction:
+        info = audio_info(Path(path))
+        block = max(1, int(block_s * info.sample_rate))
+        return self._aggregate(self.stream(iter_audio_blocks(path, block), info.sample_rate))
+
+    def _aggregate(self, events: Iterable[WindowEvent]) -> Prediction:
+        windows = list(events)
+        if not windows:
+            return Prediction(None, {}, [])
+        mean = np.mean([[w.raw_probs[label] for label in self.labels] for w in windows], axis=0)
+        best = int(np.argmax(mean))
+        return Prediction(self.labels[best], dict(zip(self.labels, map(float, mean), strict=True)), windows)

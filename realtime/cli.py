@@ -1,0 +1,238 @@
+"""``ser-live``: listen to the microphone (default) or replay a file, show the dashboard and/or write JSONL."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+import numpy as np
+
+from realtime import __version__
+from realtime.engine import DEFAULT_SMOOTHING_ALPHA, Engine, EngineConfig
+from realtime.errors import UserError
+from realtime.events import JsonlWriter, WindowEvent
+from realtime.model import DEFAULT_PROVIDER, DEFAULT_THREADS, load_model
+from realtime.pipeline import DEFAULT_VAD_AGGRESSIVENESS
+
+logger = logging.getLogger(__name__)
+
+FILE_BLOCK_S = 0.03  # replay in 30 ms blocks, like the microphone
+MIC_READ_TIMEOUT_S = 0.1
+PROVIDERS = ("auto", "cpu", "cuda")
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ser-live",
+        description="Real-time speech-emotion monitor: microphone (default) or --file replay -> dashboard / JSONL.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    src = p.add_argument_group("input")
+    src.add_argument("--file", type=Path, default=None, help="replay an audio file instead of the microphone")
+    src.add_argument("--fast", action="store_true", help="with --file: as fast as possible, not real-time pace")
+    src.add_argument("--device", default=None, help="input device by number or (part of its) name (see --list-devices)")
+    src.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    src.add_argument("--samplerate", type=int, default=None, help="capture rate in Hz (default: the device's own)")
+    src.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
+    mod = p.add_argument_group("model")
+    mod.add_argument("--model", type=Path, default=None, help="a ser-live ONNX model (default: the bundled one)")
+    mod.add_argument("--provider", choices=PROVIDERS, default=DEFAULT_PROVIDER, help="ONNX Runtime provider")
+    mod.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="ONNX Runtime intra-op threads")
+    eng = p.add_argument_group("engine")
+    eng.add_argument("--vad", type=int, choices=range(4), default=DEFAULT_VAD_AGGRESSIVENESS, help="VAD aggressiveness")
+    eng.add_argument("--window", type=float, default=None, help="window length in s (default: the model's)")
+    eng.add_argument("--hop", type=float, default=None, help="hop between windows in s (default: the model's)")
+    eng.add_argument("--min-speech", type=float, default=None, help="speech a window needs, s (default: the model's)")
+    eng.add_argument(
+        "--smoothing", type=float, default=DEFAULT_SMOOTHING_ALPHA, help="EMA weight of the newest window (1 = off)"
+    )
+    out = p.add_argument_group("output")
+    out.add_argument("--jsonl", default=None, metavar="PATH", help="write one JSON object per window ('-' = stdout)")
+    out.add_argument("--no-dashboard", action="store_true", help="plain lines instead of the live dashboard")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    p.add_argument("--version", action="version", version=f"ser-live {__version__}")
+    return p
+
+
+class _Stop(Exception):
+    """Raised by the SIGTERM handler: stop as cleanly as on Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Stop()
+
+
+def file_blocks(path: Path, realtime_pace: bool) -> tuple[Iterator[np.ndarray], int, str]:
+    from realtime.audio import audio_info, iter_audio_blocks
+
+    info = audio_info(path)
+    block = max(1, int(FILE_BLOCK_S * info.sample_rate))
+
+    def gen() -> Iterator[np.ndarray]:
+        start = time.monotonic()
+        sent = 0
+        for chunk in iter_audio_blocks(path, block):
+            if realtime_pace:
+                delay = start + sent / info.sample_rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            sent += len(chunk)
+            yield chunk
+
+    return gen(), info.sample_rate, f"file {path.name}"
+
+
+class Outputs:
+    """Where events go: JSONL, the rich dashboard, or plain lines."""
+
+    def __init__(self, args: argparse.Namespace, engine: Engine, source_name: str, stack: ExitStack) -> None:
+        from realtime import dashboard
+
+        self.engine = engine
+        self.jsonl: JsonlWriter | None = JsonlWriter(args.jsonl) if args.jsonl else None
+        if self.jsonl is not None:
+            stack.callback(self.jsonl.close)
+        stdout_taken = args.jsonl == "-"
+        self.plain: TextIO | None = None if stdout_taken else sys.stdout
+        self.live: Any = None
+        self.state = dashboard.DashboardState(
+            labels=engine.labels,
+            model_name=engine.model.name,
+            provider=engine.model.provider,
+            source=source_name,
+            input_rate=engine.input_rate,
+            model_rate=engine.sample_rate,
+        )
+        if not args.no_dashboard and not stdout_taken and sys.stdout.isatty():
+            self.live = dashboard.LiveDashboard(self.state)
+            self.live.start()
+            stack.callback(self.live.stop)
+            self.plain = None
+        self._dashboard = dashboard
+
+    def tick(self, dropped_s: float = 0.0, overflows: int = 0) -> None:
+        st = self.engine.state
+        self.state.update_level(st.level_dbfs, st.is_speech)
+        self.state.update_counters(dropped_s=dropped_s, overflows=overflows)
+        if self.live is not None:
+            self.live.update()
+
+    def events(self, events: Sequence[WindowEvent]) -> None:
+        for ev in events:
+            if self.jsonl is not None:
+                self.jsonl.write(ev.to_dict())
+            self.state.update_window(ev)
+            if self.plain is not None:
+                print(self._dashboard.plain_line(ev), file=self.plain, flush=True)
+        if events and self.live is not None:
+            self.live.update()
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        if self.jsonl is not None:
+            self.jsonl.write(summary)
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+        out = sys.stderr if self.plain is None else self.plain
+        print(self._dashboard.summary_line(summary), file=out, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list_devices:
+        from realtime.capture import list_devices
+
+        print(list_devices())
+        return 0
+    if args.fast and args.file is None:
+        raise UserError("--fast only applies to --file replays")
+    if args.duration is not None and args.duration <= 0:
+        raise UserError(f"--duration must be positive (got {args.duration})")
+    if args.threads < 1:
+        raise UserError(f"--threads must be at least 1 (got {args.threads})")
+    config = EngineConfig(
+        window_s=args.window,
+        hop_s=args.hop,
+        min_speech_s=args.min_speech,
+        vad_aggressiveness=args.vad,
+        smoothing_alpha=args.smoothing,
+    )
+    model = load_model(args.model, provider=args.provider, threads=args.threads)
+    config.pipeline_config(model)
+    interrupted = False
+    failure: UserError | None = None
+    with ExitStack() as stack:
+        mic = None
+        if args.file is not None:
+            blocks, rate, source_name = file_blocks(args.file, realtime_pace=not args.fast)
+        else:
+            from realtime.capture import CaptureConfig, MicrophoneSource
+
+            mic = stack.enter_context(
+                MicrophoneSource(CaptureConfig(device=args.device, sample_rate=args.samplerate)).start()
+            )
+            rate, source_name = mic.sample_rate, f"mic {mic.device_name}"
+            blocks = _mic_blocks(mic)
+        engine = Engine(model, rate, config)
+        outputs = Outputs(args, engine, source_name, stack)
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        stack.callback(signal.signal, signal.SIGTERM, previous)
+        try:
+            for block in blocks:
+                if block is not None and len(block):
+                    outputs.events(engine.feed(block))
+                outputs.tick(*((mic.dropped_seconds, mic.overflows) if mic is not None else ()))
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+        except (KeyboardInterrupt, _Stop):
+            interrupted = True
+        except UserError as exc:  # e.g. the device went away: keep what we have, then report
+            failure = exc
+        outputs.events(engine.flush())
+        summary = engine.summary.to_dict()
+        if mic is not None:
+            summary["dropped_audio_s"] = mic.dropped_seconds
+            summary["overflows"] = mic.overflows
+        outputs.finish(summary)
+        if failure is not None:
+            raise failure
+        if engine.summary.windows == 0:
+            print("ser-live: no speech detected", file=sys.stderr)
+    return EXIT_INTERRUPTED if interrupted and args.duration is None and args.file is not None else 0
+
+
+def _mic_blocks(mic: Any) -> Iterator[np.ndarray | None]:
+    while True:
+        mic.check_health()
+        yield mic.read(timeout=MIC_READ_TIMEOUT_S)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"ser-live: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    finally:
+        logging.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""The streaming engine: blocks of audio in, window events out. No threads, no device.
+
+``Engine.feed(block)`` runs resample -> VAD -> windows -> features (:class:`realtime.pipeline.FeaturePipeline`),
+then the ONNX model and the smoother, and returns the :class:`realtime.events.WindowEvent` of every window that
+held enough speech. A file replay and a microphone call the very same ``feed``; ``flush()`` ends a stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from realtime.audio import sanitize_block
+from realtime.errors import UserError
+from realtime.events import SessionSummary, WindowEvent
+from realtime.model import EmotionModel
+from realtime.pipeline import (
+    DEFAULT_VAD_AGGRESSIVENESS,
+    FeaturePipeline,
+    PipelineConfig,
+    PipelineState,
+    WindowFeatures,
+)
+from realtime.smoothing import Smoother, SmoothingConfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SMOOTHING_ALPHA = 0.5
+DEFAULT_SMOOTHING_RESET_S = 2.0
+MS = 1000.0
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Run-time settings. ``None`` means: take the value the model was trained with (its metadata)."""
+
+    window_s: float | None = None
+    hop_s: float | None = None
+    min_speech_s: float | None = None
+    vad_aggressiveness: int = DEFAULT_VAD_AGGRESSIVENESS
+    smoothing_alpha: float = DEFAULT_SMOOTHING_ALPHA  # 1.0 = no smoothing
+    smoothing_reset_s: float = DEFAULT_SMOOTHING_RESET_S
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.smoothing_alpha <= 1.0:
+            raise UserError(f"smoothing {self.smoothing_alpha} is out of range: use a value in (0, 1] (1 = off)")
+        if not 0 <= self.vad_aggressiveness <= 3:
+            raise UserError(f"VAD aggressiveness {self.vad_aggressiveness} is out of range: use 0, 1, 2 or 3")
+        for name in ("window_s", "hop_s", "min_speech_s"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise UserError(f"{name.replace('_s', '')} must not be negative (got {value})")
+
+    def pipeline_config(self, model: EmotionModel) -> PipelineConfig:
+        info = model.info
+        window_s = info.window_s if self.window_s is None else self.window_s
+        hop_s = info.hop_s if self.hop_s is None else self.hop_s
+        min_speech_s = info.min_speech_s if self.min_speech_s is None else self.min_speech_s
+        if hop_s <= 0 or window_s <= 0:
+            raise UserError("window and hop must be positive")
+        if hop_s > window_s:
+            raise UserError(f"hop {hop_s} s is longer than the window {window_s} s: audio would be skipped")
+        cfg = PipelineConfig(
+            preset=info.preset,
+            window_s=window_s,
+            hop_s=hop_s,
+            min_speech_s=min_speech_s,
+            vad_aggressiveness=self.vad_aggressiveness,
+        )
+        if cfg.feature_shape != tuple(info.feature_shape):
+            raise UserError(
+                f"a {window_s} s window gives features of shape {cfg.feature_shape}, but model {model.name} takes "
+                f"{tuple(info.feature_shape)} (trained with {info.window_s} s windows): leave --window unset"
+            )
+        return cfg
+
+
+class Engine:
+    """``feed(block) -> list[WindowEvent]``, ``flush()``, ``reset()``. Blocks: any rate given at construction."""
+
+    def __init__(self, model: EmotionModel, input_rate: int, config: EngineConfig | None = None) -> None:
+        self.model = model
+        self.config = config or EngineConfig()
+        self.pipeline_config = self.config.pipeline_config(model)
+        self.input_rate = int(input_rate)
+        self.labels = model.labels
+        self._pipeline = FeaturePipeline(self.pipeline_config, self.input_rate)
+        self._smoother = Smoother(
+            SmoothingConfig(alpha=self.config.smoothing_alpha, reset_after_s=self.config.smoothing_reset_s)
+        )
+        self.summary = SessionSummary()
+        self._hop_s = self.pipeline_config.hop_samples / self.pipeline_config.sample_rate
+
+    @property
+    def state(self) -> PipelineState:
+        return self._pipeline.state
+
+    @property
+    def sample_rate(self) -> int:
+        """The model rate (what the engine resamples to)."""
+        return self.pipeline_config.sample_rate
+
+    @property
+    def hop_s(self) -> float:
+        return self._hop_s
+
+    def reset(self) -> None:
+        self._pipeline.reset()
+        self._smoother.reset()
+        self.summary = SessionSummary()
+
+    def feed(self, block: np.ndarray) -> list[WindowEvent]:
+        t0 = time.perf_counter()
+        block = sanitize_block(block)
+        self.summary.audio_s += len(block) / self.input_rate
+        return self._events(self._pipeline.process(block), t0)
+
+    def flush(self) -> list[WindowEvent]:
+        return self._events(self._pipeline.flush(), time.perf_counter())
+
+    def _events(self, windows: list[WindowFeatures], t0: float) -> list[WindowEvent]:
+        sr = self.pipeline_config.sample_rate
+        events: list[WindowEvent] = []
+        for wf in windows:
+            self.summary.windows_total += 1
+            if wf.features is None:
+                continue
+            t_inf = time.perf_counter()
+            raw = self.model.predict(wf.features[None])[0]
+            inference_ms = (time.perf_counter() - t_inf) * MS
+            end_s = wf.window.end / sr
+            smoothed = self._smoother.process(raw, end_s)
+            best = int(np.argmax(smoothed))
+            compute_ms = (time.perf_counter() - t0) * MS
+            # audio that arrived after the window's last sample before we could decide (VAD look-ahead, block size)
+            waited_ms = max(0, self._pipeline.state.samples_in - wf.window.end) / sr * MS
+            event = WindowEvent(
+                start_s=max(0.0, wf.window.start / sr),
+                end_s=end_s,
+                label=self.labels[best],
+                confidence=float(smoothed[best]),
+                probs=dict(zip(self.labels, map(float, smoothed), strict=True)),
+                raw_probs=dict(zip(self.labels, map(float, raw), strict=True)),
+                speech_ratio=float(wf.window.speech_ratio),
+                latency_ms={
+                    "features": wf.features_ms,
+                    "inference": inference_ms,
+                    "total": compute_ms,
+                    "end_to_end": waited_ms + compute_ms,
+                },
+            )
+            self.summary.add(event, self._hop_s)
+            events.append(event)
+        return events

@@ -1,0 +1,442 @@
+"""``ser-train``: corpora -> speech-gated windows -> features -> Keras CNN -> honest evaluation.
+
+Example::
+
+    ser-train --data ravdess=../shared/data/ravdess --data tess=../shared/data/tess \\
+        --recipe seed180 --split speaker --out runs/seed180-speaker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from realtime import __version__
+from realtime.errors import UserError
+from realtime.features import PRESETS, get_preset
+from realtime.pipeline import (
+    DEFAULT_HOP_S,
+    DEFAULT_MIN_SPEECH_S,
+    DEFAULT_VAD_AGGRESSIVENESS,
+    DEFAULT_WINDOW_S,
+    PipelineConfig,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OUT = Path("runs/latest")
+DEFAULT_CACHE = Path(".cache/features")
+DEFAULT_SEED = 42
+DEFAULT_TEST_FRAC = 0.2
+DEFAULT_VAL_FRAC = 0.15
+DEFAULT_AUGMENT = "seed"
+AUGMENT_CHOICES = ("none", "seed", "strong")
+SPLIT_CHOICES = ("random", "speaker")
+PARITY_ROWS = 256  # validation windows saved for ser-export's parity check
+RECIPE_CHOICES = ("seed180", "seed162", "logmel_cnn", "logmel_cnn2d")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ser-train",
+        description="Train a speech-emotion CNN on labelled corpora, evaluated without speaker leakage.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d = p.add_argument_group("data")
+    d.add_argument(
+        "--data",
+        action="append",
+        metavar="NAME=PATH",
+        required=True,
+        help="a corpus folder; NAME is one of ravdess, tess, crema-d, savee, mesd, emodb (repeat for several)",
+    )
+    d.add_argument("--keep-calm", action="store_true", help="keep RAVDESS 'calm' as an eighth label (seed 2)")
+    d.add_argument("--limit", type=int, default=0, help="use at most this many clips per corpus (0 = all), for quick runs")
+    d.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache folder ('' to disable)")
+    m = p.add_argument_group("model")
+    m.add_argument("--recipe", choices=RECIPE_CHOICES, default="seed180", help="network architecture")
+    m.add_argument(
+        "--preset", choices=sorted(PRESETS), default=None, help="feature preset (default: the recipe's own)"
+    )
+    w = p.add_argument_group("windows (as the live engine cuts audio)")
+    w.add_argument("--window", type=float, default=DEFAULT_WINDOW_S, help="window length, seconds")
+    w.add_argument("--hop", type=float, default=DEFAULT_HOP_S, help="hop between windows, seconds")
+    w.add_argument("--min-speech", type=float, default=DEFAULT_MIN_SPEECH_S, help="speech needed in a window, seconds")
+    w.add_argument("--vad", type=int, choices=range(4), default=DEFAULT_VAD_AGGRESSIVENESS, help="VAD aggressiveness")
+    e = p.add_argument_group("evaluation")
+    e.add_argument("--split", choices=SPLIT_CHOICES, default="speaker", help="random (seed-comparable) or speaker")
+    e.add_argument("--folds", type=int, default=0, help="speaker-grouped K-fold cross-validation (0 = one split)")
+    e.add_argument(
+        "--holdout-corpus",
+        default="auto",
+        help="only hold out speakers of this corpus (auto: ravdess when present; 'any' for all corpora)",
+    )
+    e.add_argument("--test-frac", type=float, default=DEFAULT_TEST_FRAC, help="share of clips/speakers for test")
+    e.add_argument("--val-frac", type=float, default=DEFAULT_VAL_FRAC, help="share of clips/speakers for validation")
+    t = p.add_argument_group("training")
+    t.add_argument("--augment", choices=AUGMENT_CHOICES, default=DEFAULT_AUGMENT, help="training-split augmentation")
+    t.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping may end sooner)")
+    t.add_argument("--batch-size", type=int, default=None, help="batch size")
+    t.add_argument("--lr", type=float, default=None, help="Adam learning rate")
+    t.add_argument("--patience", type=int, default=None, help="early-stopping patience, epochs")
+    t.add_argument("--label-smoothing", type=float, default=None, help="label smoothing for the loss")
+    t.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
+    t.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (splits, init, augmentation)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="run folder to write")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    name: str
+
+
+def _holdout_corpus(arg: str, corpora: Sequence[str]) -> str | None:
+    if arg == "any":
+        return None
+    if arg == "auto":
+        return "ravdess" if "ravdess" in corpora and len(set(corpora)) > 1 else None
+    if arg not in corpora:
+        raise UserError(f"--holdout-corpus {arg!r} is not among the loaded corpora {sorted(set(corpora))}")
+    return arg
+
+
+def make_splits(args: argparse.Namespace, records: Sequence[Any]) -> list[Split]:
+    from train import splits
+
+    labels = np.array([r.label for r in records])
+    speakers = np.array([r.speaker for r in records])
+    corpora = np.array([r.corpus for r in records])
+    holdout = _holdout_corpus(args.holdout_corpus, list(corpora))
+    if args.folds:
+        folds = splits.speaker_kfold(speakers, args.folds, seed=args.seed, holdout_corpus=holdout, corpora=corpora)
+        out = []
+        for k, (train_val, test) in enumerate(folds):
+            tr, va = splits.split_train_val_by_speaker(
+                train_val, speakers, labels, val_frac=args.val_frac, seed=args.seed + k,
+                holdout_corpus=holdout, corpora=corpora,
+            )
+            out.append(Split(tr, va, test, f"speaker-fold{k + 1}of{args.folds}"))
+        return out
+    if args.split == "random":
+        tr, va, te = splits.random_split(labels, test_frac=args.test_frac, val_frac=args.val_frac, seed=args.seed)
+        return [Split(tr, va, te, "random")]
+    tr, va, te = splits.speaker_split(
+        speakers, labels, test_frac=args.test_frac, val_frac=args.val_frac, seed=args.seed,
+        holdout_corpus=holdout, corpora=corpora,
+    )
+    return [Split(tr, va, te, "speaker")]
+
+
+def _augment_config(name: str) -> Any:
+    from train.augment import AugmentConfig
+
+    if name == "none":
+        return None
+    if name == "seed":
+        return AugmentConfig()
+    return AugmentConfig.strong()
+
+
+def _progress(quiet: bool) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        disable=quiet,
+        transient=False,
+    )
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    _atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def pool_by_clip(probs: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean window probabilities per clip (what ``EmotionRecognizer.predict_file`` reports)."""
+    clips = np.unique(groups)
+    pooled = np.stack([probs[groups == c].mean(axis=0) for c in clips]) if len(clips) else probs[:0]
+    return clips, pooled
+
+
+def train_one(
+    args: argparse.Namespace,
+    records: Sequence[Any],
+    split: Split,
+    labels: tuple[str, ...],
+    config: PipelineConfig,
+    out: Path,
+    data_summary: dict[str, Any],
+) -> dict[str, Any]:
+    """Extract, fit, evaluate and write one run folder. Returns the metrics."""
+    import keras
+
+    from train import metrics as M
+    from train import models
+    from train.dataset import FeatureBuilder, Standardizer, stack_examples
+    from train.report import plot_confusion, plot_curves
+
+    out.mkdir(parents=True, exist_ok=True)
+    cache = args.cache if str(args.cache) else None
+    augment = _augment_config(args.augment)
+    builder = FeatureBuilder(config, cache_dir=cache, augment=augment, seed=args.seed)
+    shape = config.feature_shape
+    parts = {}
+    with _progress(args.quiet) as progress:
+        for part, idx, aug in (("train", split.train, True), ("val", split.val, False), ("test", split.test, False)):
+            task = progress.add_task(f"features {part:5s}", total=len(idx), info="")
+            clips = builder.build([records[i] for i in idx], with_augment=aug, progress=lambda n, t=task: progress.advance(t, n))
+            parts[part] = (clips, *stack_examples(clips, labels, shape))
+            progress.update(task, info=f"{len(parts[part][1])} windows")
+    (_, x_tr, y_tr, _), (_, x_va, y_va, _), (test_clips, x_te, y_te, g_te) = parts["train"], parts["val"], parts["test"]
+    for name, x in (("training", x_tr), ("validation", x_va), ("test", x_te)):
+        if len(x) == 0:
+            raise UserError(
+                f"the {name} split has no speech windows: use more data, a smaller --min-speech, or another --split"
+            )
+    norm = Standardizer.fit(x_tr)
+    overrides = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "patience": args.patience,
+        "label_smoothing": args.label_smoothing,
+        "class_weighting": True if args.class_weights else None,
+    }
+    hyper = replace(models.TrainHyperParams(), **{k: v for k, v in overrides.items() if v is not None})
+    models.set_seeds(args.seed)
+    model = models.build_model(args.recipe, models.model_input_shape(shape), len(labels), seed=args.seed)
+    models.compile_model(model, hyper.learning_rate, label_smoothing=hyper.label_smoothing)
+    n_cls = len(labels)
+
+    def prep(x: np.ndarray) -> np.ndarray:
+        return norm.apply(x).reshape((len(x), *models.model_input_shape(shape)))
+
+    ckpt = out / "checkpoint.keras"
+    callbacks = [*models.callbacks_for(hyper, ckpt), _RichEpochs(hyper.epochs, args.quiet)]
+    t0 = time.time()
+    history = model.fit(
+        prep(x_tr),
+        keras.utils.to_categorical(y_tr, n_cls),
+        validation_data=(prep(x_va), keras.utils.to_categorical(y_va, n_cls)),
+        epochs=hyper.epochs,
+        batch_size=hyper.batch_size,
+        class_weight=models.class_weights(y_tr, n_cls) if hyper.class_weighting else None,
+        callbacks=callbacks,
+        verbose=0,
+        shuffle=True,
+    )
+    train_s = time.time() - t0
+    model.save(out / "model.keras")
+    ckpt.unlink(missing_ok=True)
+
+    probs = model.predict(prep(x_te), verbose=0, batch_size=512)
+    window_metrics = M.metrics_dict(y_te, probs.argmax(axis=1), labels)
+    clip_ids, clip_probs = pool_by_clip(probs, g_te)
+    clip_true = np.array([labels.index(test_clips[c].record.label) for c in clip_ids], dtype=np.int64)
+    clip_metrics = M.metrics_dict(clip_true, clip_probs.argmax(axis=1), labels)
+    test_records = [records[i] for i in split.test]
+    no_window = len(test_records) - len(clip_ids)
+    metrics = {
+        "split": split.name,
+        "headline": {
+            "level": "clip (mean of its windows' probabilities)",
+            "accuracy": clip_metrics["accuracy"],
+            "uar": clip_metrics["uar"],
+            "macro_f1": clip_metrics["macro_f1"],
+        },
+        "clip": clip_metrics,
+        "window": window_metrics,
+        "test_clips_without_speech_window": no_window,
+        "counts": {
+            "train": _counts([records[i] for i in split.train]),
+            "val": _counts([records[i] for i in split.val]),
+            "test": _counts(test_records),
+            "windows": {"train": len(x_tr), "val": len(x_va), "test": len(x_te)},
+        },
+        "test_speakers": sorted({r.speaker for r in test_records}),
+        "skipped_files": builder.report.to_dict()["unreadable"],
+        "no_speech_window_clips": len(builder.report.no_speech or []),
+        "epochs_run": len(history.history.get("loss", [])),
+        "train_seconds": round(train_s, 1),
+    }
+    if split.name.startswith("speaker") and any(r.corpus == "tess" for r in records):
+        metrics["note"] = "TESS has two speakers only: it stays in training; held-out speakers are RAVDESS actors."
+    run_config = {
+        "labels": list(labels),
+        **config.to_dict(),
+        "recipe": args.recipe,
+        "normalization": norm.to_dict(),
+        "augment": None if augment is None else asdict(augment),
+        "hyper": asdict(hyper),
+        "split": split.name,
+        "seed": args.seed,
+        "data": data_summary,
+        "metrics": metrics["headline"] | {"split": split.name},
+        "project_version": __version__,
+    }
+    write_json(out / "config.json", run_config)
+    write_json(out / "metrics.json", metrics)
+    rng = np.random.default_rng(args.seed)
+    rows = rng.choice(len(x_va), size=min(PARITY_ROWS, len(x_va)), replace=False)
+    np.save(out / "val_features.npy", x_va[rows].astype(np.float32), allow_pickle=False)
+    plot_confusion(np.asarray(clip_metrics["confusion_matrix"]), labels, out / "confusion.png",
+                   title=f"{args.recipe} — {split.name} split, test clips")
+    plot_curves(history.history, out / "curves.png", title=f"{args.recipe} — {split.name}")
+    print(f"\n{args.recipe} · split={split.name} · test clips={len(clip_ids)} · windows={len(x_te)}")
+    print(M.classification_report(clip_true, clip_probs.argmax(axis=1), labels))
+    print(f"clip accuracy {clip_metrics['accuracy']:.4f}  UAR {clip_metrics['uar']:.4f}  "
+          f"macro-F1 {clip_metrics['macro_f1']:.4f}  |  window accuracy {window_metrics['accuracy']:.4f}  "
+          f"UAR {window_metrics['uar']:.4f}")
+    return metrics
+
+
+def _counts(records: Sequence[Any]) -> dict[str, Any]:
+    def by(field: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in records:
+            key = getattr(r, field)
+            out[key] = out.get(key, 0) + 1
+        return dict(sorted(out.items()))
+
+    return {"clips": len(records), "corpus": by("corpus"), "label": by("label"), "speaker": by("speaker")}
+
+
+class _RichEpochs:
+    """A Keras callback that shows epochs as a rich progress bar (imports keras lazily)."""
+
+    def __new__(cls, epochs: int, quiet: bool) -> Any:
+        import keras
+
+        class Callback(keras.callbacks.Callback):
+            def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+                self.progress = _progress(quiet)
+                self.progress.start()
+                self.task = self.progress.add_task("training   ", total=epochs, info="")
+
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                logs = logs or {}
+                info = " ".join(f"{k}={v:.3f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
+                self.progress.update(self.task, advance=1, info=info)
+
+            def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+                self.progress.stop()
+
+        return Callback()
+
+
+def run(args: argparse.Namespace) -> int:
+    from train.corpora import load_corpora, parse_data_spec
+
+    if args.folds == 1 or args.folds < 0:
+        raise UserError("--folds must be 0 (one split) or at least 2")
+    specs = [parse_data_spec(s) for s in args.data]
+    loaded = load_corpora(specs, keep_calm=args.keep_calm)
+    records = list(loaded.records)
+    if args.limit:
+        rng = np.random.default_rng(args.seed)
+        kept = []
+        for corpus in sorted({r.corpus for r in records}):
+            mine = [r for r in records if r.corpus == corpus]
+            idx = rng.permutation(len(mine))[: args.limit]
+            kept += [mine[i] for i in sorted(idx)]
+        records = kept
+    if not records:
+        raise UserError("no usable clips found under --data: check the folder and the corpus name")
+    for note in loaded.notes():
+        logger.warning("%s", note)
+    labels = tuple(sorted({r.label for r in records}))
+    from train.models import get_recipe
+
+    recipe = get_recipe(args.recipe)
+    preset = get_preset(args.preset or recipe.default_preset)
+    if (preset.kind == "frames") != (recipe.input_kind == "frames"):
+        raise UserError(
+            f"recipe {args.recipe} takes {recipe.input_kind} input but preset {preset.name} gives {preset.kind}: "
+            f"use --preset {recipe.default_preset}"
+        )
+    config = PipelineConfig(
+        preset=preset, window_s=args.window, hop_s=args.hop, min_speech_s=args.min_speech, vad_aggressiveness=args.vad
+    )
+    data_summary = loaded.summary() | {"used_clips": len(records), "limit_per_corpus": args.limit or None}
+    splits = make_splits(args, records)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if len(splits) == 1:
+        train_one(args, records, splits[0], labels, config, args.out, data_summary)
+        return 0
+    fold_metrics = []
+    for k, split in enumerate(splits):
+        fold_metrics.append(train_one(args, records, split, labels, config, args.out / f"fold{k + 1}", data_summary))
+    summary = _cv_summary(fold_metrics)
+    write_json(args.out / "cv_metrics.json", summary)
+    print(
+        f"\n{len(splits)}-fold speaker CV: clip accuracy {summary['accuracy_mean']:.4f} ± {summary['accuracy_std']:.4f}"
+        f", UAR {summary['uar_mean']:.4f} ± {summary['uar_std']:.4f}"
+    )
+    return 0
+
+
+def _cv_summary(fold_metrics: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    acc = np.array([m["headline"]["accuracy"] for m in fold_metrics])
+    uar = np.array([m["headline"]["uar"] for m in fold_metrics])
+    return {
+        "split": "speaker-kfold",
+        "folds": len(fold_metrics),
+        "accuracy_mean": float(acc.mean()),
+        "accuracy_std": float(acc.std()),
+        "uar_mean": float(uar.mean()),
+        "uar_std": float(uar.std()),
+        "per_fold": [m["headline"] | {"test_speakers": m["test_speakers"]} for m in fold_metrics],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"ser-train: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ser-train: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
