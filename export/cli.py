@@ -1,0 +1,123 @@
+"""``ser-export``: a ser-train run (or a .keras file + config) -> one parity-checked ser-live ONNX model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from export.onnx_export import (
+    DEFAULT_OPSET,
+    PARITY_TOLERANCE,
+    QUANTIZE_CHOICES,
+    ExportReport,
+    export_model,
+    load_config,
+)
+from realtime.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+# Libraries that log a lot at INFO/WARNING while converting; kept at ERROR unless --verbose.
+NOISY_LOGGERS: tuple[str, ...] = ("tf2onnx", "tensorflow", "absl", "onnxruntime")
+KIB = 1024
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ser-export",
+        description="Convert a ser-train run (model.keras + config.json) into one self-describing ONNX model "
+        "for ser-live: standardisation folded in, metadata, parity-checked, written atomically.",
+    )
+    parser.add_argument(
+        "source",
+        type=Path,
+        metavar="SOURCE",
+        help="run directory made by ser-train, or a .keras file (then give --config)",
+    )
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT", help="output model file, e.g. models/NAME.onnx"
+    )
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset to target (default: %(default)s)")
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZE_CHOICES,
+        default=None,
+        help="also write a dynamically quantised NAME.int8.onnx (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="config.json of the run (default: %(default)s = the one in the run directory)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and library messages")
+    return parser
+
+
+class _QuietRootFilter(logging.Filter):
+    """Drop sub-ERROR records logged straight on the root logger by libraries (onnxruntime's quantiser advice)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name != "root" or record.levelno >= logging.ERROR
+
+
+def setup_logging(verbose: bool) -> None:
+    """Console logging for the command (left alone when the host, e.g. pytest, configured logging already)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format=LOG_FORMAT)
+    if not verbose:
+        for handler in root.handlers:
+            handler.addFilter(_QuietRootFilter())
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / KIB:.1f} KiB" if n_bytes < KIB * KIB else f"{n_bytes / KIB / KIB:.2f} MiB"
+
+
+def format_report(report: ExportReport) -> str:
+    """A few plain lines: what was written, its parity and sizes."""
+    p = report.parity
+    lines = [
+        f"exported {report.source} -> {report.output} ({_size(report.size_bytes)}, opset {report.opset}, "
+        f"{len(report.labels)} labels, features {list(report.feature_shape)}, {report.seconds:.1f} s)",
+        f"parity Keras vs ONNX Runtime on {p.rows} {p.source} rows: max |diff| {p.max_abs_diff:.2e} "
+        f"(limit {PARITY_TOLERANCE:g}), argmax agreement {100 * p.argmax_agreement:.1f}%",
+    ]
+    q = report.quantized
+    if q is not None:
+        lines.append(
+            f"int8 {q.path} ({_size(q.size_bytes)}, {100 * q.size_bytes / report.size_bytes:.0f}% of float): "
+            f"max |diff| {q.parity.max_abs_diff:.2e}, argmax agreement {100 * q.parity.argmax_agreement:.1f}%"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        config = load_config(args.config) if args.config is not None else None
+        report = export_model(args.source, args.output, opset=args.opset, quantize=args.quantize, config=config)
+    except UserError as err:
+        print(f"ser-export: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("ser-export: interrupted; nothing written", file=sys.stderr)
+        return 130
+    print(format_report(report))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,351 @@
+"""ONNX Runtime model loading: a ser-live model file, its metadata (ModelInfo) and inference (EmotionModel).
+
+A ser-live model is one ONNX file (written by ``ser-export``) whose input ``features`` takes *raw* features
+``[batch, *feature_shape]`` (the standardisation is inside the graph) and whose output ``probs`` is
+``[batch, n_labels]`` softmax probabilities. Everything else the runtime needs (labels, feature preset, window, hop,
+...) is JSON in ``metadata_props["ser_live"]``. This module never imports TensorFlow, Keras, librosa or scipy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnxruntime as ort
+
+from realtime.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from realtime.features import FeaturePreset
+
+logger = logging.getLogger(__name__)
+
+METADATA_KEY = "ser_live"
+FORMAT_VERSION = 1
+INPUT_NAME = "features"
+OUTPUT_NAME = "probs"
+BUNDLED_PACKAGE = "models"
+BUNDLED_MODEL_NAME = "default.onnx"
+DEFAULT_PROVIDER = "auto"
+DEFAULT_THREADS = 1
+# Rows per ONNX Runtime call: bounds memory for very large batches without slowing small ones.
+MAX_BATCH_ROWS = 1024
+# ONNX Runtime log severity: 3 = errors only (no provider fallback chatter on stderr).
+ORT_LOG_SEVERITY = 3
+
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+PROVIDER_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+GPU_INSTALL_HINT = "pip install onnxruntime-gpu (the ser-live[gpu] extra)"
+
+NO_BUNDLED_MODEL_MESSAGE = (
+    "no bundled model in this install: train one with ser-train and export it with ser-export, then pass --model PATH"
+)
+
+REQUIRED_METADATA_KEYS: tuple[str, ...] = (
+    "format_version",
+    "labels",
+    "preset",
+    "sample_rate",
+    "window_s",
+    "hop_s",
+    "min_speech_s",
+)
+
+
+def _ort_load_errors() -> tuple[type[BaseException], ...]:
+    """The exception types ONNX Runtime raises for files it cannot load (they vary a little across versions)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = (
+        "Fail",
+        "InvalidArgument",
+        "InvalidGraph",
+        "InvalidProtobuf",
+        "NoModel",
+        "NoSuchFile",
+        "NotImplemented",
+        "RuntimeException",
+    )
+    found = tuple(getattr(state, name) for name in names if isinstance(getattr(state, name, None), type))
+    return (*found, RuntimeError, ValueError)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model file says about itself (``metadata_props["ser_live"]``) plus its input shape."""
+
+    labels: tuple[str, ...]
+    preset_config: Mapping[str, Any] = field(hash=False)
+    sample_rate: int
+    window_s: float
+    hop_s: float
+    min_speech_s: float
+    feature_shape: tuple[int, ...]
+    recipe: str = ""
+    metrics: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    data: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    normalization: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    project_version: str = ""
+    created: str = ""
+    format_version: int = FORMAT_VERSION
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def preset_name(self) -> str:
+        return str(self.preset_config.get("name", ""))
+
+    @cached_property
+    def preset(self) -> FeaturePreset:
+        """The feature preset as a ``realtime.features.FeaturePreset`` (converted on first use)."""
+        from realtime.features import FeaturePreset
+
+        return FeaturePreset.from_dict(dict(self.preset_config))
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any], feature_shape: Sequence[int], source: str = "model") -> ModelInfo:
+        """Validate the ``ser_live`` metadata dict; raise UserError naming ``source`` when it is unusable."""
+        fix = "re-export it with ser-export"
+        if not isinstance(meta, Mapping):
+            raise UserError(f"{source}: the 'ser_live' metadata is not a JSON object: {fix}")
+        version = meta.get("format_version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise UserError(f"{source}: the 'ser_live' metadata has no valid format_version: {fix}")
+        if version > FORMAT_VERSION:
+            raise UserError(
+                f"{source} was made by a newer ser-live (model format {version}, this install reads up to "
+                f"{FORMAT_VERSION}): upgrade ser-live"
+            )
+        missing = [key for key in REQUIRED_METADATA_KEYS if key not in meta]
+        if missing:
+            raise UserError(f"{source}: the 'ser_live' metadata lacks {', '.join(missing)}: {fix}")
+        labels = meta["labels"]
+        if (
+            not isinstance(labels, list)
+            or not labels
+            or not all(isinstance(label, str) and label for label in labels)
+            or len(set(labels)) != len(labels)
+        ):
+            raise UserError(f"{source}: the metadata labels must be a list of distinct names: {fix}")
+        preset = meta["preset"]
+        if not isinstance(preset, Mapping):
+            raise UserError(f"{source}: the metadata preset is not a JSON object: {fix}")
+        try:
+            sample_rate = int(meta["sample_rate"])
+            window_s = float(meta["window_s"])
+            hop_s = float(meta["hop_s"])
+            min_speech_s = float(meta["min_speech_s"])
+        except (TypeError, ValueError) as err:
+            raise UserError(f"{source}: the metadata has a non-numeric rate/window/hop ({err}): {fix}") from None
+        if sample_rate <= 0 or not (window_s > 0 and hop_s > 0 and min_speech_s >= 0):
+            raise UserError(f"{source}: the metadata sample_rate/window_s/hop_s must be positive: {fix}")
+        if not all(math.isfinite(v) for v in (window_s, hop_s, min_speech_s)):
+            raise UserError(f"{source}: the metadata window/hop values are not finite: {fix}")
+        shape = tuple(int(d) for d in feature_shape)
+        declared = meta.get("feature_shape")
+        if declared is not None and tuple(declared) != shape:
+            raise UserError(
+                f"{source}: the metadata feature_shape {tuple(declared)} differs from the graph input {shape}: {fix}"
+            )
+        return cls(
+            labels=tuple(labels),
+            preset_config=dict(preset),
+            sample_rate=sample_rate,
+            window_s=window_s,
+            hop_s=hop_s,
+            min_speech_s=min_speech_s,
+            feature_shape=shape,
+            recipe=str(meta.get("recipe", "")),
+            metrics=dict(meta.get("metrics") or {}),
+            data=dict(meta.get("data") or {}),
+            normalization=dict(meta.get("normalization") or {}),
+            project_version=str(meta.get("project_version", "")),
+            created=str(meta.get("created", "")),
+            format_version=version,
+            raw=dict(meta),
+        )
+
+
+class EmotionModel:
+    """An ONNX Runtime session on a ser-live model. Use :func:`load_model` to make one."""
+
+    def __init__(self, session: ort.InferenceSession, info: ModelInfo, path: Path) -> None:
+        self._session = session
+        self.info = info
+        self.path = path
+        self.provider: str = session.get_providers()[0]
+        self._feature_shape = info.feature_shape
+        self._n_labels = info.n_labels
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.info.labels
+
+    def __repr__(self) -> str:
+        return f"EmotionModel({str(self.path)!r}, provider={self.provider!r}, labels={list(self.labels)})"
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Probabilities for raw features ``[batch, *feature_shape]`` -> ``[batch, n_labels]`` (float32).
+
+        A single example ``[*feature_shape]`` gives ``[n_labels]``.
+        """
+        x = np.asarray(features, dtype=np.float32)
+        given = x.shape
+        single = given == self._feature_shape
+        if single:
+            x = x[np.newaxis]
+        if x.ndim != len(self._feature_shape) + 1 or x.shape[1:] != self._feature_shape:
+            expected = ", ".join(str(d) for d in self._feature_shape)
+            raise UserError(
+                f"features have shape {given} but model {self.name} expects "
+                f"(batch, {expected}) [preset {self.info.preset_name or '?'}]: compute them with that preset"
+            )
+        n = x.shape[0]
+        if n == 0:
+            return np.zeros((0, self._n_labels), dtype=np.float32)
+        x = np.ascontiguousarray(x)
+        if n <= MAX_BATCH_ROWS:
+            probs = self._session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        else:
+            probs = np.concatenate(
+                [
+                    self._session.run([OUTPUT_NAME], {INPUT_NAME: x[i : i + MAX_BATCH_ROWS]})[0]
+                    for i in range(0, n, MAX_BATCH_ROWS)
+                ]
+            )
+        probs = np.asarray(probs, dtype=np.float32)
+        return probs[0] if single else probs
+
+
+def bundled_model_path() -> Path:
+    """Path of ``models/default.onnx`` shipped with the package; UserError when this install has none."""
+    try:
+        resource = resources.files(BUNDLED_PACKAGE).joinpath(BUNDLED_MODEL_NAME)
+    except ModuleNotFoundError:
+        raise UserError(NO_BUNDLED_MODEL_MESSAGE) from None
+    if not resource.is_file():
+        raise UserError(NO_BUNDLED_MODEL_MESSAGE)
+    return Path(str(resource))
+
+
+def resolve_providers(provider: str) -> list[str]:
+    """ONNX Runtime provider list for ``auto`` / ``cpu`` / ``cuda`` (UserError for cuda without onnxruntime-gpu)."""
+    choice = str(provider).lower()
+    if choice not in PROVIDER_CHOICES:
+        raise UserError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDER_CHOICES)}")
+    available = ort.get_available_providers()
+    if choice == "cpu":
+        return [CPU_PROVIDER]
+    if choice == "cuda":
+        if CUDA_PROVIDER not in available:
+            raise UserError(
+                f"the CUDA provider is not available in this onnxruntime ({', '.join(available)}): "
+                f"{GPU_INSTALL_HINT}, or use --provider cpu"
+            )
+        return [CUDA_PROVIDER, CPU_PROVIDER]
+    return [CUDA_PROVIDER, CPU_PROVIDER] if CUDA_PROVIDER in available else [CPU_PROVIDER]
+
+
+def session_options(threads: int = DEFAULT_THREADS) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = ORT_LOG_SEVERITY
+    return options
+
+
+def read_metadata(session: ort.InferenceSession, source: str) -> dict[str, Any]:
+    """The parsed ``ser_live`` metadata of a session's model (UserError when absent or not JSON)."""
+    props = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in props:
+        raise UserError(
+            f"{source} is an ONNX model but not a ser-live model (no '{METADATA_KEY}' metadata): "
+            "export it with ser-export"
+        )
+    try:
+        meta = json.loads(props[METADATA_KEY])
+    except json.JSONDecodeError:
+        raise UserError(
+            f"{source}: the '{METADATA_KEY}' metadata is not valid JSON: re-export it with ser-export"
+        ) from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{source}: the '{METADATA_KEY}' metadata is not a JSON object: re-export it with ser-export")
+    return meta
+
+
+def _graph_feature_shape(session: ort.InferenceSession, source: str) -> tuple[int, ...]:
+    inputs = session.get_inputs()
+    outputs = session.get_outputs()
+    if [i.name for i in inputs] != [INPUT_NAME] or OUTPUT_NAME not in [o.name for o in outputs]:
+        raise UserError(
+            f"{source} has inputs {[i.name for i in inputs]} and outputs {[o.name for o in outputs]}, not "
+            f"'{INPUT_NAME}' -> '{OUTPUT_NAME}': export it with ser-export"
+        )
+    dims = inputs[0].shape[1:]
+    if not dims or not all(isinstance(d, int) and d > 0 for d in dims):
+        raise UserError(
+            f"{source}: the input shape {inputs[0].shape} is not [batch, fixed sizes...]: export it with ser-export"
+        )
+    return tuple(dims)
+
+
+def _check_preset(info: ModelInfo, source: str) -> None:
+    """Convert the metadata preset now so that a bad one fails at load time, naming the file."""
+    try:
+        info.preset  # noqa: B018 - cached: the engine reads it later
+    except UserError as err:
+        raise UserError(f"{source}: {err}") from None
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{source}: the metadata preset is invalid ({err}): re-export it with ser-export") from None
+
+
+def load_model(
+    path: str | Path | None = None, provider: str = DEFAULT_PROVIDER, threads: int = DEFAULT_THREADS
+) -> EmotionModel:
+    """Open a ser-live ONNX model (``None``: the bundled ``models/default.onnx``) on the chosen provider."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise UserError(f"threads must be a whole number >= 1, not {threads!r}")
+    providers = resolve_providers(provider)
+    model_path = bundled_model_path() if path is None else Path(path).expanduser()
+    source = str(model_path)
+    if not model_path.exists():
+        raise UserError(f"model file {source} not found: check the path, or omit --model to use the bundled model")
+    if model_path.is_dir():
+        raise UserError(f"{source} is a directory, not a model file: pass the .onnx file made by ser-export")
+    try:
+        session = ort.InferenceSession(str(model_path), sess_options=session_options(threads), providers=providers)
+    except _ort_load_errors() as err:
+        logger.debug("onnxruntime could not load %s: %s", source, err)
+        raise UserError(
+            f"{source} is not an ONNX model (onnxruntime cannot load it): pass a .onnx file made by ser-export"
+        ) from None
+    meta = read_metadata(session, source)
+    info = ModelInfo.from_metadata(meta, _graph_feature_shape(session, source), source)
+    _check_preset(info, source)
+    model = EmotionModel(session, info, model_path)
+    if providers[0] == CUDA_PROVIDER and model.provider != CUDA_PROVIDER:
+        if str(provider).lower() == "cuda":
+            raise UserError(
+                "the CUDA provider is installed but could not start (check the CUDA/cuDNN libraries): "
+                "fix them or use --provider cpu"
+            )
+        logger.warning("CUDA provider could not start; running on %s", model.provider)
+    logger.info("loaded %s (%s, %d labels) on %s", source, info.recipe or "?", info.n_labels, model.provider)
+    return model
