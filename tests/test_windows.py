@@ -176,3 +176,33 @@ def test_round_to_multiple() -> None:
             round_to_multiple(bad, 16000, 512)
     with pytest.raises(ValueError, match="multiple"):
         round_to_multiple(1.0, 16000, 0)
+
+
+def test_resample_gate_windower_chain_is_chunk_invariant() -> None:
+    """The composed stages (44.1 kHz stereo -> 16 kHz -> VAD -> windows) give the same windows for any chunking."""
+    from realtime.resample import Resampler
+    from realtime.vad import SpeechGate
+
+    in_rate = 44100
+    t = np.arange(int(2.5 * in_rate)) / in_rate
+    burst = (np.sin(2 * np.pi * 0.4 * t) > 0) * (0.3 * np.sin(2 * np.pi * 180 * t) + 0.2 * np.sin(2 * np.pi * 360 * t))
+    x = np.stack([burst, 0.5 * burst], axis=1).astype(np.float32)
+    cfg = WindowConfig(sample_rate=RATE, window_samples=8000, hop_samples=2000, min_speech_s=0.1, align=500)
+
+    def chain(chunks: list[int]) -> list[Window]:
+        res, gate, win = Resampler(in_rate, RATE), SpeechGate(sample_rate=RATE, aggressiveness=0), Windower(cfg)
+        out: list[Window] = []
+        i = 0
+        for n in chunks:
+            out += win.process(*gate.process(res.process(x[i : i + n])))
+            i += n
+        decided, flags = gate.process(res.flush())
+        out += win.process(decided, flags)
+        out += win.process(*gate.flush())
+        return out + win.flush()
+
+    whole = chain([len(x)])
+    assert len(whole) == math.ceil(2.5 * RATE / 2000)
+    assert any(w.classify for w in whole) and not all(w.classify for w in whole)
+    assert chain(_random_chunks(len(x), 3, 2000)) == whole
+    assert chain(_random_chunks(len(x), 4, 40)) == whole
