@@ -91,7 +91,7 @@ class Engine:
         self._smoother = Smoother(
             SmoothingConfig(alpha=self.config.smoothing_alpha, reset_after_s=self.config.smoothing_reset_s)
         )
-        self.summary = SessionSummary()
+        self.summary = SessionSummary(labels=model.labels)
         self._hop_s = self.pipeline_config.hop_samples / self.pipeline_config.sample_rate
 
     @property
@@ -110,7 +110,7 @@ class Engine:
     def reset(self) -> None:
         self._pipeline.reset()
         self._smoother.reset()
-        self.summary = SessionSummary()
+        self.summary = SessionSummary(labels=model.labels)
 
     def feed(self, block: np.ndarray) -> list[WindowEvent]:
         t0 = time.perf_counter()
@@ -123,6 +123,7 @@ class Engine:
 
     def _events(self, windows: list[WindowFeatures], t0: float) -> list[WindowEvent]:
         sr = self.pipeline_config.sample_rate
+        self.summary.speech_s = self._pipeline.state.speech_samples / sr
         events: list[WindowEvent] = []
         for wf in windows:
             self.summary.windows_total += 1

@@ -96,6 +96,7 @@ class PipelineState:
     level_dbfs: float = LEVEL_FLOOR_DB
     is_speech: bool = False
     samples_in: int = 0  # at the model rate
+    speech_samples: int = 0  # decided as speech by the VAD (with padding and hangover)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -154,15 +155,20 @@ class FeaturePipeline:
             decided = np.concatenate([decided, tail])
             flags = np.concatenate([flags, tail_flags])
         self.state.is_speech = bool(self._gate.is_speech)
-        self._frames.process(decided)
-        windows = self._windower.process(decided, flags)
+        self.state.speech_samples += int(np.count_nonzero(flags))
+        out: list[WindowFeatures] = []
+        # At most one hop at a time, so a window is featurised before its frames leave the frame cache.
+        hop = self.config.hop_samples
+        for i in range(0, len(decided), hop):
+            piece = decided[i : i + hop]
+            self._frames.process(piece)
+            out += [self._featurise(w) for w in self._windower.process(piece, flags[i : i + hop])]
         if final:
-            hop = self.config.hop_samples
             pad = (-self._frames.position) % hop
             if pad:
                 self._frames.process(np.zeros(pad, dtype=np.float32))
-            windows += self._windower.flush()
-        return [self._featurise(w) for w in windows]
+            out += [self._featurise(w) for w in self._windower.flush()]
+        return out
 
     def _featurise(self, window: Window) -> WindowFeatures:
         if not window.classify:

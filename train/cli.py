@@ -125,23 +125,19 @@ def make_splits(args: argparse.Namespace, records: Sequence[Any]) -> list[Split]
     corpora = np.array([r.corpus for r in records])
     holdout = _holdout_corpus(args.holdout_corpus, list(corpora))
     if args.folds:
-        folds = splits.speaker_kfold(speakers, args.folds, seed=args.seed, holdout_corpus=holdout, corpora=corpora)
-        out = []
-        for k, (train_val, test) in enumerate(folds):
-            tr, va = splits.split_train_val_by_speaker(
-                train_val, speakers, labels, val_frac=args.val_frac, seed=args.seed + k,
-                holdout_corpus=holdout, corpora=corpora,
-            )
-            out.append(Split(tr, va, test, f"speaker-fold{k + 1}of{args.folds}"))
-        return out
+        folds = splits.speaker_kfold(
+            speakers, args.folds, seed=args.seed, corpora=corpora, holdout_corpus=holdout,
+            labels=labels, val_frac=args.val_frac,
+        )
+        return [Split(f.train, f.val, f.test, f"speaker-fold{k + 1}of{args.folds}") for k, f in enumerate(folds)]
     if args.split == "random":
-        tr, va, te = splits.random_split(labels, test_frac=args.test_frac, val_frac=args.val_frac, seed=args.seed)
-        return [Split(tr, va, te, "random")]
-    tr, va, te = splits.speaker_split(
+        r = splits.random_split(labels, test_frac=args.test_frac, val_frac=args.val_frac, seed=args.seed)
+        return [Split(r.train, r.val, r.test, "random")]
+    r = splits.speaker_split(
         speakers, labels, test_frac=args.test_frac, val_frac=args.val_frac, seed=args.seed,
-        holdout_corpus=holdout, corpora=corpora,
+        corpora=corpora, holdout_corpus=holdout,
     )
-    return [Split(tr, va, te, "speaker")]
+    return [Split(r.train, r.val, r.test, "speaker")]
 
 
 def _augment_config(name: str) -> Any:
@@ -262,10 +258,11 @@ def train_one(
     ckpt.unlink(missing_ok=True)
 
     probs = model.predict(prep(x_te), verbose=0, batch_size=512)
-    window_metrics = M.metrics_dict(y_te, probs.argmax(axis=1), labels)
+    ids = list(range(len(labels)))
+    window_metrics = M.metrics_dict(y_te, probs.argmax(axis=1), ids, labels)
     clip_ids, clip_probs = pool_by_clip(probs, g_te)
     clip_true = np.array([labels.index(test_clips[c].record.label) for c in clip_ids], dtype=np.int64)
-    clip_metrics = M.metrics_dict(clip_true, clip_probs.argmax(axis=1), labels)
+    clip_metrics = M.metrics_dict(clip_true, clip_probs.argmax(axis=1), ids, labels)
     test_records = [records[i] for i in split.test]
     no_window = len(test_records) - len(clip_ids)
     metrics = {
@@ -311,11 +308,11 @@ def train_one(
     rng = np.random.default_rng(args.seed)
     rows = rng.choice(len(x_va), size=min(PARITY_ROWS, len(x_va)), replace=False)
     np.save(out / "val_features.npy", x_va[rows].astype(np.float32), allow_pickle=False)
-    plot_confusion(np.asarray(clip_metrics["confusion_matrix"]), labels, out / "confusion.png",
+    plot_confusion(np.asarray(clip_metrics["confusion_matrix"]["matrix"]), labels, out / "confusion.png",
                    title=f"{args.recipe} — {split.name} split, test clips")
     plot_curves(history.history, out / "curves.png", title=f"{args.recipe} — {split.name}")
     print(f"\n{args.recipe} · split={split.name} · test clips={len(clip_ids)} · windows={len(x_te)}")
-    print(M.classification_report(clip_true, clip_probs.argmax(axis=1), labels))
+    print(M.classification_report(clip_true, clip_probs.argmax(axis=1), ids, labels))
     print(f"clip accuracy {clip_metrics['accuracy']:.4f}  UAR {clip_metrics['uar']:.4f}  "
           f"macro-F1 {clip_metrics['macro_f1']:.4f}  |  window accuracy {window_metrics['accuracy']:.4f}  "
           f"UAR {window_metrics['uar']:.4f}")
