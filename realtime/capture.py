@@ -505,6 +505,10 @@ class MicrophoneSource:
         return self._device.describe() if self._device is not None else "(not open)"
 
     @property
+    def captured_frames(self) -> int:
+        return self._queue.put_frames
+
+    @property
     def captured_seconds(self) -> float:
         return self._queue.put_frames / self._sample_rate if self._sample_rate else 0.0
 

@@ -94,6 +94,12 @@ class VirtualMic:
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     @property
+    def server_pid(self) -> int:
+        if self._server is None:
+            raise VirtualMicError("the virtual microphone's server is not running")
+        return self._server.pid
+
+    @property
     def running(self) -> bool:
         return self._server is not None and self._server.poll() is None
 
