@@ -110,7 +110,7 @@ class Engine:
     def reset(self) -> None:
         self._pipeline.reset()
         self._smoother.reset()
-        self.summary = SessionSummary(labels=model.labels)
+        self.summary = SessionSummary(labels=self.model.labels)
 
     def feed(self, block: np.ndarray) -> list[WindowEvent]:
         t0 = time.perf_counter()
