@@ -30,19 +30,41 @@ PROVIDERS = ("auto", "cpu", "cuda")
 EXIT_INTERRUPTED = 130
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` only where it says something: not to on/off flags, not to ``None`` defaults, and
+    not where the help text already names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or isinstance(action.default, bool):
+            return text
+        return super()._get_help_string(action) or text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ser-live",
         description="Real-time speech-emotion monitor: microphone (default) or --file replay -> dashboard / JSONL.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     src = p.add_argument_group("input")
-    src.add_argument("--file", type=Path, default=None, help="replay an audio file instead of the microphone")
+    src.add_argument(
+        "--file", type=Path, default=None, help="replay an audio file instead of the microphone (default: microphone)"
+    )
     src.add_argument("--fast", action="store_true", help="with --file: as fast as possible, not real-time pace")
-    src.add_argument("--device", default=None, help="input device by number or (part of its) name (see --list-devices)")
+    src.add_argument(
+        "--device",
+        default=None,
+        help="input device by number or (part of its) name, see --list-devices (default: the system's default input)",
+    )
     src.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     src.add_argument("--samplerate", type=int, default=None, help="capture rate in Hz (default: the device's own)")
-    src.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
+    src.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop by itself after this many seconds (default: at the end of the file, or on Ctrl-C)",
+    )
     mod = p.add_argument_group("model")
     mod.add_argument("--model", type=Path, default=None, help="a ser-live ONNX model (default: the bundled one)")
     mod.add_argument("--provider", choices=PROVIDERS, default=DEFAULT_PROVIDER, help="ONNX Runtime provider")
@@ -56,14 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--smoothing", type=float, default=DEFAULT_SMOOTHING_ALPHA, help="EMA weight of the newest window (1 = off)"
     )
     out = p.add_argument_group("output")
-    out.add_argument("--jsonl", default=None, metavar="PATH", help="write one JSON object per window ('-' = stdout)")
+    out.add_argument(
+        "--jsonl", default=None, metavar="PATH", help="write one JSON object per window ('-' = stdout) (default: none)"
+    )
     out.add_argument("--no-dashboard", action="store_true", help="plain lines instead of the live dashboard")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     p.add_argument("--version", action="version", version=f"ser-live {__version__}")
     return p
 
 
-class _Stop(Exception):
+class _Stop(Exception):  # noqa: N818 - a stop request, not an error
     """Raised by the SIGTERM handler: stop as cleanly as on Ctrl-C."""
 
 
@@ -91,6 +115,18 @@ def file_blocks(path: Path, realtime_pace: bool) -> tuple[Iterator[np.ndarray], 
     return gen(), info.sample_rate, f"file {path.name}"
 
 
+def summary_line(summary: dict[str, Any]) -> str:
+    """The session summary in one line: audio, windows, time per emotion (most first), dropped audio."""
+    head = f"session: {summary.get('audio_s') or 0.0:.2f} s audio, {summary.get('windows', 0)} windows"
+    if not summary.get("windows"):
+        return f"{head}, no speech detected"
+    times = summary.get("time_per_emotion_s") or {}
+    spent = sorted(((t, k) for k, t in times.items() if t), key=lambda tk: -tk[0])
+    parts = ", ".join(f"{k} {t:.1f} s" for t, k in spent)
+    dropped = summary.get("dropped_audio_s") or 0.0
+    return f"{head}; {parts}; mostly {summary.get('dominant')}; dropped {dropped:.2f} s"
+
+
 class Outputs:
     """Where events go: JSONL, the rich dashboard, or plain lines."""
 
@@ -106,10 +142,10 @@ class Outputs:
         self.live: Any = None
         self.state = dashboard.DashboardState(
             labels=engine.labels,
-            model_name=engine.model.name,
+            model=engine.model.name,
             provider=engine.model.provider,
             source=source_name,
-            input_rate=engine.input_rate,
+            device_rate=engine.input_rate,
             model_rate=engine.sample_rate,
         )
         if not args.no_dashboard and not stdout_taken and sys.stdout.isatty():
@@ -121,8 +157,8 @@ class Outputs:
 
     def tick(self, dropped_s: float = 0.0, overflows: int = 0) -> None:
         st = self.engine.state
-        self.state.update_level(st.level_dbfs, st.is_speech)
-        self.state.update_counters(dropped_s=dropped_s, overflows=overflows)
+        self.state.update_level(st.level_dbfs, st.is_speech, audio_s=st.samples_in / self.engine.sample_rate)
+        self.state.update_stats(dropped_s=dropped_s, overflows=overflows)
         if self.live is not None:
             self.live.update()
 
@@ -143,7 +179,7 @@ class Outputs:
             self.live.stop()
             self.live = None
         out = sys.stderr if self.plain is None else self.plain
-        print(self._dashboard.summary_line(summary), file=out, flush=True)
+        print(summary_line(summary), file=out, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -206,7 +242,12 @@ def run(args: argparse.Namespace) -> int:
         if failure is not None:
             raise failure
         if engine.summary.windows == 0:
-            print("ser-live: no speech detected", file=sys.stderr)
+            print(
+                f"ser-live: no speech detected in {engine.summary.audio_s:.2f} s of audio (no window held "
+                f"{engine.pipeline_config.min_speech_s:g} s of speech); if there was speech, raise the input level "
+                "or lower --vad / --min-speech",
+                file=sys.stderr,
+            )
     return EXIT_INTERRUPTED if interrupted and args.duration is None and args.file is not None else 0
 
 
