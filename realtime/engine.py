@@ -60,9 +60,12 @@ class EngineConfig:
         hop_s = info.hop_s if self.hop_s is None else self.hop_s
         min_speech_s = info.min_speech_s if self.min_speech_s is None else self.min_speech_s
         if hop_s <= 0 or window_s <= 0:
-            raise UserError("window and hop must be positive")
+            raise UserError(f"window ({window_s} s) and hop ({hop_s} s) must be positive: pass values above 0")
         if hop_s > window_s:
-            raise UserError(f"hop {hop_s} s is longer than the window {window_s} s: audio would be skipped")
+            raise UserError(
+                f"hop {hop_s} s is longer than the window {window_s} s (audio would be skipped): "
+                "pass a --hop no longer than the window"
+            )
         cfg = PipelineConfig(
             preset=info.preset,
             window_s=window_s,
