@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from realtime import __version__
+from realtime.cli import HelpFormatter
 from realtime.errors import UserError
 from realtime.features import PRESETS, get_preset
 from realtime.pipeline import (
@@ -45,13 +46,22 @@ AUGMENT_CHOICES = ("none", "seed", "strong")
 SPLIT_CHOICES = ("random", "speaker")
 PARITY_ROWS = 256  # validation windows saved for ser-export's parity check
 RECIPE_CHOICES = ("seed180", "seed162", "logmel_cnn", "logmel_cnn2d")
+# The defaults --help shows for the training hyper-parameters. train.models.TrainHyperParams holds the values
+# used (importing it loads Keras: too slow for --help); tests/test_train_e2e.py checks that the two agree.
+HYPER_HELP_DEFAULTS: dict[str, float] = {
+    "epochs": 50,
+    "batch_size": 64,
+    "learning_rate": 1e-3,
+    "patience": 10,
+    "label_smoothing": 0.0,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ser-train",
         description="Train a speech-emotion CNN on labelled corpora, evaluated without speaker leakage.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     d = p.add_argument_group("data")
     d.add_argument(
@@ -62,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a corpus folder; NAME is one of ravdess, tess, crema-d, savee, mesd, emodb (repeat for several)",
     )
     d.add_argument("--keep-calm", action="store_true", help="keep RAVDESS 'calm' as an eighth label (seed 2)")
-    d.add_argument("--limit", type=int, default=0, help="use at most this many clips per corpus (0 = all), for quick runs")
+    d.add_argument(
+        "--limit", type=int, default=0, help="use at most this many clips per corpus (0 = all), for quick runs"
+    )
     d.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache folder ('' to disable)")
     m = p.add_argument_group("model")
     m.add_argument("--recipe", choices=RECIPE_CHOICES, default="seed180", help="network architecture")
@@ -86,11 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--val-frac", type=float, default=DEFAULT_VAL_FRAC, help="share of clips/speakers for validation")
     t = p.add_argument_group("training")
     t.add_argument("--augment", choices=AUGMENT_CHOICES, default=DEFAULT_AUGMENT, help="training-split augmentation")
-    t.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping may end sooner)")
-    t.add_argument("--batch-size", type=int, default=None, help="batch size")
-    t.add_argument("--lr", type=float, default=None, help="Adam learning rate")
-    t.add_argument("--patience", type=int, default=None, help="early-stopping patience, epochs")
-    t.add_argument("--label-smoothing", type=float, default=None, help="label smoothing for the loss")
+    hd = HYPER_HELP_DEFAULTS
+    t.add_argument(
+        "--epochs", type=int, default=None,
+        help=f"maximum epochs; early stopping may end sooner (default: {hd['epochs']})",
+    )
+    t.add_argument("--batch-size", type=int, default=None, help=f"batch size (default: {hd['batch_size']})")
+    t.add_argument("--lr", type=float, default=None, help=f"Adam learning rate (default: {hd['learning_rate']})")
+    t.add_argument(
+        "--patience", type=int, default=None, help=f"early-stopping patience, epochs (default: {hd['patience']})"
+    )
+    t.add_argument(
+        "--label-smoothing", type=float, default=None,
+        help=f"label smoothing for the loss (default: {hd['label_smoothing']})",
+    )
     t.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
     t.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (splits, init, augmentation)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="run folder to write")
@@ -198,7 +219,7 @@ def train_one(
     """Extract, fit, evaluate and write one run folder. Returns the metrics."""
     import keras
 
-    from train import metrics as M
+    from train import metrics as scores
     from train import models
     from train.dataset import FeatureBuilder, Standardizer, stack_examples
     from train.report import plot_confusion, plot_curves
@@ -212,7 +233,9 @@ def train_one(
     with _progress(args.quiet) as progress:
         for part, idx, aug in (("train", split.train, True), ("val", split.val, False), ("test", split.test, False)):
             task = progress.add_task(f"features {part:5s}", total=len(idx), info="")
-            clips = builder.build([records[i] for i in idx], with_augment=aug, progress=lambda n, t=task: progress.advance(t, n))
+            clips = builder.build(
+                [records[i] for i in idx], with_augment=aug, progress=lambda n, t=task: progress.advance(t, n)
+            )
             parts[part] = (clips, *stack_examples(clips, labels, shape))
             progress.update(task, info=f"{len(parts[part][1])} windows")
     (_, x_tr, y_tr, _), (_, x_va, y_va, _), (test_clips, x_te, y_te, g_te) = parts["train"], parts["val"], parts["test"]
@@ -259,10 +282,10 @@ def train_one(
 
     probs = model.predict(prep(x_te), verbose=0, batch_size=512)
     ids = list(range(len(labels)))
-    window_metrics = M.metrics_dict(y_te, probs.argmax(axis=1), ids, labels)
+    window_metrics = scores.metrics_dict(y_te, probs.argmax(axis=1), ids, labels)
     clip_ids, clip_probs = pool_by_clip(probs, g_te)
     clip_true = np.array([labels.index(test_clips[c].record.label) for c in clip_ids], dtype=np.int64)
-    clip_metrics = M.metrics_dict(clip_true, clip_probs.argmax(axis=1), ids, labels)
+    clip_metrics = scores.metrics_dict(clip_true, clip_probs.argmax(axis=1), ids, labels)
     test_records = [records[i] for i in split.test]
     no_window = len(test_records) - len(clip_ids)
     metrics = {
@@ -284,6 +307,7 @@ def train_one(
         },
         "test_speakers": sorted({r.speaker for r in test_records}),
         "skipped_files": builder.report.to_dict()["unreadable"],
+        "extraction": builder.report.to_dict(),
         "no_speech_window_clips": len(builder.report.no_speech or []),
         "epochs_run": len(history.history.get("loss", [])),
         "train_seconds": round(train_s, 1),
@@ -312,7 +336,7 @@ def train_one(
                    title=f"{args.recipe} — {split.name} split, test clips")
     plot_curves(history.history, out / "curves.png", title=f"{args.recipe} — {split.name}")
     print(f"\n{args.recipe} · split={split.name} · test clips={len(clip_ids)} · windows={len(x_te)}")
-    print(M.classification_report(clip_true, clip_probs.argmax(axis=1), ids, labels))
+    print(scores.classification_report(clip_true, clip_probs.argmax(axis=1), ids, labels))
     print(f"clip accuracy {clip_metrics['accuracy']:.4f}  UAR {clip_metrics['uar']:.4f}  "
           f"macro-F1 {clip_metrics['macro_f1']:.4f}  |  window accuracy {window_metrics['accuracy']:.4f}  "
           f"UAR {window_metrics['uar']:.4f}")
@@ -344,7 +368,8 @@ class _RichEpochs:
 
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 logs = logs or {}
-                info = " ".join(f"{k}={v:.3f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
+                shown = ("loss", "accuracy", "val_loss", "val_accuracy")
+                info = " ".join(f"{k}={v:.3f}" for k, v in logs.items() if k in shown)
                 self.progress.update(self.task, advance=1, info=info)
 
             def on_train_end(self, logs: dict[str, float] | None = None) -> None:

@@ -1,0 +1,215 @@
+"""``ser-train`` end to end on a tiny generated RAVDESS tree, then ``ser-export`` and ``ser-live`` on the result.
+
+4 actors x 7 emotions of synthetic voiced clips (pitch, level and rhythm differ per emotion, pitch per actor), plus
+one correctly named file that is not audio. Two epochs: the point is that every output is produced and honest
+(speaker-independent split, skipped file counted, cache reused, k-fold), not the accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.audio_fixtures import write_ravdess_tree
+
+pytestmark = pytest.mark.slow
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+OUTPUTS = ("model.keras", "config.json", "metrics.json", "confusion.png", "curves.png", "val_features.npy")
+LABELS = ("angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
+ACTORS = 4
+RUN_ARGS = ("--epochs", "2", "--augment", "seed", "--split", "speaker", "--recipe", "seed180", "-q")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("ravdess")
+    good, bad = write_ravdess_tree(root, actors=ACTORS, unreadable=True)
+    return {"root": root, "good": good, "bad": bad, "cache": tmp_path_factory.mktemp("cache")}
+
+
+def train(corpus: dict[str, Any], out: Path, *extra: str) -> tuple[int, float, str]:
+    """Run ``ser-train`` in-process; its exit code, wall time and printed report."""
+    import contextlib
+    import io
+
+    from train.cli import main
+
+    buffer = io.StringIO()
+    t0 = time.monotonic()
+    with contextlib.redirect_stdout(buffer):
+        code = main(["--data", f"ravdess={corpus['root']}", "--cache", str(corpus["cache"]), "--out", str(out),
+                     *RUN_ARGS, *extra])
+    return code, time.monotonic() - t0, buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def first(corpus: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("run1")
+    code, seconds, printed = train(corpus, out)
+    assert code == 0, printed
+    return {"out": out, "seconds": seconds, "printed": printed}
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_a_run_writes_every_output(first: dict[str, Any]) -> None:
+    out: Path = first["out"]
+    for name in OUTPUTS:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert zipfile.is_zipfile(out / "model.keras"), "Keras 3 native format (a zip), not HDF5"
+    for png in ("confusion.png", "curves.png"):
+        assert (out / png).read_bytes()[:8] == PNG_MAGIC
+    assert not (out / "checkpoint.keras").exists()
+    config = load(out / "config.json")
+    assert config["labels"] == list(LABELS)
+    assert config["preset"]["name"] == "seed180" and config["sample_rate"] == 16000
+    assert config["window_s"] > 0 and config["hop_s"] > 0 and config["feature_shape"] == [180]
+    assert len(config["normalization"]["mean"]) == len(config["normalization"]["std"]) == 180
+    assert all(s > 0 for s in config["normalization"]["std"])
+    assert config["recipe"] == "seed180" and config["split"] == "speaker"
+    val = np.load(out / "val_features.npy", allow_pickle=False)
+    assert val.dtype == np.float32 and val.shape[1:] == (180,) and len(val) > 0
+    assert "precision" in first["printed"] and "recall" in first["printed"]  # the classification report
+
+
+def test_metrics_are_complete(first: dict[str, Any], corpus: dict[str, Any]) -> None:
+    m = load(first["out"] / "metrics.json")
+    assert m["split"] == "speaker"
+    for level in ("headline", "clip", "window"):
+        for key in ("accuracy", "uar", "macro_f1"):
+            assert 0.0 <= m[level][key] <= 1.0
+    clip = m["clip"]
+    assert set(clip["per_class"]) == set(LABELS)
+    for scores in clip["per_class"].values():
+        assert {"precision", "recall", "f1"} <= set(scores)
+    matrix = np.array(clip["confusion_matrix"]["matrix"])
+    assert matrix.shape == (len(LABELS), len(LABELS))
+    assert matrix.sum() == clip["n"] == len(LABELS)  # one held-out actor: one clip per emotion
+    assert clip["accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum())
+    counts = m["counts"]
+    for part in ("train", "val", "test"):
+        assert set(counts[part]) >= {"clips", "corpus", "label", "speaker"}
+        assert set(counts[part]["corpus"]) == {"ravdess"}
+    assert sum(counts[p]["clips"] for p in ("train", "val", "test")) == len(corpus["good"]) + 1
+    assert counts["windows"]["train"] > counts["train"]["clips"], "augmented copies add training windows"
+    # the unreadable file is skipped and counted, not a crash
+    assert [Path(s["path"]).name for s in m["skipped_files"]] == [corpus["bad"].name]
+    assert m["extraction"]["unreadable"][0]["path"] == m["skipped_files"][0]["path"]
+    assert m["epochs_run"] == 2
+
+
+def test_no_test_speaker_is_in_training(first: dict[str, Any]) -> None:
+    counts = load(first["out"] / "metrics.json")["counts"]
+    train_spk, val_spk, test_spk = (set(counts[p]["speaker"]) for p in ("train", "val", "test"))
+    assert test_spk and val_spk and train_spk
+    assert not train_spk & test_spk and not train_spk & val_spk and not val_spk & test_spk
+    assert len(train_spk | val_spk | test_spk) == ACTORS
+    assert sorted(test_spk) == load(first["out"] / "metrics.json")["test_speakers"]
+
+
+def test_a_second_run_reads_the_feature_cache(first: dict[str, Any], corpus: dict[str, Any], tmp_path: Path) -> None:
+    code, _, printed = train(corpus, tmp_path / "run2")
+    assert code == 0, printed
+    before, after = load(first["out"] / "metrics.json"), load(tmp_path / "run2" / "metrics.json")
+    assert before["extraction"]["from_cache"] == 0
+    # every readable clip variant comes from the cache now (the unreadable file is retried and skipped again)
+    assert after["extraction"]["from_cache"] > 0
+    assert after["extraction"]["from_cache"] >= len(corpus["good"])
+    assert after["counts"]["windows"] == before["counts"]["windows"]
+
+
+def test_speaker_folds(first: dict[str, Any], corpus: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "cv"
+    code, _, printed = train(corpus, out, "--folds", "2", "--augment", "none")  # cached features only: quick
+    assert code == 0, printed
+    cv = load(out / "cv_metrics.json")
+    assert cv["folds"] == 2 and len(cv["per_fold"]) == 2
+    for key in ("accuracy_mean", "accuracy_std", "uar_mean", "uar_std"):
+        assert 0.0 <= cv[key] <= 1.0
+    test_speakers = []
+    for k in (1, 2):
+        fold = out / f"fold{k}"
+        for name in OUTPUTS:
+            assert (fold / name).is_file(), f"fold{k}/{name}"
+        m = load(fold / "metrics.json")
+        assert m["split"] == f"speaker-fold{k}of2"
+        assert not set(m["counts"]["train"]["speaker"]) & set(m["counts"]["test"]["speaker"])
+        test_speakers.append(set(m["test_speakers"]))
+    assert not test_speakers[0] & test_speakers[1]
+    assert len(test_speakers[0] | test_speakers[1]) == ACTORS  # each actor is tested exactly once
+
+
+def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_cli_live import option_entries
+    from train.cli import build_parser, main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    entries = option_entries(capsys.readouterr().out)
+    for action in build_parser()._actions:
+        for option in action.option_strings:
+            assert option in entries, f"{option} missing from ser-train --help"
+        if not action.option_strings or action.nargs == 0 or action.required or action.dest == "help":
+            continue
+        entry = entries[action.option_strings[-1]]
+        assert "(default:" in entry and "(default: None)" not in entry, entry
+
+
+def test_help_defaults_match_the_training_defaults() -> None:
+    from train.cli import HYPER_HELP_DEFAULTS
+    from train.models import TrainHyperParams
+
+    actual = asdict(TrainHyperParams())
+    assert {k: actual[k] for k in HYPER_HELP_DEFAULTS} == HYPER_HELP_DEFAULTS
+
+
+def test_export_and_replay_close_the_loop(first: dict[str, Any], corpus: dict[str, Any], tmp_path: Path) -> None:
+    """The trained run exported to ONNX runs in ser-live, and the live path gives the Keras model's answer."""
+    import keras
+
+    from export.onnx_export import export_model
+    from realtime.api import EmotionRecognizer
+    from realtime.cli import main as live_main
+    from realtime.features import PRESETS
+    from realtime.pipeline import PipelineConfig
+    from train.corpora import Record
+    from train.dataset import FeatureBuilder, Standardizer
+    from train.models import model_input_shape
+
+    onnx_path = tmp_path / "model.onnx"
+    report = export_model(first["out"], onnx_path)
+    assert report.parity.passed and onnx_path.is_file()
+    assert report.labels == LABELS
+
+    clip = corpus["good"][0]
+    events = tmp_path / "events.jsonl"
+    code = live_main(["--file", str(clip), "--fast", "--no-dashboard", "--model", str(onnx_path), "--jsonl",
+                      str(events)])
+    assert code == 0
+    rows = [json.loads(line) for line in events.read_text().splitlines()]
+    assert rows[-1]["type"] == "summary" and rows[-1]["windows"] == len(rows) - 1 > 0
+    assert all(set(r["probs"]) == set(LABELS) for r in rows[:-1])
+
+    # live (ONNX, streaming engine) == training path (FeatureBuilder) + Keras, on the same clip
+    config = load(first["out"] / "config.json")
+    pipeline = PipelineConfig(preset=PRESETS[config["preset"]["name"]], window_s=config["window_s"],
+                              hop_s=config["hop_s"], min_speech_s=config["min_speech_s"])
+    [examples] = FeatureBuilder(pipeline).clip(Record(clip, "neutral", "ravdess:01", "ravdess"))
+    norm = Standardizer.from_dict(config["normalization"])
+    x = norm.apply(examples.features)
+    x = x.reshape((len(x), *model_input_shape(tuple(config["feature_shape"]))))
+    keras_probs = keras.saving.load_model(first["out"] / "model.keras").predict(x, verbose=0)
+    live = EmotionRecognizer(onnx_path, provider="cpu").predict_file(clip)
+    assert len(live.windows) == len(examples.features)
+    np.testing.assert_allclose([live.probs[label] for label in LABELS], keras_probs.mean(axis=0), atol=1e-3)
