@@ -286,7 +286,13 @@ def train_one(
     clip_ids, clip_probs = pool_by_clip(probs, g_te)
     clip_true = np.array([labels.index(test_clips[c].record.label) for c in clip_ids], dtype=np.int64)
     clip_metrics = scores.metrics_dict(clip_true, clip_probs.argmax(axis=1), ids, labels)
-    test_records = [records[i] for i in split.test]
+    skipped = {path for path, _ in builder.report.unreadable or []}
+
+    def used(idx: np.ndarray) -> list[Any]:
+        """The records of a part that were read (unreadable files are reported under skipped_files)."""
+        return [records[i] for i in idx if str(records[i].path) not in skipped]
+
+    test_records = used(split.test)
     no_window = len(test_records) - len(clip_ids)
     metrics = {
         "split": split.name,
@@ -300,8 +306,8 @@ def train_one(
         "window": window_metrics,
         "test_clips_without_speech_window": no_window,
         "counts": {
-            "train": _counts([records[i] for i in split.train]),
-            "val": _counts([records[i] for i in split.val]),
+            "train": _counts(used(split.train)),
+            "val": _counts(used(split.val)),
             "test": _counts(test_records),
             "windows": {"train": len(x_tr), "val": len(x_va), "test": len(x_te)},
         },
