@@ -271,8 +271,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    finally:
-        logging.shutdown()
 
 
 if __name__ == "__main__":
