@@ -6,9 +6,10 @@ and ``default``. See ``../shared/notes/virtual-mic.md``.
 
 The server is private: its own HOME and XDG_RUNTIME_DIR under a short temporary folder (a unix socket path must stay
 under 108 bytes), started in the foreground (``--daemonize=no``) so that we own its PID, with ``-n`` (no default
-script: no udev, no suspend-on-idle) and exactly two modules, the native protocol (anonymous auth, so clients need
-no cookie) and the null sink. A keep-alive ``pacat`` plays silence into the sink, so the first capture callback
-arrives at once instead of ~2 s late. :meth:`VirtualMic.stop` ends every process it started, by PID.
+script: no udev, no suspend-on-idle), no shared memory, and exactly two modules, the native protocol (anonymous
+auth, so clients need no cookie) and the null sink. A keep-alive ``pacat`` plays silence into the sink, and start()
+waits until a recording receives audio (a fresh server delivers its first capture ~2 s late).
+:meth:`VirtualMic.stop` ends every process it started, by PID.
 
 Clients find the server through ``PULSE_SERVER`` (see :meth:`VirtualMic.env`). PortAudio enumerates devices once,
 when it initialises: an in-process test must set the variable and then call ``realtime.capture.rescan_devices()``
@@ -114,6 +115,7 @@ class VirtualMic:
                 "--exit-idle-time=-1",
                 "--disallow-exit",
                 "--use-pid-file=no",
+                "--disable-shm=yes",  # audio over the socket: a client never blocks on a dead server's memory
                 f"--log-target=file:{self.log_path}",
                 "--load=module-native-protocol-unix auth-anonymous=1",
                 f"--load=module-null-sink sink_name={SINK_NAME} sink_properties=device.description={SINK_DESCRIPTION}",
