@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"label smoothing for the loss (default: {hd['label_smoothing']})",
     )
     t.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
+    t.add_argument(
+        "--balance-corpora", action="store_true", help="weight windows so that every corpus counts equally"
+    )
     t.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (splits, init, augmentation)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="run folder to write")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -217,7 +220,6 @@ def train_one(
     data_summary: dict[str, Any],
 ) -> dict[str, Any]:
     """Extract, fit, evaluate and write one run folder. Returns the metrics."""
-    import keras
 
     from train import metrics as scores
     from train import models
@@ -238,7 +240,11 @@ def train_one(
             )
             parts[part] = (clips, *stack_examples(clips, labels, shape))
             progress.update(task, info=f"{len(parts[part][1])} windows")
-    (_, x_tr, y_tr, _), (_, x_va, y_va, _), (test_clips, x_te, y_te, g_te) = parts["train"], parts["val"], parts["test"]
+    (train_clips, x_tr, y_tr, g_tr), (_, x_va, y_va, _), (test_clips, x_te, y_te, g_te) = (
+        parts["train"],
+        parts["val"],
+        parts["test"],
+    )
     for name, x in (("training", x_tr), ("validation", x_va), ("test", x_te)):
         if len(x) == 0:
             raise UserError(
@@ -264,17 +270,19 @@ def train_one(
 
     ckpt = out / "checkpoint.keras"
     callbacks = [*models.callbacks_for(hyper, ckpt), _RichEpochs(hyper.epochs, args.quiet)]
+    weights = np.ones(len(y_tr), dtype=np.float32)
+    if hyper.class_weighting:
+        cw = models.class_weights(y_tr, n_cls)
+        weights *= np.array([cw[int(c)] for c in y_tr], dtype=np.float32)
+    if args.balance_corpora:
+        weights *= corpus_weights([train_clips[g].record.corpus for g in g_tr])
     t0 = time.time()
     history = model.fit(
-        prep(x_tr),
-        keras.utils.to_categorical(y_tr, n_cls),
-        validation_data=(prep(x_va), keras.utils.to_categorical(y_va, n_cls)),
+        Batches(x_tr, y_tr, weights, n_cls, hyper.batch_size, prep, seed=args.seed),
+        validation_data=Batches(x_va, y_va, None, n_cls, hyper.batch_size, prep, seed=args.seed, shuffle=False),
         epochs=hyper.epochs,
-        batch_size=hyper.batch_size,
-        class_weight=models.class_weights(y_tr, n_cls) if hyper.class_weighting else None,
         callbacks=callbacks,
         verbose=0,
-        shuffle=True,
     )
     train_s = time.time() - t0
     model.save(out / "model.keras")
@@ -347,6 +355,54 @@ def train_one(
           f"macro-F1 {clip_metrics['macro_f1']:.4f}  |  window accuracy {window_metrics['accuracy']:.4f}  "
           f"UAR {window_metrics['uar']:.4f}")
     return metrics
+
+
+def corpus_weights(corpora: Sequence[str]) -> np.ndarray:
+    """Per-window weights giving every corpus the same total weight (mean weight 1)."""
+    names, inverse, counts = np.unique(np.asarray(corpora), return_inverse=True, return_counts=True)
+    per_corpus = len(corpora) / (len(names) * counts)
+    return per_corpus[inverse].astype(np.float32)
+
+
+class Batches:
+    """Standardises one batch at a time, so the training set is held in memory once (raw float32)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        import keras
+
+        class _Batches(keras.utils.PyDataset):
+            def __init__(
+                self,
+                x: np.ndarray,
+                y: np.ndarray,
+                w: np.ndarray | None,
+                n_cls: int,
+                batch_size: int,
+                prep: Any,
+                seed: int,
+                shuffle: bool = True,
+            ) -> None:
+                super().__init__()
+                self.x, self.y, self.w, self.n_cls, self.bs, self.prep = x, y, w, n_cls, batch_size, prep
+                self.shuffle = shuffle
+                self.rng = np.random.default_rng(seed)
+                self.order = self.rng.permutation(len(x)) if shuffle else np.arange(len(x))
+
+            def __len__(self) -> int:
+                return (len(self.x) + self.bs - 1) // self.bs
+
+            def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
+                idx = np.sort(self.order[i * self.bs : (i + 1) * self.bs])
+                onehot = np.eye(self.n_cls, dtype=np.float32)[self.y[idx]]
+                if self.w is None:
+                    return self.prep(self.x[idx]), onehot
+                return self.prep(self.x[idx]), onehot, self.w[idx]
+
+            def on_epoch_end(self) -> None:
+                if self.shuffle:
+                    self.order = self.rng.permutation(len(self.x))
+
+        return _Batches(*args, **kwargs)
 
 
 def _counts(records: Sequence[Any]) -> dict[str, Any]:

@@ -115,7 +115,8 @@ class FeatureBuilder:
             try:
                 cache_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise UserError(f"cannot create the feature cache {cache_dir}: {exc.strerror}; pass --cache DIR") from None
+                msg = f"cannot create the feature cache {cache_dir}: {exc.strerror}; pass a writable --cache DIR"
+                raise UserError(msg) from None
 
     def _windows(self, samples: np.ndarray) -> np.ndarray:
         feats = [wf.features for wf in self._pipeline.run(samples) if wf.features is not None]
@@ -218,14 +219,22 @@ class Standardizer:
     std: np.ndarray
 
     MIN_STD = 1e-6
+    CHUNK_ROWS = 65_536
 
     @classmethod
     def fit(cls, x: np.ndarray) -> Standardizer:
         if len(x) == 0:
             raise UserError("no training windows to fit the standardisation on: check --data and --min-speech")
-        axes = tuple(range(x.ndim - 1))  # all but the last
-        mean = x.mean(axis=axes, dtype=np.float64)
-        std = np.maximum(x.std(axis=axes, dtype=np.float64), cls.MIN_STD)
+        # float64 sums over chunks: exact enough, without a float64 copy of the whole training set
+        flat = x.reshape(-1, x.shape[-1])
+        total = np.zeros(x.shape[-1], np.float64)
+        total_sq = np.zeros(x.shape[-1], np.float64)
+        for i in range(0, len(flat), cls.CHUNK_ROWS):
+            part = flat[i : i + cls.CHUNK_ROWS].astype(np.float64)
+            total += part.sum(axis=0)
+            total_sq += np.square(part).sum(axis=0)
+        mean = total / len(flat)
+        std = np.maximum(np.sqrt(np.maximum(total_sq / len(flat) - mean**2, 0.0)), cls.MIN_STD)
         return cls(mean.astype(np.float32), std.astype(np.float32))
 
     def apply(self, x: np.ndarray) -> np.ndarray:

@@ -79,6 +79,10 @@ LOGMEL_CONV_BLOCKS: tuple[tuple[int, int, bool, float], ...] = (
     (160, 3, False, 0.15),
 )
 LOGMEL_DENSE = 64
+# Training-only input regularisers (identity at inference): whole mel bands dropped (a frequency mask that also
+# hides speaker-specific formant regions) and a little Gaussian noise on the standardised log-mel values.
+LOGMEL_INPUT_BAND_DROPOUT = 0.1
+LOGMEL_INPUT_NOISE = 0.1
 LOGMEL_DROPOUT_HEAD = 0.3
 LOGMEL_POOL = 2
 
@@ -278,7 +282,8 @@ def _pooled_head(
 def _build_logmel_cnn(input_shape: tuple[int, ...], n_classes: int, seed: int) -> keras.Model:
     seeds = _SeedSequence(seed)
     inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
-    x = inputs
+    x = layers.SpatialDropout1D(LOGMEL_INPUT_BAND_DROPOUT, seed=seeds(), name="band_dropout")(inputs)
+    x = layers.GaussianNoise(LOGMEL_INPUT_NOISE, seed=seeds(), name="input_noise")(x)
     for index, (filters, kernel, pool, spatial_dropout) in enumerate(LOGMEL_CONV_BLOCKS, start=1):
         x = layers.Conv1D(
             filters, kernel, padding="same", use_bias=False, kernel_initializer=seeds.he(), name=f"conv_{index}"

@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 FIG_DPI = 120
 
 
-def _pyplot():  # noqa: ANN202 - matplotlib's module
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
