@@ -25,6 +25,8 @@ from realtime.pipeline import DEFAULT_VAD_AGGRESSIVENESS
 logger = logging.getLogger(__name__)
 
 FILE_BLOCK_S = 0.03  # replay in 30 ms blocks, like the microphone
+FAST_BLOCK_S = 1.0  # --fast: bigger blocks, same events (the engine is chunk-size invariant), less per-call overhead
+DEFAULT_BLAS_THREADS = 1
 MIC_READ_TIMEOUT_S = 0.1
 PROVIDERS = ("auto", "cpu", "cuda")
 EXIT_INTERRUPTED = 130
@@ -69,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--model", type=Path, default=None, help="a ser-live ONNX model (default: the bundled one)")
     mod.add_argument("--provider", choices=PROVIDERS, default=DEFAULT_PROVIDER, help="ONNX Runtime provider")
     mod.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="ONNX Runtime intra-op threads")
+    mod.add_argument(
+        "--blas-threads",
+        type=int,
+        default=DEFAULT_BLAS_THREADS,
+        help="numpy BLAS threads for the features (small matrices: more threads only add latency)",
+    )
     eng = p.add_argument_group("engine")
     eng.add_argument("--vad", type=int, choices=range(4), default=DEFAULT_VAD_AGGRESSIVENESS, help="VAD aggressiveness")
     eng.add_argument("--window", type=float, default=None, help="window length in s (default: the model's)")
@@ -99,7 +107,7 @@ def file_blocks(path: Path, realtime_pace: bool) -> tuple[Iterator[np.ndarray], 
     from realtime.audio import audio_info, iter_audio_blocks
 
     info = audio_info(path)
-    block = max(1, int(FILE_BLOCK_S * info.sample_rate))
+    block = max(1, int((FILE_BLOCK_S if realtime_pace else FAST_BLOCK_S) * info.sample_rate))
 
     def gen() -> Iterator[np.ndarray]:
         start = time.monotonic()
@@ -201,6 +209,9 @@ def run(args: argparse.Namespace) -> int:
         vad_aggressiveness=args.vad,
         smoothing_alpha=args.smoothing,
     )
+    if args.blas_threads < 1:
+        raise UserError(f"--blas-threads must be at least 1 (got {args.blas_threads})")
+    limit_blas_threads(args.blas_threads)
     model = load_model(args.model, provider=args.provider, threads=args.threads)
     config.pipeline_config(model)
     interrupted = False
@@ -255,6 +266,14 @@ def _mic_blocks(mic: Any) -> Iterator[np.ndarray | None]:
     while True:
         mic.check_health()
         yield mic.read(timeout=MIC_READ_TIMEOUT_S)
+
+
+def limit_blas_threads(n: int) -> None:
+    """Cap numpy's BLAS pool: the feature matrices are small, and a second BLAS thread that has to wait for a busy
+    core turns a 20 µs product into milliseconds (measured in BENCHMARKS.md)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
