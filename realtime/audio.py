@@ -45,6 +45,10 @@ def _check_path(path: str | os.PathLike[str]) -> Path:
         raise UserError(f"audio file {p} does not exist; check the path")
     if p.is_dir():
         raise UserError(f"{p} is a directory, not an audio file; pass the path of a file")
+    if not os.access(p, os.R_OK):
+        raise UserError(f"audio file {p} cannot be read (permission denied); check its permissions")
+    if p.stat().st_size == 0:
+        raise UserError(f"audio file {p} is empty (0 bytes); record or export it again")
     return p
 
 

@@ -81,7 +81,7 @@ def test_unreadable_path_a_directory(model_path: Path, tmp_path: Path, capsys: p
 def test_empty_file(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     empty = tmp_path / "empty.wav"
     empty.touch()
-    assert_one_line_error(capsys, live(empty, model_path), "empty.wav", "convert it")
+    assert_one_line_error(capsys, live(empty, model_path), "empty.wav", "empty (0 bytes)")
 
 
 def test_wav_with_no_frames(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -100,7 +100,7 @@ def test_chroma_is_tuning_independent_of_content() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-@pytest.mark.parametrize("chunk", [7, 37, 512, 4000, 100_000])
+@pytest.mark.parametrize("chunk", [61, 512, 4000, 100_000])
 def test_streaming_equals_reference(name: str, chunk: int) -> None:
     preset = get_preset(name)
     hop = preset.hop_length
