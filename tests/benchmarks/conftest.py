@@ -1,7 +1,7 @@
 """Fixtures and the summary table of the latency benchmarks (tests/benchmarks; see BENCHMARKS.md).
 
-Every test here uses pytest-benchmark's ``benchmark`` fixture, so the pass/fail suite (``addopts =
-norecursedirs``) keeps them out of a plain ``pytest`` run, before any fixture below runs. Run them with::
+Every test here uses pytest-benchmark's ``benchmark`` fixture. pyproject's ``norecursedirs`` keeps this folder out
+of a plain ``pytest`` run (the pass/fail suite). Run them with::
 
     .venv/bin/python -m pytest tests/benchmarks --benchmark-only -p no:cacheprovider
 
