@@ -30,7 +30,14 @@ import numpy as np
 
 from realtime import __version__ as PROJECT_VERSION  # noqa: N812
 from realtime.errors import UserError
-from realtime.model import FORMAT_VERSION, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, session_options
+from realtime.model import (
+    FORMAT_VERSION,
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    labels_are_valid,
+    session_options,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -186,12 +193,7 @@ def _validate_config(config: Mapping[str, Any]) -> _RunConfig:
     if missing:
         raise UserError(f"the run config lacks {', '.join(missing)}: {fix}")
     labels = config["labels"]
-    if (
-        not isinstance(labels, list)
-        or not labels
-        or not all(isinstance(x, str) and x for x in labels)
-        or len(set(labels)) != len(labels)
-    ):
+    if not labels_are_valid(labels):
         raise UserError(f"the run config labels must be a list of distinct names, not {labels!r}: {fix}")
     if not isinstance(config["preset"], Mapping):
         raise UserError(f"the run config preset must be a JSON object: {fix}")

@@ -61,6 +61,16 @@ REQUIRED_METADATA_KEYS: tuple[str, ...] = (
 )
 
 
+def labels_are_valid(labels: object) -> bool:
+    """Labels are a non-empty list of distinct, non-empty names (as in config.json and the model metadata)."""
+    return (
+        isinstance(labels, list)
+        and bool(labels)
+        and all(isinstance(label, str) and label for label in labels)
+        and len(set(labels)) == len(labels)
+    )
+
+
 def _ort_load_errors() -> tuple[type[BaseException], ...]:
     """The exception types ONNX Runtime raises for files it cannot load (they vary a little across versions)."""
     from onnxruntime.capi import onnxruntime_pybind11_state as state
@@ -132,12 +142,7 @@ class ModelInfo:
         if missing:
             raise UserError(f"{source}: the 'ser_live' metadata lacks {', '.join(missing)}: {fix}")
         labels = meta["labels"]
-        if (
-            not isinstance(labels, list)
-            or not labels
-            or not all(isinstance(label, str) and label for label in labels)
-            or len(set(labels)) != len(labels)
-        ):
+        if not labels_are_valid(labels):
             raise UserError(f"{source}: the metadata labels must be a list of distinct names: {fix}")
         preset = meta["preset"]
         if not isinstance(preset, Mapping):
