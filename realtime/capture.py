@@ -39,6 +39,9 @@ DEFAULT_START_TIMEOUT_S = 5.0
 # Seconds without a callback, once audio has flowed, before the device counts as gone.
 DEFAULT_STALL_TIMEOUT_S = 2.0
 DEFAULT_READ_TIMEOUT_S = 0.5
+# A health check this long after the previous one means the consumer itself was away (the process was suspended,
+# e.g. Ctrl-Z or SIGSTOP, or starved of CPU): the stall timer starts again rather than blaming the device.
+DEFAULT_AWAY_AFTER_S = 1.0
 # Seconds to wait for PortAudio's abort(), which blocks while the device is stuck.
 DEFAULT_ABORT_TIMEOUT_S = 2.0
 
@@ -322,6 +325,7 @@ class CaptureConfig:
     start_timeout_s: float = DEFAULT_START_TIMEOUT_S
     stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S
     abort_timeout_s: float = DEFAULT_ABORT_TIMEOUT_S
+    away_after_s: float = DEFAULT_AWAY_AFTER_S
 
     def __post_init__(self) -> None:
         if self.channels < 1:
@@ -356,6 +360,8 @@ class MicrophoneSource:
         self._callbacks = 0
         self._last_callback: float | None = None
         self._started_at = 0.0
+        self._last_check: float | None = None
+        self._watch_from = 0.0
         self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -391,6 +397,8 @@ class MicrophoneSource:
         self._device = device
         self._sample_rate = round(stream.samplerate)
         self._closing = False
+        self._last_check = None
+        self._watch_from = 0.0
         self._started_at = time.monotonic()
         try:
             stream.start()
@@ -467,15 +475,21 @@ class MicrophoneSource:
                 f"reconnect it, or pick another with --device"
             )
         now = time.monotonic()
+        last_check, self._last_check = self._last_check, now
+        if last_check is not None and now - last_check > self.config.away_after_s:
+            # The consumer itself was away (the process was suspended, or busy): the callback thread may not have
+            # run since the process came back, so silence measured over that time says nothing about the device.
+            logger.debug("no health check for %.1f s; restarting the stall timer", now - last_check)
+            self._watch_from = now
         if self._last_callback is None:
-            waited = now - self._started_at
+            waited = now - max(self._started_at, self._watch_from)
             if waited > self.config.start_timeout_s:
                 raise CaptureError(
                     f"no audio from input {name} {waited:.1f} s after opening it; check that the device works "
                     f"and is not in use, or pick another with --device"
                 )
             return
-        silent_for = now - self._last_callback
+        silent_for = now - max(self._last_callback, self._watch_from)
         if silent_for > self.config.stall_timeout_s:
             raise CaptureError(
                 f"audio input {name} delivered nothing for {silent_for:.1f} s (device disconnected?); "

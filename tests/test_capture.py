@@ -425,6 +425,23 @@ def test_no_first_callback_and_a_stall_are_capture_errors(fake_sd: FakeSoundDevi
             mic.read(0.0)
 
 
+def test_a_suspended_consumer_is_not_taken_for_a_stalled_device(fake_sd: FakeSoundDevice) -> None:
+    # After Ctrl-Z/fg or SIGSTOP/SIGCONT the whole process was away, callbacks included: the first check after
+    # it comes back must not blame the device for the silence; a device that stays silent is still caught.
+    config = CaptureConfig(device="pulse", stall_timeout_s=0.3, away_after_s=0.2)
+    with MicrophoneSource(config) as mic:
+        fake_sd.streams[-1].callback(np.zeros((10, 1), np.float32), 10, None, None)
+        assert mic.read(0.0) is not None
+        mic.check_health()
+        time.sleep(0.5)  # "suspended": longer than the stall timeout, no health check meanwhile
+        mic.check_health()  # no error: the stall timer starts again
+        deadline = time.monotonic() + 2.0
+        with pytest.raises(CaptureError, match=r"delivered nothing for 0\.\d s"):
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+                mic.check_health()
+
+
 def test_close_does_not_hang_when_abort_blocks(fake_sd: FakeSoundDevice) -> None:
     release = threading.Event()
     mic = MicrophoneSource(CaptureConfig(device="pulse", abort_timeout_s=0.1)).start()
