@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -96,11 +98,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Stop(Exception):  # noqa: N818 - a stop request, not an error
-    """Raised by the SIGTERM handler: stop as cleanly as on Ctrl-C."""
+    """A second Ctrl-C or SIGTERM while the first is being handled: stop at once (still cleanly)."""
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise _Stop()
+class StopRequest:
+    """SIGINT/SIGTERM handler for the main loop: records the request, and the loop stops after the block it is on
+    (an exception raised in the middle of ``engine.feed`` could leave the engine half-updated for the final
+    flush). A second signal raises :class:`_Stop` at once, for when the loop itself is stuck."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            raise _Stop()
+        self.signum = signum
+
+    def install(self, stack: ExitStack) -> StopRequest:
+        for sig in self.SIGNALS:
+            stack.callback(signal.signal, sig, signal.signal(sig, self))
+        return self
 
 
 def file_blocks(path: Path, realtime_pace: bool) -> tuple[Iterator[np.ndarray], int, str]:
@@ -132,7 +151,9 @@ def summary_line(summary: dict[str, Any]) -> str:
     spent = sorted(((t, k) for k, t in times.items() if t), key=lambda tk: -tk[0])
     parts = ", ".join(f"{k} {t:.1f} s" for t, k in spent)
     dropped = summary.get("dropped_audio_s") or 0.0
-    return f"{head}; {parts}; mostly {summary.get('dominant')}; dropped {dropped:.2f} s"
+    overflows = summary.get("overflows") or 0
+    tail = f"; {overflows} input overflow(s)" if overflows else ""
+    return f"{head}; {parts}; mostly {summary.get('dominant')}; dropped {dropped:.2f} s{tail}"
 
 
 class Outputs:
@@ -167,8 +188,7 @@ class Outputs:
         st = self.engine.state
         self.state.update_level(st.level_dbfs, st.is_speech, audio_s=st.samples_in / self.engine.sample_rate)
         self.state.update_stats(dropped_s=dropped_s, overflows=overflows)
-        if self.live is not None:
-            self.live.update()
+        # the live dashboard redraws itself ~10x a second from this state (level, speech, elapsed)
 
     def events(self, events: Sequence[WindowEvent]) -> None:
         for ev in events:
@@ -231,24 +251,24 @@ def run(args: argparse.Namespace) -> int:
         engine = Engine(model, rate, config)
         outputs = Outputs(args, engine, source_name, stack)
         deadline = None if args.duration is None else time.monotonic() + args.duration
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-        stack.callback(signal.signal, signal.SIGTERM, previous)
+        stop = StopRequest().install(stack)
         try:
             for block in blocks:
                 if block is not None and len(block):
                     outputs.events(engine.feed(block))
                 outputs.tick(*((mic.dropped_seconds, mic.overflows) if mic is not None else ()))
-                if deadline is not None and time.monotonic() >= deadline:
+                if stop.signum is not None or (deadline is not None and time.monotonic() >= deadline):
                     break
         except (KeyboardInterrupt, _Stop):
             interrupted = True
         except UserError as exc:  # e.g. the device went away: keep what we have, then report
             failure = exc
+        interrupted = interrupted or stop.signum is not None
         outputs.events(engine.flush())
-        summary = engine.summary.to_dict()
         if mic is not None:
-            summary["dropped_audio_s"] = mic.dropped_seconds
-            summary["overflows"] = mic.overflows
+            engine.summary.dropped_audio_s = mic.dropped_seconds
+            engine.summary.overflows = mic.overflows
+        summary = engine.summary.to_dict()
         outputs.finish(summary)
         if failure is not None:
             raise failure
@@ -284,12 +304,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        return run(args)
+        code = run(args)
     except UserError as exc:
         print(f"ser-live: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        code = exc.exit_code
+    except (KeyboardInterrupt, _Stop):
+        code = EXIT_INTERRUPTED
+    return leave_if_stuck(code)
+
+
+def leave_if_stuck(code: int) -> int:
+    """``code``, or -- when an audio stream could not be stopped (its device hung) -- leave the process at once
+    with ``os._exit(code)``: PortAudio's shutdown at interpreter exit would hang on that stream too."""
+    capture = sys.modules.get("realtime.capture")  # never imported for --file: nothing to check
+    if capture is None or not capture.streams_left_behind():
+        return code
+    logger.debug("an audio stream is stuck; leaving with os._exit(%d)", code)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be said there
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
