@@ -145,14 +145,14 @@ def file_blocks(path: Path, realtime_pace: bool) -> tuple[Iterator[np.ndarray], 
 def summary_line(summary: dict[str, Any]) -> str:
     """The session summary in one line: audio, windows, time per emotion (most first), dropped audio."""
     head = f"session: {summary.get('audio_s') or 0.0:.2f} s audio, {summary.get('windows', 0)} windows"
-    if not summary.get("windows"):
-        return f"{head}, no speech detected"
-    times = summary.get("time_per_emotion_s") or {}
-    spent = sorted(((t, k) for k, t in times.items() if t), key=lambda tk: -tk[0])
-    parts = ", ".join(f"{k} {t:.1f} s" for t, k in spent)
     dropped = summary.get("dropped_audio_s") or 0.0
     overflows = summary.get("overflows") or 0
     tail = f"; {overflows} input overflow(s)" if overflows else ""
+    if not summary.get("windows"):
+        return f"{head}, no speech detected" + (f"; dropped {dropped:.2f} s" if dropped else "") + tail
+    times = summary.get("time_per_emotion_s") or {}
+    spent = sorted(((t, k) for k, t in times.items() if t), key=lambda tk: -tk[0])
+    parts = ", ".join(f"{k} {t:.1f} s" for t, k in spent)
     return f"{head}; {parts}; mostly {summary.get('dominant')}; dropped {dropped:.2f} s{tail}"
 
 
