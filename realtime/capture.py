@@ -572,7 +572,7 @@ def _abort_quietly(stream: Any, timeout: float = DEFAULT_ABORT_TIMEOUT_S) -> boo
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        logger.warning("audio device did not stop within %.1f s; leaving it behind", timeout)
+        logger.info("audio device did not stop within %.1f s; leaving it behind", timeout)
         _LEFT_BEHIND.append(worker)
         return False
     return True

@@ -407,6 +407,30 @@ def test_audio_server_going_away_mid_stream_is_one_line_and_the_summary_is_writt
     assert live.stderr.index("session: ") < live.stderr.index("ser-live: error:")
 
 
+@pytest.mark.mic
+def test_a_hung_audio_server_ends_ser_live_promptly_with_the_summary_written(model_path: Path) -> None:
+    # The server stops answering (SIGSTOP): no callback comes, abort() blocks on it, and PortAudio's own shutdown
+    # at exit would block too; ser-live reports the stall, writes the summary and leaves with os._exit.
+    config = CaptureConfig()
+    with VirtualMic() as vm:  # its own server: this test freezes it (vm.stop() sends SIGCONT with SIGTERM)
+        args = ["--device", "pulse", "--jsonl", "-", "--no-dashboard", "--model", str(model_path), "--verbose"]
+        with SerLive(args, vm.env()) as live:
+            live.wait_for_stderr(CAPTURING)
+            time.sleep(0.5)
+            os.kill(vm.server_pid, signal.SIGSTOP)
+            hung_at = time.monotonic()
+            code = live.wait(PROCESS_TIMEOUT_S)
+            took = time.monotonic() - hung_at
+    assert code != 0
+    assert took < config.stall_timeout_s + config.abort_timeout_s + SERVER_GONE_EXIT_S, f"exit took {took:.1f} s"
+    assert "Traceback" not in live.stderr
+    [line] = error_lines(live.stderr)
+    assert "delivered nothing" in line and "'pulse'" in line
+    _, summary = check_jsonl(live.json_rows())
+    assert summary["audio_s"] > 0
+    assert "leaving with os._exit" in live.stderr  # the stuck stream was noticed (debug log)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # In-process faults: no PortAudio, overflows
 # ---------------------------------------------------------------------------------------------------------------
