@@ -284,7 +284,7 @@ def test_speech_played_into_the_microphone_gives_window_events_where_the_speech_
     flags = reference_speech_flags(recording, config)
     reference_speech_s = flags.sum() / config.sample_rate
     assert summary["speech_s"] == pytest.approx(reference_speech_s, rel=0.2)
-    assert summary["audio_s"] == pytest.approx(duration, abs=0.5)
+    assert summary["audio_s"] == pytest.approx(duration, abs=1.0)  # minus what was still queued at the end
     assert summary["dropped_audio_s"] == 0 and summary["overflows"] == 0
     assert len(events) >= 6
     hop_s = config.hop_samples / config.sample_rate
