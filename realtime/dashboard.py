@@ -45,7 +45,12 @@ DEFAULT_WIDTH = 80
 TIMELINE_SECONDS = 60.0
 TIMELINE_MAX_CELLS = 60
 LATENCY_HISTORY = 500  # recent windows kept for the percentiles
-LATENCY_KEYS = (("features", "features"), ("inference", "inference"), ("total", "end-to-end"))
+LATENCY_KEYS = (
+    ("features", "features"),
+    ("inference", "inference"),
+    ("total", "compute"),  # features + inference + the rest of the engine, per window
+    ("end_to_end", "end-to-end"),  # + audio that arrived after the window ended (VAD look-ahead, block size)
+)
 LATENCY_PERCENTILES = (50, 95)
 STALE_AFTER_S = 2.0  # audio seconds after the last window (outside speech) before showing "listening…"
 LEVEL_FLOOR_DB = -60.0

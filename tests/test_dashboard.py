@@ -152,14 +152,15 @@ def test_device_rates_model_provider_counters_and_elapsed_are_shown() -> None:
 def test_latency_percentiles_over_recent_windows() -> None:
     state = _state()
     for i in range(100):
-        latency = {"features": float(i + 1), "inference": 0.01 * (i + 1), "total": 200.0 + i}
+        latency = {"features": float(i + 1), "inference": 0.01 * (i + 1), "total": 200.0 + i, "end_to_end": 400.0 + i}
         state.update_window(_event(float(i), "neutral", 0.5, latency))
     screen = _screen(state)
     assert re.search(r"latency ms\s+p50\s+p95", screen)
     # features 1..100 ms: p50 = 50.5, p95 = 95.05 (linear interpolation)
     assert re.search(r"features\s+50\.50\s+95\.05", screen), screen
     assert re.search(r"inference\s+0\.51\s+0\.95", screen)
-    assert re.search(r"end-to-end\s+250\s+294", screen)
+    assert re.search(r"compute\s+250\s+294", screen)
+    assert re.search(r"end-to-end\s+450\s+494", screen)
     assert re.search(r"windows\s+100\b", screen)
 
 
