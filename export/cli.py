@@ -100,7 +100,15 @@ def format_report(report: ExportReport) -> str:
             f"int8 {q.path} ({_size(q.size_bytes)}, {100 * q.size_bytes / report.size_bytes:.0f}% of float): "
             f"max |diff| {q.parity.max_abs_diff:.2e}, argmax agreement {100 * q.parity.argmax_agreement:.1f}%"
         )
+        if q.parity.argmax_agreement < INT8_USABLE_AGREEMENT:
+            lines.append(
+                f"warning: the int8 model disagrees with the float one on "
+                f"{100 * (1 - q.parity.argmax_agreement):.0f}% of windows: do not use it; ship the float model"
+            )
     return "\n".join(lines)
+
+
+INT8_USABLE_AGREEMENT = 0.95  # below this argmax agreement the quantised model is not a usable substitute
 
 
 def main(argv: Sequence[str] | None = None) -> int:

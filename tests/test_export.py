@@ -415,3 +415,22 @@ def test_successful_export_replaces_the_old_file_and_keeps_its_mode(vector_run: 
     assert out.read_bytes() != b"old model" and load_model(out).info.labels == tuple(LABELS)
     assert out.stat().st_mode & 0o777 == 0o640
     assert _only_files(tmp_path) == ["model.onnx"]
+
+
+@pytest.mark.parametrize(("agreement", "warned"), [(0.238, True), (0.992, False)])
+def test_report_warns_when_int8_disagrees(agreement: float, warned: bool) -> None:
+    from types import SimpleNamespace
+
+    from export.cli import format_report
+
+    parity = SimpleNamespace(rows=256, source="val_features.npy", max_abs_diff=1e-7, argmax_agreement=1.0)
+    q = SimpleNamespace(
+        path="m.int8.onnx", size_bytes=100, parity=SimpleNamespace(max_abs_diff=0.8, argmax_agreement=agreement)
+    )
+    report = SimpleNamespace(
+        source="run", output="m.onnx", size_bytes=400, opset=15, labels=("a", "b"), feature_shape=(3,),
+        seconds=1.0, parity=parity, quantized=q,
+    )
+    text = format_report(report)  # type: ignore[arg-type]
+    assert ("do not use it" in text) is warned
+    assert f"argmax agreement {100 * agreement:.1f}%" in text
