@@ -9,11 +9,9 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -33,6 +31,7 @@ from realtime.pipeline import (
     DEFAULT_WINDOW_S,
     PipelineConfig,
 )
+from train.fileio import save_npy, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -188,21 +187,6 @@ def _progress(quiet: bool) -> Any:
     )
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, data: Any) -> None:
-    _atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
 def pool_by_clip(probs: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean window probabilities per clip (what ``EmotionRecognizer.predict_file`` reports)."""
     clips = np.unique(groups)
@@ -345,7 +329,7 @@ def train_one(
     write_json(out / "metrics.json", metrics)
     rng = np.random.default_rng(args.seed)
     rows = rng.choice(len(x_va), size=min(PARITY_ROWS, len(x_va)), replace=False)
-    np.save(out / "val_features.npy", x_va[rows].astype(np.float32), allow_pickle=False)
+    save_npy(out / "val_features.npy", x_va[rows].astype(np.float32))
     plot_confusion(np.asarray(clip_metrics["confusion_matrix"]["matrix"]), labels, out / "confusion.png",
                    title=f"{args.recipe} — {split.name} split, test clips")
     plot_curves(history.history, out / "curves.png", title=f"{args.recipe} — {split.name}")

@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from realtime.pipeline import FeaturePipeline, PipelineConfig
 from realtime.resample import Resampler
 from train.augment import AugmentConfig, augment_clip
 from train.corpora import Record
+from train.fileio import save_npy
 
 logger = logging.getLogger(__name__)
 
@@ -78,17 +77,6 @@ def _cache_key(path: Path, config: PipelineConfig, variant: str, augment: Augmen
         "augment": None if augment is None else repr(augment),
     }
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _clip_seed(path: Path) -> int:
@@ -166,7 +154,7 @@ class FeatureBuilder:
             for v in missing:
                 feats = self._windows(audio[v])
                 if self.cache_dir is not None:
-                    _save_npy_atomic(self.cache_dir / f"{keys[v]}.npy", feats)
+                    save_npy(self.cache_dir / f"{keys[v]}.npy", feats)
                 out.append(ClipExamples(record, feats, v))
         self.report.clips += 1
         orig = next((c for c in out if c.variant == VARIANT_ORIGINAL), None)
