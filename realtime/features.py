@@ -425,7 +425,11 @@ class FrameFeatures:
         if last > self._n_frames:
             raise ValueError(f"window [{start}, {end}) ends after the samples received ({self.position})")
         idx = np.arange(first, last) % self.capacity
+        uses = set(p.components)  # gather only what this preset pools (log-mel: the mel frames alone)
         block = _FrameBlock(
-            mel=self._mel[idx], chroma=self._chroma[idx], zcr=self._zcr[idx], rms=self._rms[idx]
+            mel=self._mel[idx],
+            chroma=self._chroma[idx] if "chroma" in uses else None,
+            zcr=self._zcr[idx] if "zcr" in uses else None,
+            rms=self._rms[idx] if "rms" in uses else None,
         )
         return _pool_window(p, self._banks, block)
