@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from realtime.errors import UserError
 from realtime.features import FeaturePreset, FrameFeatures
+from realtime.normalize import InputNormalizer, InputNormConfig
 from realtime.resample import Resampler
 from realtime.vad import SpeechGate, VadConfig
 from realtime.windows import Window, WindowConfig, Windower, round_to_multiple
@@ -101,9 +103,13 @@ class PipelineState:
 
 
 class FeaturePipeline:
-    """``process(block) -> list[WindowFeatures]``; ``flush()`` at the end of a stream; ``reset()`` between streams."""
+    """``process(block) -> list[WindowFeatures]``; ``flush()`` at the end of a stream; ``reset()`` between streams.
 
-    def __init__(self, config: PipelineConfig, input_rate: int) -> None:
+    ``input_norm`` (log-mel presets only) puts the :class:`realtime.normalize.InputNormalizer` stage after the
+    features; training leaves it off here and applies the same stage over a speaker's clips as one session.
+    """
+
+    def __init__(self, config: PipelineConfig, input_rate: int, input_norm: InputNormConfig | None = None) -> None:
         self.config = config
         self.input_rate = int(input_rate)
         sr = config.sample_rate
@@ -123,6 +129,14 @@ class FeaturePipeline:
         )
         capacity = config.preset.n_frames(window) + hop // config.preset.hop_length + SPARE_FRAMES
         self._frames = FrameFeatures(config.preset, lead_in=window - hop, capacity_frames=capacity)
+        self._normalizer: InputNormalizer | None = None
+        if input_norm is not None and input_norm.enabled:
+            if config.preset.kind != "frames":
+                raise UserError(
+                    f"input normalisation {input_norm.mode!r} needs a log-mel (frames) preset, not "
+                    f"{config.preset.name!r}: use --input-norm none with this preset"
+                )
+            self._normalizer = InputNormalizer(input_norm, config.preset.n_mels, hop / sr)
         self.state = PipelineState()
 
     def reset(self) -> None:
@@ -130,6 +144,8 @@ class FeaturePipeline:
         self._gate.reset()
         self._windower.reset()
         self._frames.reset()
+        if self._normalizer is not None:
+            self._normalizer.reset()
         self.state = PipelineState()
 
     def process(self, block: np.ndarray) -> list[WindowFeatures]:
@@ -175,6 +191,8 @@ class FeaturePipeline:
             return WindowFeatures(window, None)
         t0 = time.perf_counter()
         features = self._frames.window(window.start, window.end)
+        if self._normalizer is not None:
+            features = self._normalizer.process(features)
         return WindowFeatures(window, features, (time.perf_counter() - t0) * 1000.0)
 
     def run(self, samples: np.ndarray, block: int | None = None) -> list[WindowFeatures]:

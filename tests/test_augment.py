@@ -166,6 +166,66 @@ def test_reverb_keeps_length_and_level_and_adds_a_decaying_tail() -> None:
     assert 10 * np.log10(1.0 / np.sum(response[1:].astype(np.float64) ** 2)) == pytest.approx(6.0, abs=0.01)
 
 
+def test_seed_stretch_and_pitch_are_librosas_phase_vocoder() -> None:
+    """Seed 2 called librosa.effects.time_stretch / pitch_shift: the audiomentations path gives the same samples."""
+    import librosa
+
+    y = speechlike(0.5)
+    np.testing.assert_array_equal(
+        augment.time_stretch(y, 0.8, SR), librosa.util.fix_length(librosa.effects.time_stretch(y, rate=0.8),
+                                                                  size=round(y.size / 0.8))
+    )
+    np.testing.assert_array_equal(augment.pitch_shift(y, SR, 0.7), librosa.effects.pitch_shift(y, sr=SR, n_steps=0.7))
+
+
+def band_energy_db(y: np.ndarray, low: float, high: float) -> float:
+    spectrum = np.abs(np.fft.rfft(y.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(y.size, 1 / SR)
+    return float(10 * np.log10(spectrum[(freqs >= low) & (freqs < high)].sum() + 1e-20))
+
+
+def test_telephone_band_removes_lows_and_highs() -> None:
+    y = (0.1 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32)
+    phone = augment.telephone(y, SR)
+    assert phone.size == y.size and phone.dtype == np.float32
+    in_band = band_energy_db(phone, 500, 3000) - band_energy_db(y, 500, 3000)
+    assert abs(in_band) < 1.5
+    assert band_energy_db(phone, 4500, 8000) - band_energy_db(y, 4500, 8000) < -40
+    assert band_energy_db(phone, 20, 120) - band_energy_db(y, 20, 120) < -15
+
+
+def test_noise_at_snr_and_eq_and_codec() -> None:
+    y = speechlike(1.0)
+    rng = np.random.default_rng(1)
+    noisy = augment.add_noise_snr(y, SR, rng, (10.0, 10.0))
+    snr = 10 * np.log10(np.mean(y.astype(np.float64) ** 2) / np.mean((noisy - y).astype(np.float64) ** 2))
+    assert snr == pytest.approx(10.0, abs=0.5)
+    eq = augment.equalize(y, SR, rng, 6.0)
+    assert eq.size == y.size and not np.allclose(eq, y)
+    mp3 = augment.codec(y, SR, rng)
+    assert mp3.size == y.size and np.isfinite(mp3).all() and not np.array_equal(mp3, y)
+
+
+def test_channel_preset_degrades_every_copy_with_gain_up_to_20_db() -> None:
+    config = AugmentConfig.channel()
+    assert config.gain_db >= 20 and config.copies == 2
+    assert all(p > 0 for p in (config.eq_probability, config.telephone_probability, config.reverb_probability,
+                               config.noise_snr_probability, config.codec_probability))
+    y = speechlike(0.5)
+    ratios = []
+    for seed in range(12):
+        noisy, stretched = augment_clip(y, SR, config, np.random.default_rng(seed))
+        assert noisy.size == y.size and stretched.size == round(y.size / 0.8)
+        assert np.max(np.abs(noisy)) <= 1.0 and np.max(np.abs(stretched)) <= 1.0
+        power_ratio = np.mean(noisy.astype(np.float64) ** 2) / np.mean(y.astype(np.float64) ** 2)
+        ratios.append(10 * np.log10(power_ratio))
+    assert min(ratios) < -8 and max(ratios) > 8  # levels spread over the +/- 20 dB range
+    first = augment_clip(y, SR, config, np.random.default_rng(7))
+    again = augment_clip(y, SR, config, np.random.default_rng(7))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert config.to_dict()["noise_snr_db"] == list(augment.DEFAULT_NOISE_SNR_DB)
+
+
 def test_config_validation_names_the_problem() -> None:
     with pytest.raises(UserError, match="noise"):
         AugmentConfig(noise=-0.1)
@@ -175,6 +235,10 @@ def test_config_validation_names_the_problem() -> None:
         AugmentConfig(copies=-1)
     with pytest.raises(UserError, match="probability"):
         AugmentConfig(reverb_probability=1.5)
+    with pytest.raises(UserError, match="telephone probability"):
+        AugmentConfig(telephone_probability=-0.1)
+    with pytest.raises(UserError, match="SNR range"):
+        AugmentConfig(noise_snr_db=(30.0, 5.0))
     with pytest.raises(UserError, match="reverberation time"):
         AugmentConfig(reverb_rt60_s=(0.5, 0.2))
     assert AugmentConfig().to_dict()["stretch_rate"] == augment.DEFAULT_STRETCH_RATE

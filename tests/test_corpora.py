@@ -231,9 +231,35 @@ def test_emodb_boredom_is_counted_not_loaded(tmp_path: Path) -> None:
     assert len(load_corpus("emodb", tmp_path, keep_calm=True).records) == len(letters)
 
 
+# ---------------------------------------------------------------------------------------------------- ASED
+def test_ased_folders_letters_speakers_and_quirks(tmp_path: Path) -> None:
+    folders = {"n1": "01Neutral", "f2": "02Fearful", "h3": "03Happy", "s4": "04Sad", "a5": "05Angry"}
+    labels = {"n1": "neutral", "f2": "fearful", "h3": "happy", "s4": "sad", "a5": "angry"}
+    names = [f"{folders[code]}/{code}-03-02-02-{sp:02d}.flac" for code in folders for sp in (5, 41)]
+    names += ["04Sad/S4-04-02-01-29.flac"]  # the real corpus spells one file with a capital
+    names += ["05Angry/a4-01-01-01-07.flac", "05Angry/x5-01-01-01-07.flac", "01Neutral/n1-01-01-03-07.flac"]
+    names += ["01Neutral/n1-01-01-01.flac", "01Neutral/README.txt"]
+    make_tree(tmp_path, names)
+    result = load_corpus("ased", tmp_path)
+    recs = by_name(result.records)
+    for code, label in labels.items():
+        for sp in (5, 41):
+            rec = recs[f"{code}-03-02-02-{sp:02d}.flac"]
+            assert (rec.label, rec.speaker, rec.corpus) == (label, f"ased:{sp:02d}", "ased")
+    assert (recs["S4-04-02-01-29.flac"].label, recs["S4-04-02-01-29.flac"].speaker) == ("sad", "ased:29")
+    assert len(result.records) == 11
+    reasons = {p.path.name: p.reason for p in result.problems}
+    assert "number 5, not 4" in reasons["a4-01-01-01-07.flac"]
+    assert "letter 'x'" in reasons["x5-01-01-01-07.flac"]
+    assert "gender field 03" in reasons["n1-01-01-03-07.flac"]
+    assert reasons["n1-01-01-01.flac"].startswith("name does not match ASED pattern")
+    assert "README.txt" not in reasons
+    assert set(LABELS) - {r.label for r in result.records} == {"disgust", "surprised"}
+
+
 # --------------------------------------------------------------------------------------------------- API
 def test_every_registered_corpus_has_a_fixture_test() -> None:
-    assert set(CORPORA) == {"ravdess", "tess", "crema-d", "savee", "mesd", "emodb"}
+    assert set(CORPORA) == {"ravdess", "tess", "crema-d", "savee", "mesd", "emodb", "ased"}
 
 
 def test_load_corpora_merges_namespaces_and_dedupes(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME=PATH",
         required=True,
-        help="a corpus folder; NAME is one of ravdess, tess, crema-d, savee, mesd, emodb (repeat for several)",
+        help="a corpus folder; NAME is one of ravdess, tess, crema-d, savee, mesd, emodb, ased (repeat for several)",
     )
     d.add_argument("--keep-calm", action="store_true", help="keep RAVDESS 'calm' as an eighth label (seed 2)")
     d.add_argument(

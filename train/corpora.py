@@ -30,6 +30,13 @@ Supported corpora (``CORPORA``) and their conventions:
     Neutral, Sadness), voice type (C child, F female adult, M male adult), word-corpus letter, word. MESD publishes
     **no per-speaker ids**, so the speaker is the voice type (``"mesd:F"``): a speaker split holds out a whole
     voice type, which is stricter than a true speaker split but never leaks a voice.
+``ased``
+    ASED v1, Amharic Speech Emotion Dataset, ``n1-01-01-02-05.flac`` in folders ``01Neutral`` ... ``05Angry``:
+    ``xN-SS-RR-GG-PP`` with x the emotion letter (n neutral, f fearful, h happy, s sad, a angry; one real file is
+    spelled with a capital, ``S4-...``), N its folder number (1-5, checked against the letter), SS sentence, RR
+    repetition, GG gender (01 female, 02 male), PP speaker 01-65 (``"ased:05"``). Five labels: no disgust, no
+    surprise. Five of the seven sentences per emotion are only ever spoken in that emotion, so words can leak the
+    label within ASED: hold out speakers (and prefer leave-one-corpus-out) when you report on it.
 ``emodb``
     Berlin EmoDB, ``03a01Fa.wav``: speaker (2 digits), text code (3), emotion letter, version. W angry, L boredom,
     E disgust, A fearful, F happy, T sad, N neutral. Boredom has no place in the label set: those files are
@@ -328,6 +335,28 @@ def _parse_mesd(path: Path) -> ParsedName | str:
     return ParsedName(label, voice.upper())
 
 
+# ------------------------------------------------------------------------------------------------------- ASED
+ASED_EMOTIONS = {"n": (NEUTRAL, "1"), "f": (FEARFUL, "2"), "h": (HAPPY, "3"), "s": (SAD, "4"), "a": (ANGRY, "5")}
+ASED_GENDERS = ("01", "02")  # female, male
+_ASED_RE = re.compile(r"^([a-z])(\d)-(\d{2})-(\d{2})-(\d{2})-(\d{2})$", re.IGNORECASE)
+
+
+def _parse_ased(path: Path) -> ParsedName | str:
+    m = _ASED_RE.match(path.stem)
+    if not m:
+        return CORPORA["ased"].mismatch()
+    letter, number, _sentence, _repetition, gender, speaker = m.groups()
+    entry = ASED_EMOTIONS.get(letter.lower())
+    if entry is None:
+        return f"ASED emotion letter {letter!r} is not one of {', '.join(ASED_EMOTIONS)} in xN-SS-RR-GG-PP"
+    label, expected_number = entry
+    if number != expected_number:
+        return f"ASED emotion {letter!r} goes with number {expected_number}, not {number}, in xN-SS-RR-GG-PP"
+    if gender not in ASED_GENDERS:
+        return f"ASED gender field {gender} is neither 01 (female) nor 02 (male) in xN-SS-RR-GG-PP"
+    return ParsedName(label, speaker)
+
+
 # ------------------------------------------------------------------------------------------------------ EmoDB
 EMODB_EMOTIONS = {
     "W": ANGRY,
@@ -362,6 +391,7 @@ CORPORA: dict[str, CorpusSpec] = {
         CorpusSpec("savee", "SAVEE", "SP_eNN.wav (e.g. DC_a01, or DC/a01)", _parse_savee),
         CorpusSpec("mesd", "MESD", "Emotion_V_C_word.wav (e.g. Anger_C_A_abajo)", _parse_mesd),
         CorpusSpec("emodb", "EmoDB", "SSTTTEV.wav (e.g. 03a01Fa)", _parse_emodb),
+        CorpusSpec("ased", "ASED", "xN-SS-RR-GG-PP.wav (e.g. n1-01-01-02-05)", _parse_ased),
     )
 }
 #: Other spellings accepted for corpus names.
