@@ -38,6 +38,7 @@ from realtime.model import (
     labels_are_valid,
     session_options,
 )
+from realtime.normalize import InputNormConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -308,6 +309,10 @@ def build_metadata(config: Mapping[str, Any], feature_shape: Sequence[int]) -> d
     if "split" in config and "split" not in metrics:
         metrics["split"] = config["split"]
     norm = config["normalization"]
+    extra: dict[str, Any] = {}
+    input_norm = InputNormConfig.from_dict(config.get("input_normalization"))
+    if input_norm.enabled:  # models without it stay byte-for-byte what they were
+        extra["input_normalization"] = input_norm.to_dict()
     return {
         "format_version": FORMAT_VERSION,
         "labels": list(config["labels"]),
@@ -321,6 +326,7 @@ def build_metadata(config: Mapping[str, Any], feature_shape: Sequence[int]) -> d
             "mean": np.asarray(norm["mean"], dtype=np.float64).reshape(-1).tolist(),
             "std": np.asarray(norm["std"], dtype=np.float64).reshape(-1).tolist(),
         },
+        **extra,
         "recipe": str(config.get("recipe", "")),
         "data": dict(config.get("data") or {}),
         "metrics": metrics,

@@ -90,7 +90,7 @@ class Engine:
         self.pipeline_config = self.config.pipeline_config(model)
         self.input_rate = int(input_rate)
         self.labels = model.labels
-        self._pipeline = FeaturePipeline(self.pipeline_config, self.input_rate)
+        self._pipeline = FeaturePipeline(self.pipeline_config, self.input_rate, input_norm=model.info.input_norm)
         self._smoother = Smoother(
             SmoothingConfig(alpha=self.config.smoothing_alpha, reset_after_s=self.config.smoothing_reset_s)
         )

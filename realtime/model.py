@@ -22,6 +22,7 @@ import numpy as np
 import onnxruntime as ort
 
 from realtime.errors import UserError
+from realtime.normalize import InputNormConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from realtime.features import FeaturePreset
@@ -104,6 +105,7 @@ class ModelInfo:
     metrics: Mapping[str, Any] = field(default_factory=dict, hash=False)
     data: Mapping[str, Any] = field(default_factory=dict, hash=False)
     normalization: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    input_norm: InputNormConfig = field(default_factory=InputNormConfig, hash=False)
     project_version: str = ""
     created: str = ""
     format_version: int = FORMAT_VERSION
@@ -159,6 +161,15 @@ class ModelInfo:
         if not all(math.isfinite(v) for v in (window_s, hop_s, min_speech_s)):
             raise UserError(f"{source}: the metadata window/hop values are not finite: {fix}")
         shape = tuple(int(d) for d in feature_shape)
+        raw_norm = meta.get("input_normalization")
+        if raw_norm is not None and not isinstance(raw_norm, Mapping):
+            raise UserError(f"{source}: the metadata input_normalization is not a JSON object: {fix}")
+        try:
+            input_norm = InputNormConfig.from_dict(raw_norm)
+        except (TypeError, ValueError) as err:
+            raise UserError(f"{source}: the metadata input_normalization is invalid ({err}): {fix}") from None
+        except UserError as err:
+            raise UserError(f"{source}: {err}") from None
         declared = meta.get("feature_shape")
         if declared is not None and tuple(declared) != shape:
             raise UserError(
@@ -176,6 +187,7 @@ class ModelInfo:
             metrics=dict(meta.get("metrics") or {}),
             data=dict(meta.get("data") or {}),
             normalization=dict(meta.get("normalization") or {}),
+            input_norm=input_norm,
             project_version=str(meta.get("project_version", "")),
             created=str(meta.get("created", "")),
             format_version=version,

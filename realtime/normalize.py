@@ -24,10 +24,12 @@ Modes (``InputNormConfig.mode``):
     The window becomes ``X - L - S + prior``: gain-invariant exactly (``L`` moves with the gain, ``S`` does not) and,
     once ``S`` has adapted, insensitive to a fixed channel.
 
-*Speech frames* are the frames within ``active_range_db`` of the window's loudest frame (mean over bands): a choice
-that is itself gain-invariant, unlike the VAD's decisions, which move with the level. Values at the features'
-absolute floor (digital silence, the zero padding before a stream) and values more than ``floor_db`` below the
-reference are set to ``floor_db``, so padding reads the same at every gain.
+*Speech frames* are the frames within ``active_range_db`` of the window's loudest frame (power mean over bands): a
+choice that is itself gain-invariant, unlike the VAD's decisions, which move with the level. The level reference is
+the power mean over those frames (robust to quiet bins). Values at the features' absolute floor (digital silence,
+the zero padding before a stream) and values more than ``floor_db`` below the reference are set to ``floor_db``, so
+padding and near-silent bins read the same at every gain. The session's spectral shape is averaged over the
+clamped values too.
 
 Statistics are updated once per classified window (the pipeline calls ``process`` for those only), in stream
 order: the result depends only on the sequence of windows, never on how the audio was chunked. ``reset()`` starts
@@ -57,13 +59,16 @@ MODES: tuple[str, ...] = (MODE_NONE, MODE_WINDOW, MODE_SESSION)
 
 DEFAULT_ACTIVE_RANGE_DB = 40.0
 """Frames whose band-mean level is within this many dB of the window's loudest frame count as speech frames."""
-DEFAULT_FLOOR_DB = -80.0
-"""Relative floor: values below the reference by more than this (and digital silence) read as this."""
+DEFAULT_FLOOR_DB = -60.0
+"""Relative floor: values below the reference by more than this (and digital silence) read as this. The clamp
+is gain-invariant while the reference stays above ``ABS_FLOOR_DB - DEFAULT_FLOOR_DB`` = -40 dB (log-mel scale):
+speech down to about -75 dBFS."""
 DEFAULT_TIME_CONSTANT_S = 30.0
 """Session statistics: time constant of the moving averages, seconds of classified windows."""
 ABS_FLOOR_DB = 10.0 * math.log10(AMIN)
 """The features module's absolute floor (power_to_db's amin): -100 dB."""
 FLOOR_TOLERANCE_DB = 1e-3
+DB_PER_DECADE = 10.0
 
 
 @dataclass(frozen=True)
@@ -126,16 +131,35 @@ class InputNormConfig:
         return cls(**kwargs)
 
 
+def _power(x: np.ndarray) -> np.ndarray:
+    return np.power(10.0, np.asarray(x, dtype=np.float64) / DB_PER_DECADE)
+
+
 def active_frames(window: np.ndarray, active_range_db: float = DEFAULT_ACTIVE_RANGE_DB) -> np.ndarray:
-    """Boolean mask of the window's speech frames: band-mean level within ``active_range_db`` of the loudest."""
-    level = window.mean(axis=1)
+    """Boolean mask of the window's speech frames: frame level (power mean over bands, dB) within
+    ``active_range_db`` of the loudest frame."""
+    level = DB_PER_DECADE * np.log10(_power(window).mean(axis=1))
     return level >= level.max() - active_range_db
 
 
 def level_reference(window: np.ndarray, active_range_db: float = DEFAULT_ACTIVE_RANGE_DB) -> tuple[float, np.ndarray]:
-    """(mean level of the speech frames over all bands, speech-frame mask) of one ``(frames, bands)`` window."""
+    """(level of the window's speech frames, their mask): the power mean over those frames and all bands, in dB.
+
+    Averaged as power, the reference is carried by the loud bins and does not notice bins that a low gain
+    pushed onto the features' absolute floor (a mean of dB values would).
+    """
     mask = active_frames(window, active_range_db)
-    return float(window[mask].mean()), mask
+    return float(DB_PER_DECADE * np.log10(_power(window[mask]).mean())), mask
+
+
+def relative_window(
+    window: np.ndarray, reference: float, floor_db: float = DEFAULT_FLOOR_DB
+) -> np.ndarray:
+    """``window - reference``, clamped at ``floor_db``; bins at the absolute floor (digital silence) read as it."""
+    x = np.asarray(window, dtype=np.float64)
+    out = np.maximum(x - reference, floor_db)
+    out[x <= ABS_FLOOR_DB + FLOOR_TOLERANCE_DB] = floor_db
+    return out
 
 
 class InputNormalizer:
@@ -186,22 +210,17 @@ class InputNormalizer:
             raise UserError(
                 f"input normalisation expects (frames, {self.n_bands}) log-mel windows, got shape {x.shape}"
             )
-        silent = x <= ABS_FLOOR_DB + FLOOR_TOLERANCE_DB
         ref, mask = level_reference(x, cfg.active_range_db)
         self.windows_seen += 1
         if cfg.mode == MODE_WINDOW:
-            out = x - ref
+            return relative_window(x, ref, cfg.floor_db).astype(np.float32)
+        if self._level is None:
+            self._level = ref
         else:
-            if self._level is None:
-                self._level = ref
-            else:
-                self._level += self.rate * (ref - self._level)
-            self._shape += self.rate * ((x[mask] - ref).mean(axis=0) - self._shape)
-            out = x - self._level
-        out = np.maximum(out, cfg.floor_db)
-        out[silent] = cfg.floor_db
-        if cfg.mode == MODE_SESSION:
-            out = out - self._shape + self._prior
+            self._level += self.rate * (ref - self._level)
+        shape = relative_window(x[mask], ref, cfg.floor_db).mean(axis=0)
+        self._shape += self.rate * (shape - self._shape)
+        out = relative_window(x, self._level, cfg.floor_db) - self._shape + self._prior
         return out.astype(np.float32)
 
     def run(self, windows: Iterable[np.ndarray]) -> list[np.ndarray]:
@@ -210,14 +229,18 @@ class InputNormalizer:
         return [self.process(w) for w in windows]
 
 
-def fit_prior(windows: Iterable[np.ndarray], active_range_db: float = DEFAULT_ACTIVE_RANGE_DB) -> np.ndarray:
+def fit_prior(
+    windows: Iterable[np.ndarray],
+    active_range_db: float = DEFAULT_ACTIVE_RANGE_DB,
+    floor_db: float = DEFAULT_FLOOR_DB,
+) -> np.ndarray:
     """Training statistics for the session mode: mean level-referenced band values over all speech frames."""
     total: np.ndarray | None = None
     count = 0
     for window in windows:
         x = np.asarray(window, dtype=np.float64)
         ref, mask = level_reference(x, active_range_db)
-        part = (x[mask] - ref).sum(axis=0)
+        part = relative_window(x[mask], ref, floor_db).sum(axis=0)
         total = part if total is None else total + part
         count += int(mask.sum())
     if total is None or count == 0:

@@ -24,6 +24,7 @@ from realtime import __version__
 from realtime.cli import HelpFormatter
 from realtime.errors import UserError
 from realtime.features import PRESETS, get_preset
+from realtime.normalize import DEFAULT_TIME_CONSTANT_S, MODE_NONE, MODE_SESSION, MODES, InputNormConfig
 from realtime.pipeline import (
     DEFAULT_HOP_S,
     DEFAULT_MIN_SPEECH_S,
@@ -41,7 +42,9 @@ DEFAULT_SEED = 42
 DEFAULT_TEST_FRAC = 0.2
 DEFAULT_VAL_FRAC = 0.15
 DEFAULT_AUGMENT = "seed"
-AUGMENT_CHOICES = ("none", "seed", "strong")
+AUGMENT_CHOICES = ("none", "seed", "strong", "channel")
+INPUT_NORM_CHOICES = ("auto", *MODES)
+DEFAULT_INPUT_NORM = "auto"
 SPLIT_CHOICES = ("random", "speaker")
 PARITY_ROWS = 256  # validation windows saved for ser-export's parity check
 RECIPE_CHOICES = ("seed180", "seed162", "logmel_cnn", "logmel_cnn2d")
@@ -85,6 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--hop", type=float, default=DEFAULT_HOP_S, help="hop between windows, seconds")
     w.add_argument("--min-speech", type=float, default=DEFAULT_MIN_SPEECH_S, help="speech needed in a window, seconds")
     w.add_argument("--vad", type=int, choices=range(4), default=DEFAULT_VAD_AGGRESSIVENESS, help="VAD aggressiveness")
+    w.add_argument(
+        "--input-norm",
+        choices=INPUT_NORM_CHOICES,
+        default=DEFAULT_INPUT_NORM,
+        help="model-input normalisation (realtime/normalize.py): none, window (per-window level reference) or "
+        "session (running speaker level and spectral shape); auto = session for log-mel presets, none otherwise",
+    )
+    w.add_argument(
+        "--session-tau",
+        type=float,
+        default=DEFAULT_TIME_CONSTANT_S,
+        help="time constant of the session statistics, seconds",
+    )
     e = p.add_argument_group("evaluation")
     e.add_argument("--split", choices=SPLIT_CHOICES, default="speaker", help="random (seed-comparable) or speaker")
     e.add_argument("--folds", type=int, default=0, help="speaker-grouped K-fold cross-validation (0 = one split)")
@@ -170,7 +186,19 @@ def _augment_config(name: str) -> Any:
         return None
     if name == "seed":
         return AugmentConfig()
+    if name == "channel":
+        return AugmentConfig.channel()
     return AugmentConfig.strong()
+
+
+def input_norm_config(args: argparse.Namespace, preset_kind: str) -> InputNormConfig:
+    """--input-norm / --session-tau as a config (auto: session for log-mel presets, none for mean vectors)."""
+    mode = args.input_norm
+    if mode == "auto":
+        mode = MODE_SESSION if preset_kind == "frames" else MODE_NONE
+    if mode != MODE_NONE and preset_kind != "frames":
+        raise UserError(f"--input-norm {mode} needs a log-mel preset (frames); the seed presets take none")
+    return InputNormConfig(mode=mode, time_constant_s=args.session_tau)
 
 
 def _progress(quiet: bool) -> Any:
@@ -207,7 +235,7 @@ def train_one(
 
     from train import metrics as scores
     from train import models
-    from train.dataset import FeatureBuilder, Standardizer, stack_examples
+    from train.dataset import FeatureBuilder, Standardizer, fit_input_norm, normalize_clips, stack_examples
     from train.report import plot_confusion, plot_curves
 
     out.mkdir(parents=True, exist_ok=True)
@@ -224,6 +252,12 @@ def train_one(
             )
             parts[part] = (clips, *stack_examples(clips, labels, shape))
             progress.update(task, info=f"{len(parts[part][1])} windows")
+    input_norm = fit_input_norm(parts["train"][0], input_norm_config(args, config.preset.kind))
+    if input_norm.enabled:
+        hop_s = config.hop_samples / config.sample_rate
+        for k, part in enumerate(("train", "val", "test")):
+            clips = normalize_clips(parts[part][0], input_norm, hop_s, seed=args.seed + k)
+            parts[part] = (clips, *stack_examples(clips, labels, shape))
     (train_clips, x_tr, y_tr, g_tr), (_, x_va, y_va, _), (test_clips, x_te, y_te, g_te) = (
         parts["train"],
         parts["val"],
@@ -307,6 +341,8 @@ def train_one(
         "skipped_files": builder.report.to_dict()["unreadable"],
         "extraction": builder.report.to_dict(),
         "no_speech_window_clips": len(builder.report.no_speech or []),
+        "input_normalization": input_norm.mode,
+        "augment": args.augment,
         "epochs_run": len(history.history.get("loss", [])),
         "train_seconds": round(train_s, 1),
     }
@@ -317,6 +353,7 @@ def train_one(
         **config.to_dict(),
         "recipe": args.recipe,
         "normalization": norm.to_dict(),
+        "input_normalization": input_norm.to_dict(),
         "augment": None if augment is None else asdict(augment),
         "hyper": asdict(hyper),
         "split": split.name,

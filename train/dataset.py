@@ -22,6 +22,7 @@ import numpy as np
 
 from realtime.audio import read_audio
 from realtime.errors import UserError
+from realtime.normalize import MODE_NONE, MODE_SESSION, InputNormConfig, fit_prior, normalize_session
 from realtime.pipeline import FeaturePipeline, PipelineConfig
 from realtime.resample import Resampler
 from train.augment import AugmentConfig, augment_clip
@@ -175,6 +176,49 @@ class FeatureBuilder:
             if progress is not None:
                 progress(1)
         return out
+
+
+def session_order(clips: Sequence[ClipExamples], seed: int) -> list[list[int]]:
+    """Sessions as live use would meet them: one per (speaker, augmentation variant), its clips shuffled.
+
+    Returns, per session, the indices into ``clips`` in playing order (sessions sorted by speaker and variant so
+    the result depends only on ``seed``).
+    """
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, clip in enumerate(clips):
+        groups.setdefault((clip.record.speaker, clip.variant), []).append(i)
+    rng = np.random.default_rng(seed)
+    return [[members[j] for j in rng.permutation(len(members))] for _, members in sorted(groups.items())]
+
+
+def fit_input_norm(clips: Sequence[ClipExamples], config: InputNormConfig) -> InputNormConfig:
+    """The config with its training statistics (session mode: the prior, from the training clips' windows)."""
+    if config.mode != MODE_SESSION:
+        return config
+    prior = fit_prior(w for clip in clips for w in clip.features)
+    return config.with_prior(prior.tolist())
+
+
+def normalize_clips(
+    clips: Sequence[ClipExamples], config: InputNormConfig, hop_s: float, seed: int
+) -> list[ClipExamples]:
+    """Clips with their windows through :class:`realtime.normalize.InputNormalizer`, each speaker's clips played
+    as one session in shuffled order (see :func:`session_order`): what the live engine's stage would give."""
+    if config.mode == MODE_NONE:
+        return list(clips)
+    out: list[ClipExamples] = list(clips)
+    for session in session_order(clips, seed):
+        sizes = [len(clips[i].features) for i in session]
+        if not sum(sizes):
+            continue
+        shape = next(clips[i].features.shape[1:] for i in session if len(clips[i].features))
+        joined = np.concatenate([clips[i].features.reshape(-1, *shape) for i in session])
+        normalized = normalize_session(joined, config, hop_s)
+        start = 0
+        for i, n in zip(session, sizes, strict=True):
+            out[i] = ClipExamples(clips[i].record, normalized[start : start + n], clips[i].variant)
+            start += n
+    return out
 
 
 def stack_examples(
