@@ -45,7 +45,7 @@ DEFAULT_AUGMENT = "seed"
 AUGMENT_CHOICES = ("none", "seed", "strong", "channel")
 INPUT_NORM_CHOICES = ("auto", *MODES)
 DEFAULT_INPUT_NORM = "auto"
-SPLIT_CHOICES = ("random", "speaker")
+SPLIT_CHOICES = ("random", "speaker", "corpus")
 PARITY_ROWS = 256  # validation windows saved for ser-export's parity check
 RECIPE_CHOICES = ("seed180", "seed162", "logmel_cnn", "logmel_cnn2d")
 # The defaults --help shows for the training hyper-parameters. train.models.TrainHyperParams holds the values
@@ -102,7 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="time constant of the session statistics, seconds",
     )
     e = p.add_argument_group("evaluation")
-    e.add_argument("--split", choices=SPLIT_CHOICES, default="speaker", help="random (seed-comparable) or speaker")
+    e.add_argument(
+        "--split",
+        choices=SPLIT_CHOICES,
+        default="speaker",
+        help="random (seed-comparable), speaker, or corpus (train on the others, test on all of --test-corpus)",
+    )
+    e.add_argument("--test-corpus", default=None, help="with --split corpus: the corpus held out whole")
     e.add_argument("--folds", type=int, default=0, help="speaker-grouped K-fold cross-validation (0 = one split)")
     e.add_argument(
         "--holdout-corpus",
@@ -156,6 +162,22 @@ def _holdout_corpus(arg: str, corpora: Sequence[str]) -> str | None:
     return arg
 
 
+def _test_corpus(arg: str | None, corpora: Sequence[str]) -> str:
+    from train.corpora import corpus_name
+
+    if arg is None:
+        raise UserError("--split corpus needs --test-corpus NAME (one of the --data corpora)")
+    name = corpus_name(arg)
+    present = sorted(set(corpora))
+    if name not in present:
+        raise UserError(
+            f"--test-corpus {arg} is not among the loaded corpora ({', '.join(present)}): add --data {name}=PATH"
+        )
+    if len(present) < 2:
+        raise UserError(f"--split corpus needs another corpus to train on besides {name}: add a --data corpus")
+    return name
+
+
 def make_splits(args: argparse.Namespace, records: Sequence[Any]) -> list[Split]:
     from train import splits
 
@@ -169,6 +191,14 @@ def make_splits(args: argparse.Namespace, records: Sequence[Any]) -> list[Split]
             labels=labels, val_frac=args.val_frac,
         )
         return [Split(f.train, f.val, f.test, f"speaker-fold{k + 1}of{args.folds}") for k, f in enumerate(folds)]
+    if args.split == "corpus":
+        r = splits.corpus_split(
+            speakers, labels, corpora, _test_corpus(args.test_corpus, list(corpora)), val_frac=args.val_frac,
+            seed=args.seed,
+        )
+        return [Split(r.train, r.val, r.test, f"corpus-{args.test_corpus}")]
+    if args.test_corpus is not None:
+        raise UserError("--test-corpus needs --split corpus")
     if args.split == "random":
         r = splits.random_split(labels, test_frac=args.test_frac, val_frac=args.val_frac, seed=args.seed)
         return [Split(r.train, r.val, r.test, "random")]
@@ -243,6 +273,9 @@ def train_one(
     augment = _augment_config(args.augment)
     builder = FeatureBuilder(config, cache_dir=cache, augment=augment, seed=args.seed)
     shape = config.feature_shape
+    # labels only the test part has (a corpus split): reported with recall 0, never dropped
+    test_only = tuple(sorted({records[i].label for i in split.test} - set(labels)))
+    eval_labels = (*labels, *test_only)
     parts = {}
     with _progress(args.quiet) as progress:
         for part, idx, aug in (("train", split.train, True), ("val", split.val, False), ("test", split.test, False)):
@@ -250,14 +283,14 @@ def train_one(
             clips = builder.build(
                 [records[i] for i in idx], with_augment=aug, progress=lambda n, t=task: progress.advance(t, n)
             )
-            parts[part] = (clips, *stack_examples(clips, labels, shape))
+            parts[part] = (clips, *stack_examples(clips, eval_labels if part == "test" else labels, shape))
             progress.update(task, info=f"{len(parts[part][1])} windows")
     input_norm = fit_input_norm(parts["train"][0], input_norm_config(args, config.preset.kind))
     if input_norm.enabled:
         hop_s = config.hop_samples / config.sample_rate
         for k, part in enumerate(("train", "val", "test")):
             clips = normalize_clips(parts[part][0], input_norm, hop_s, seed=args.seed + k)
-            parts[part] = (clips, *stack_examples(clips, labels, shape))
+            parts[part] = (clips, *stack_examples(clips, eval_labels if part == "test" else labels, shape))
     (train_clips, x_tr, y_tr, g_tr), (_, x_va, y_va, _), (test_clips, x_te, y_te, g_te) = (
         parts["train"],
         parts["val"],
@@ -307,11 +340,28 @@ def train_one(
     ckpt.unlink(missing_ok=True)
 
     probs = model.predict(prep(x_te), verbose=0, batch_size=512)
-    ids = list(range(len(labels)))
-    window_metrics = scores.metrics_dict(y_te, probs.argmax(axis=1), ids, labels)
+    ids = list(range(len(eval_labels)))
+    window_metrics = scores.metrics_dict(y_te, probs.argmax(axis=1), ids, eval_labels)
     clip_ids, clip_probs = pool_by_clip(probs, g_te)
-    clip_true = np.array([labels.index(test_clips[c].record.label) for c in clip_ids], dtype=np.int64)
-    clip_metrics = scores.metrics_dict(clip_true, clip_probs.argmax(axis=1), ids, labels)
+    clip_true = np.array([eval_labels.index(test_clips[c].record.label) for c in clip_ids], dtype=np.int64)
+    clip_metrics = scores.metrics_dict(clip_true, clip_probs.argmax(axis=1), ids, eval_labels)
+    if test_only:
+        known = clip_true < len(labels)
+        clip_metrics["labels_not_in_training"] = {
+            "labels": list(test_only),
+            "clips": int(np.sum(~known)),
+            "note": "recall 0 by construction (the model cannot output them); counted in uar/accuracy",
+            "predicted_as": {
+                name: int(np.sum(clip_probs[~known].argmax(axis=1) == i)) for i, name in enumerate(labels)
+            },
+            "uar_over_trained_labels": scores.metrics_dict(
+                clip_true[known], clip_probs[known].argmax(axis=1), list(range(len(labels))), labels
+            )["uar"],
+        }
+        logger.warning(
+            "test labels the training set lacks: %s (%d clips; recall 0, counted)", ", ".join(test_only),
+            int(np.sum(~known)),
+        )
     skipped = {path for path, _ in builder.report.unreadable or []}
 
     def used(idx: np.ndarray) -> list[Any]:
@@ -367,11 +417,11 @@ def train_one(
     rng = np.random.default_rng(args.seed)
     rows = rng.choice(len(x_va), size=min(PARITY_ROWS, len(x_va)), replace=False)
     save_npy(out / "val_features.npy", x_va[rows].astype(np.float32))
-    plot_confusion(np.asarray(clip_metrics["confusion_matrix"]["matrix"]), labels, out / "confusion.png",
+    plot_confusion(np.asarray(clip_metrics["confusion_matrix"]["matrix"]), eval_labels, out / "confusion.png",
                    title=f"{args.recipe} — {split.name} split, test clips")
     plot_curves(history.history, out / "curves.png", title=f"{args.recipe} — {split.name}")
     print(f"\n{args.recipe} · split={split.name} · test clips={len(clip_ids)} · windows={len(x_te)}")
-    print(scores.classification_report(clip_true, clip_probs.argmax(axis=1), ids, labels))
+    print(scores.classification_report(clip_true, clip_probs.argmax(axis=1), ids, eval_labels))
     print(f"clip accuracy {clip_metrics['accuracy']:.4f}  UAR {clip_metrics['uar']:.4f}  "
           f"macro-F1 {clip_metrics['macro_f1']:.4f}  |  window accuracy {window_metrics['accuracy']:.4f}  "
           f"UAR {window_metrics['uar']:.4f}")
@@ -481,8 +531,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("no usable clips found under --data: check the folder and the corpus name")
     for note in loaded.notes():
         logger.warning("%s", note)
-    labels = tuple(sorted({r.label for r in records}))
     from train.models import get_recipe
+
 
     recipe = get_recipe(args.recipe)
     preset = get_preset(args.preset or recipe.default_preset)
@@ -496,6 +546,9 @@ def run(args: argparse.Namespace) -> int:
     )
     data_summary = loaded.summary() | {"used_clips": len(records), "limit_per_corpus": args.limit or None}
     splits = make_splits(args, records)
+    # the model's labels: those of its training data (all records unless a corpus is held out whole)
+    trained_on = [records[i] for i in splits[0].train] if args.split == "corpus" else records
+    labels = tuple(sorted({r.label for r in trained_on}))
     args.out.mkdir(parents=True, exist_ok=True)
     if len(splits) == 1:
         train_one(args, records, splits[0], labels, config, args.out, data_summary)

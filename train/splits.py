@@ -346,6 +346,34 @@ def speaker_split(
     return Split(_indices(train_mask), _indices(val_mask), _indices(test_mask))
 
 
+def corpus_split(
+    speakers: Sequence[Any] | np.ndarray,
+    labels: Sequence[Any] | np.ndarray,
+    corpora: Sequence[str] | np.ndarray,
+    test_corpus: str,
+    val_frac: float = DEFAULT_VAL_FRAC,
+    seed: int = DEFAULT_SEED,
+) -> Split:
+    """Leave one corpus out: every record of ``test_corpus`` is test; the other corpora are split by speaker
+    into training and validation (:func:`speaker_split` with no test part)."""
+    corp = _as_array(corpora, "corpora")
+    spk = _as_array(speakers, "speakers", len(corp))
+    y = _as_array(labels, "labels", len(corp))
+    test_mask = corp == test_corpus
+    if not test_mask.any():
+        raise UserError(f"no records of corpus {test_corpus!r} to test on: add it with --data {test_corpus}=PATH")
+    rest = np.flatnonzero(~test_mask)
+    if not len(rest):
+        raise UserError(f"every record is from {test_corpus}: add another corpus to train on")
+    inner = speaker_split(spk[rest], y[rest], test_frac=0.0, val_frac=val_frac, seed=seed, corpora=corp[rest])
+    logger.info("corpus split: test = all %d records of %s", int(test_mask.sum()), test_corpus)
+    return Split(
+        np.sort(rest[inner.train]).astype(_INDEX_DTYPE),
+        np.sort(rest[inner.val]).astype(_INDEX_DTYPE),
+        _indices(test_mask),
+    )
+
+
 def speaker_kfold(
     speakers: Sequence[Any] | np.ndarray,
     k: int = DEFAULT_FOLDS,
