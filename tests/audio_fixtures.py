@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,3 +144,22 @@ def write_ravdess_tree(root: Path, actors: int = 4, unreadable: bool = True) -> 
         bad = root / "Actor_01" / ravdess_name("05", 1, intensity=2)
         bad.write_bytes(b"RIFF\x00\x00\x00\x00this is not a wave file" * 8)
     return good, bad
+
+
+ASED_CODES = {"n1": ("01Neutral", "01"), "f2": ("02Fearful", "06"), "h3": ("03Happy", "03"), "s4": ("04Sad", "04"),
+              "a5": ("05Angry", "05")}
+"""ASED emotion code -> (folder, the RAVDESS code of the same emotion, whose synthetic voice it borrows)."""
+
+
+def write_ased_tree(root: Path, speakers: Sequence[int] = (3, 7, 12)) -> list[Path]:
+    """``root/0NEmotion/xN-01-01-GG-PP.wav`` for each speaker x the five ASED emotions (voiced tones, 16 kHz)."""
+    out: list[Path] = []
+    for k, speaker in enumerate(speakers):
+        for i, (code, (folder, ravdess_code)) in enumerate(ASED_CODES.items()):
+            f0, amplitude, rate = RAVDESS_EMOTIONS[ravdess_code]
+            x = voiced_tone(f0 * (1.1 + 0.05 * k), 2.2, amplitude, rate, seed=1000 + 10 * speaker + i)
+            path = root / folder / f"{code}-01-01-{1 + speaker % 2:02d}-{speaker:02d}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, x, CORPUS_RATE)
+            out.append(path)
+    return out
