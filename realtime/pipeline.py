@@ -18,7 +18,7 @@ from realtime.errors import UserError
 from realtime.features import FeaturePreset, FrameFeatures
 from realtime.normalize import InputNormalizer, InputNormConfig
 from realtime.resample import Resampler
-from realtime.vad import SpeechGate, VadConfig
+from realtime.vad import DEFAULT_NOISE_MARGIN_DB, DEFAULT_NOISE_WINDOW_S, SpeechGate, VadConfig
 from realtime.windows import Window, WindowConfig, Windower, round_to_multiple
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ DEFAULT_VAD_AGGRESSIVENESS = 2
 DEFAULT_VAD_FRAME_MS = 30
 DEFAULT_VAD_PAD_MS = 150
 DEFAULT_VAD_HANGOVER_MS = 300
+DEFAULT_VAD_NOISE_MARGIN_DB = DEFAULT_NOISE_MARGIN_DB
 # Frames kept beyond one window, so a late reader still finds its window's frames.
 SPARE_FRAMES = 64
 LEVEL_FLOOR_DB = -100.0
@@ -47,6 +48,8 @@ class PipelineConfig:
     vad_frame_ms: int = DEFAULT_VAD_FRAME_MS
     vad_pad_ms: int = DEFAULT_VAD_PAD_MS
     vad_hangover_ms: int = DEFAULT_VAD_HANGOVER_MS
+    vad_noise_margin_db: float = DEFAULT_VAD_NOISE_MARGIN_DB
+    vad_noise_window_s: float = DEFAULT_NOISE_WINDOW_S
 
     @property
     def sample_rate(self) -> int:
@@ -77,6 +80,8 @@ class PipelineConfig:
                 "frame_ms": self.vad_frame_ms,
                 "pad_ms": self.vad_pad_ms,
                 "hangover_ms": self.vad_hangover_ms,
+                "noise_margin_db": self.vad_noise_margin_db,
+                "noise_window_s": self.vad_noise_window_s,
             },
             "feature_shape": list(self.feature_shape),
         }
@@ -122,6 +127,8 @@ class FeaturePipeline:
                 aggressiveness=config.vad_aggressiveness,
                 pad_ms=config.vad_pad_ms,
                 hangover_ms=config.vad_hangover_ms,
+                noise_margin_db=config.vad_noise_margin_db,
+                noise_window_s=config.vad_noise_window_s,
             )
         )
         self._windower = Windower(

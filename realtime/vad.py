@@ -12,6 +12,7 @@ the rest at the end of the stream. The output is identical whatever chunk sizes 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -29,6 +30,12 @@ DEFAULT_FRAME_MS = 30
 DEFAULT_AGGRESSIVENESS = 2
 DEFAULT_PAD_MS = 150
 DEFAULT_HANGOVER_MS = 300
+DEFAULT_NOISE_MARGIN_DB = 6.0
+"""A voiced frame must also be this much above the noise floor (0 = off): webrtcvad alone takes stationary noise
+at -30 to -20 dBFS (a fan, a hot microphone) for speech; see BENCHMARKS.md "Speech gate and level"."""
+DEFAULT_NOISE_WINDOW_S = 3.0
+"""The noise floor is the quietest frame of the last this many seconds (minimum statistics)."""
+SILENCE_DBFS = -120.0
 SUPPORTED_RATES = (8000, 16000, 32000, 48000)
 SUPPORTED_FRAME_MS = (10, 20, 30)
 AGGRESSIVENESS_RANGE = (0, 3)
@@ -52,6 +59,8 @@ class VadConfig:
     aggressiveness: int = DEFAULT_AGGRESSIVENESS
     pad_ms: float = DEFAULT_PAD_MS
     hangover_ms: float = DEFAULT_HANGOVER_MS
+    noise_margin_db: float = DEFAULT_NOISE_MARGIN_DB
+    noise_window_s: float = DEFAULT_NOISE_WINDOW_S
 
     def __post_init__(self) -> None:
         if not _is_int(self.sample_rate) or self.sample_rate not in SUPPORTED_RATES:
@@ -71,6 +80,10 @@ class VadConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
                 raise UserError(f"VAD {name} must be a number of milliseconds >= 0, got {value!r}")
+        if isinstance(self.noise_margin_db, bool) or not 0 <= self.noise_margin_db < float("inf"):
+            raise UserError(f"VAD noise margin must be a number of dB >= 0 (0 = off), got {self.noise_margin_db!r}")
+        if not self.noise_window_s > 0:
+            raise UserError(f"VAD noise window must be > 0 seconds, got {self.noise_window_s!r}")
 
     @property
     def frame_samples(self) -> int:
@@ -83,6 +96,10 @@ class VadConfig:
     @property
     def hangover_samples(self) -> int:
         return round(self.hangover_ms * self.sample_rate / MS_PER_S)
+
+    @property
+    def noise_window_frames(self) -> int:
+        return max(1, round(self.noise_window_s * MS_PER_S / self.frame_ms))
 
 
 def to_int16(samples: np.ndarray) -> np.ndarray:
@@ -118,6 +135,12 @@ class SpeechGate:
         self.frames = 0
         self.speech_frames = 0
         self.last_raw = False
+        self._floor: collections.deque[tuple[int, float]] = collections.deque()  # sliding minimum of frame levels
+
+    @property
+    def noise_floor_dbfs(self) -> float | None:
+        """The current noise-floor estimate (quietest frame of the noise window), None before the first frame."""
+        return self._floor[0][1] if self._floor else None
 
     @property
     def latest_voiced_frame(self) -> int:
@@ -140,8 +163,21 @@ class SpeechGate:
 
     # -- streaming ---------------------------------------------------------------------------------------
     def _classify_frame(self, frame: np.ndarray) -> bool:
-        """Raw decision for one int16 frame of exactly ``frame_samples`` samples."""
-        return bool(self._vad.is_speech(frame.tobytes(), self.config.sample_rate))
+        """Raw decision for one int16 frame of exactly ``frame_samples`` samples: webrtcvad says voiced and, with a
+        noise margin, the frame stands that far above the noise floor."""
+        voiced = bool(self._vad.is_speech(frame.tobytes(), self.config.sample_rate))
+        margin = self.config.noise_margin_db
+        if margin <= 0:
+            return voiced
+        power = float(np.mean(np.square(frame, dtype=np.float64))) / _INT16_SCALE**2
+        level = 10.0 * np.log10(power) if power > 0 else SILENCE_DBFS
+        index = self.frames
+        while self._floor and self._floor[-1][1] >= level:
+            self._floor.pop()
+        self._floor.append((index, level))
+        while self._floor[0][0] <= index - self.config.noise_window_frames:
+            self._floor.popleft()
+        return voiced and level >= self._floor[0][1] + margin
 
     def process(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(samples, dtype=np.float32)
