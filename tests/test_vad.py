@@ -240,6 +240,8 @@ def test_other_rates(rate: int, frame_ms: int) -> None:
         ({"aggressiveness": True}, "0..3"),
         ({"pad_ms": -1}, "pad_ms"),
         ({"hangover_ms": float("nan")}, "hangover_ms"),
+        ({"noise_margin_db": -3.0}, "noise margin"),
+        ({"noise_window_s": 0.0}, "noise window"),
     ],
 )
 def test_config_validation(kwargs: dict[str, object], needle: str) -> None:
@@ -279,3 +281,62 @@ def test_fixture_is_real_speech(speech: tuple[np.ndarray, int, int]) -> None:
     _, start, end = speech
     assert end - start > RATE  # over a second of speech
     assert Path(shutil.which("espeak-ng") or "").name == "espeak-ng"
+
+
+# -- level and noise: the noise-floor margin ------------------------------------------------------------------
+def _level(x: np.ndarray, dbfs: float) -> np.ndarray:
+    """``x`` scaled so that its loud part (|x| > 0.01 of its peak) has an RMS of ``dbfs``."""
+    loud = x[np.abs(x) > 0.01 * np.max(np.abs(x))]
+    return (x * np.float32(10 ** (dbfs / 20) / np.sqrt(np.mean(loud.astype(np.float64) ** 2)))).astype(np.float32)
+
+
+def _pink(n: int, seed: int) -> np.ndarray:
+    spectrum = np.fft.rfft(np.random.default_rng(seed).standard_normal(n))
+    spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
+    y = np.fft.irfft(spectrum, n)
+    return (y / np.std(y)).astype(np.float32)
+
+
+@pytest.mark.parametrize("noise_dbfs", [-30.0, -20.0])
+def test_loud_stationary_noise_does_not_open_the_gate(noise_dbfs: float) -> None:
+    noise = np.random.default_rng(2).standard_normal(4 * RATE).astype(np.float32) * np.float32(10 ** (noise_dbfs / 20))
+    _, plain = _run(SpeechGate(noise_margin_db=0.0), noise, [len(noise)])
+    _, gated = _run(SpeechGate(), noise, [len(noise)])
+    if noise_dbfs >= -20:
+        assert plain.mean() > 0.9  # webrtcvad alone calls loud white noise speech ...
+    assert gated.mean() < 0.02  # ... the noise-floor margin does not
+
+
+def test_quiet_speech_is_still_detected(speech: tuple[np.ndarray, int, int]) -> None:
+    x, start, end = speech
+    for dbfs in (-45.0, -55.0):
+        _, flags = _run(SpeechGate(), _level(x, dbfs), [len(x)])
+        assert flags[start:end].mean() > 0.9, dbfs
+
+
+def test_speech_in_loud_noise_is_detected_and_the_noise_before_it_is_not(speech: tuple[np.ndarray, int, int]) -> None:
+    x, start, end = speech
+    lead = 3 * RATE
+    voice = np.concatenate([np.zeros(lead, np.float32), _level(x, -20.0)])
+    noisy = voice + _pink(len(voice), 3) * np.float32(10 ** (-30.0 / 20))  # 10 dB SNR, noise at -30 dBFS
+    _, plain = _run(SpeechGate(noise_margin_db=0.0), noisy, [len(noisy)])
+    gate = SpeechGate()
+    _, flags = _run(gate, noisy, _random_chunks(len(noisy), 4, 3000))
+    assert plain[: lead - RATE].mean() > 0.5  # without the margin the noise alone opens the gate
+    assert flags[: lead - RATE].mean() < 0.05
+    assert flags[lead + start : lead + end].mean() > 0.9
+    _, whole = _run(SpeechGate(), noisy, [len(noisy)])
+    np.testing.assert_array_equal(flags, whole)  # the floor estimate does not depend on chunking
+
+
+def test_noise_floor_tracks_the_quietest_recent_frame() -> None:
+    gate = SpeechGate()
+    assert gate.noise_floor_dbfs is None
+    quiet = np.full(RATE, 10 ** (-60 / 20), np.float32) * np.sign(np.sin(np.arange(RATE)))
+    loud = np.full(4 * RATE, 10 ** (-20 / 20), np.float32) * np.sign(np.sin(np.arange(4 * RATE)))
+    gate.process(quiet)
+    assert gate.noise_floor_dbfs == pytest.approx(-60.0, abs=0.5)
+    gate.process(loud)  # after the 3 s window the quiet second has left the estimate
+    assert gate.noise_floor_dbfs == pytest.approx(-20.0, abs=0.5)
+    gate.reset()
+    assert gate.noise_floor_dbfs is None
