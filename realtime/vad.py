@@ -30,7 +30,7 @@ DEFAULT_FRAME_MS = 30
 DEFAULT_AGGRESSIVENESS = 2
 DEFAULT_PAD_MS = 150
 DEFAULT_HANGOVER_MS = 300
-DEFAULT_NOISE_MARGIN_DB = 6.0
+DEFAULT_NOISE_MARGIN_DB = 10.0
 """A voiced frame must also be this much above the noise floor (0 = off): webrtcvad alone takes stationary noise
 at -30 to -20 dBFS (a fan, a hot microphone) for speech; see BENCHMARKS.md "Speech gate and level"."""
 DEFAULT_NOISE_WINDOW_S = 3.0
