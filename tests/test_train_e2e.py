@@ -215,3 +215,111 @@ def test_export_and_replay_close_the_loop(first: dict[str, Any], corpus: dict[st
     live = EmotionRecognizer(onnx_path, provider="cpu").predict_file(clip)
     assert len(live.windows) == len(examples.features)
     np.testing.assert_allclose([live.probs[label] for label in LABELS], keras_probs.mean(axis=0), atol=1e-3)
+
+
+# ------------------------------------------------------------------------- input normalisation, corpus split
+LOGMEL_ARGS = ("--epochs", "1", "--augment", "none", "--recipe", "logmel_cnn", "-q")
+
+
+def test_session_normalised_run_exports_its_stage_and_live_equals_training(
+    corpus: dict[str, Any], tmp_path: Path
+) -> None:
+    """A logmel run with --input-norm session: the prior travels in config.json and the ONNX metadata, and the
+    live engine on a clip gives what Keras gives on the training path's normalised windows of that clip."""
+    import contextlib
+    import io
+
+    import keras
+
+    from export.onnx_export import export_model
+    from realtime.api import EmotionRecognizer
+    from realtime.model import load_model
+    from realtime.normalize import InputNormConfig
+    from realtime.pipeline import PipelineConfig
+    from train.cli import main
+    from train.corpora import Record
+    from train.dataset import FeatureBuilder, Standardizer, normalize_clips
+    from train.models import model_input_shape
+
+    out = tmp_path / "run"
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["--data", f"ravdess={corpus['root']}", "--cache", str(corpus["cache"]), "--out", str(out),
+                     "--input-norm", "session", "--session-tau", "20", *LOGMEL_ARGS])
+    assert code == 0
+    config = load(out / "config.json")
+    norm_config = InputNormConfig.from_dict(config["input_normalization"])
+    assert norm_config.mode == "session" and norm_config.time_constant_s == 20 and len(norm_config.prior) == 64
+    assert load(out / "metrics.json")["input_normalization"] == "session"
+    onnx_path = tmp_path / "model.onnx"
+    assert export_model(out, onnx_path).parity.passed
+    assert load_model(onnx_path).info.input_norm == norm_config
+
+    clip = corpus["good"][3]
+    pipeline = PipelineConfig(preset=load_model(onnx_path).info.preset, window_s=config["window_s"],
+                              hop_s=config["hop_s"], min_speech_s=config["min_speech_s"])
+    examples = FeatureBuilder(pipeline).clip(Record(clip, "sad", "ravdess:01", "ravdess"))
+    [session] = normalize_clips(examples, norm_config, pipeline.hop_samples / pipeline.sample_rate, seed=0)
+    x = Standardizer.from_dict(config["normalization"]).apply(session.features)
+    x = x.reshape((len(x), *model_input_shape(tuple(config["feature_shape"]))))
+    keras_probs = keras.saving.load_model(out / "model.keras").predict(x, verbose=0)
+    live = EmotionRecognizer(onnx_path, provider="cpu").predict_file(clip)
+    assert len(live.windows) == len(session.features) > 0
+    np.testing.assert_allclose([live.probs[label] for label in LABELS], keras_probs.mean(axis=0), atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def two_corpora(corpus: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from tests.audio_fixtures import write_ased_tree
+
+    ased = tmp_path_factory.mktemp("ased")
+    write_ased_tree(ased, speakers=(3, 7, 12))
+    return {"ravdess": corpus["root"], "ased": ased, "cache": corpus["cache"]}
+
+
+@pytest.mark.parametrize("held_out", ["ased", "ravdess"])
+def test_corpus_split_tests_on_every_clip_of_the_held_out_corpus(
+    two_corpora: dict[str, Path], tmp_path: Path, held_out: str
+) -> None:
+    import contextlib
+    import io
+
+    from train.cli import main
+
+    out = tmp_path / held_out
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["--data", f"ravdess={two_corpora['ravdess']}", "--data", f"ased={two_corpora['ased']}",
+                     "--cache", str(two_corpora["cache"]), "--out", str(out), "--split", "corpus",
+                     "--test-corpus", held_out, *LOGMEL_ARGS])
+    assert code == 0
+    metrics = load(out / "metrics.json")
+    assert metrics["split"] == f"corpus-{held_out}"
+    counts = metrics["counts"]
+    assert set(counts["test"]["corpus"]) == {held_out}
+    assert held_out not in counts["train"]["corpus"] and held_out not in counts["val"]["corpus"]
+    assert all(s.startswith(f"{held_out}:") for s in metrics["test_speakers"])
+    expected_clips = 15 if held_out == "ased" else ACTORS * len(LABELS)  # the unreadable RAVDESS file is skipped
+    assert counts["test"]["clips"] == expected_clips
+    model_labels = load(out / "config.json")["labels"]
+    if held_out == "ravdess":  # trained on ASED alone: RAVDESS's disgust and surprised are reported, not dropped
+        assert model_labels == ["angry", "fearful", "happy", "neutral", "sad"]
+        missing = metrics["clip"]["labels_not_in_training"]
+        assert missing["labels"] == ["disgust", "surprised"] and missing["clips"] == 2 * ACTORS
+        assert sum(missing["predicted_as"].values()) == 2 * ACTORS
+        assert metrics["clip"]["per_class"]["surprised"]["recall"] == 0.0
+    else:
+        assert model_labels == list(LABELS) and "labels_not_in_training" not in metrics["clip"]
+
+
+def test_corpus_split_errors_are_one_line(two_corpora: dict[str, Path], tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from train.cli import main
+
+    base = ["--data", f"ravdess={two_corpora['ravdess']}", "--out", str(tmp_path / "x"), "--cache", "", "-q"]
+    assert main([*base, "--split", "corpus"]) == 2
+    assert "--split corpus needs --test-corpus NAME" in capsys.readouterr().err
+    assert main([*base, "--split", "corpus", "--test-corpus", "tess"]) == 2
+    assert "--test-corpus tess is not among the loaded corpora (ravdess)" in capsys.readouterr().err
+    assert main([*base, "--split", "corpus", "--test-corpus", "ravdess"]) == 2
+    assert "needs another corpus to train on besides ravdess" in capsys.readouterr().err
+    assert main([*base, "--test-corpus", "ravdess"]) == 2
+    assert "--test-corpus needs --split corpus" in capsys.readouterr().err
