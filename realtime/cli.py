@@ -21,7 +21,7 @@ from realtime import __version__
 from realtime.engine import DEFAULT_SMOOTHING_ALPHA, Engine, EngineConfig
 from realtime.errors import UserError
 from realtime.events import JsonlWriter, WindowEvent
-from realtime.model import DEFAULT_PROVIDER, DEFAULT_THREADS, load_model
+from realtime.model import DEFAULT_PROVIDER, DEFAULT_THREADS, bundled_demo_path, load_model
 from realtime.pipeline import DEFAULT_VAD_AGGRESSIVENESS
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument(
         "--file", type=Path, default=None, help="replay an audio file instead of the microphone (default: microphone)"
     )
-    src.add_argument("--fast", action="store_true", help="with --file: as fast as possible, not real-time pace")
+    src.add_argument(
+        "--demo",
+        action="store_true",
+        help="replay the bundled demo recording (package data; works from any folder), as --file would",
+    )
+    src.add_argument("--fast", action="store_true", help="with --file or --demo: as fast as possible, not real time")
     src.add_argument(
         "--device",
         default=None,
@@ -216,8 +221,12 @@ def run(args: argparse.Namespace) -> int:
 
         print(list_devices())
         return 0
+    if args.demo:
+        if args.file is not None:
+            raise UserError("--demo and --file are two inputs: pass one of them")
+        args.file = bundled_demo_path()
     if args.fast and args.file is None:
-        raise UserError("--fast only applies to --file replays")
+        raise UserError("--fast only applies to --file (or --demo) replays")
     if args.duration is not None and args.duration <= 0:
         raise UserError(f"--duration must be positive (got {args.duration})")
     if args.threads < 1:

@@ -35,6 +35,7 @@ INPUT_NAME = "features"
 OUTPUT_NAME = "probs"
 BUNDLED_PACKAGE = "models"
 BUNDLED_MODEL_NAME = "default.onnx"
+BUNDLED_DEMO_NAME = "demo.wav"
 DEFAULT_PROVIDER = "auto"
 DEFAULT_THREADS = 1
 # Rows per ONNX Runtime call: bounds memory for very large batches without slowing small ones.
@@ -258,6 +259,18 @@ def bundled_model_path() -> Path:
         raise UserError(NO_BUNDLED_MODEL_MESSAGE) from None
     if not resource.is_file():
         raise UserError(NO_BUNDLED_MODEL_MESSAGE)
+    return Path(str(resource))
+
+
+def bundled_demo_path() -> Path:
+    """Path of ``models/demo.wav`` shipped with the package (``ser-live --demo``); UserError when absent."""
+    message = "no bundled demo recording in this install: reinstall ser-live, or pass --file PATH"
+    try:
+        resource = resources.files(BUNDLED_PACKAGE).joinpath(BUNDLED_DEMO_NAME)
+    except ModuleNotFoundError:
+        raise UserError(message) from None
+    if not resource.is_file():
+        raise UserError(message)
     return Path(str(resource))
 
 

@@ -238,8 +238,9 @@ def test_ased_folders_letters_speakers_and_quirks(tmp_path: Path) -> None:
     names = [f"{folders[code]}/{code}-03-02-02-{sp:02d}.flac" for code in folders for sp in (5, 41)]
     names += ["04Sad/S4-04-02-01-29.flac"]  # the real corpus spells one file with a capital
     names += ["05Angry/a4-01-01-01-07.flac", "05Angry/x5-01-01-01-07.flac", "01Neutral/n1-01-01-03-07.flac"]
-    names += ["01Neutral/n1-01-01-01.flac", "01Neutral/README.txt"]
+    names += ["01Neutral/n1-01-01-01.flac"]
     make_tree(tmp_path, names)
+    (tmp_path / "01Neutral" / "README.txt").write_text("not audio")
     result = load_corpus("ased", tmp_path)
     recs = by_name(result.records)
     for code, label in labels.items():

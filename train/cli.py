@@ -108,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="speaker",
         help="random (seed-comparable), speaker, or corpus (train on the others, test on all of --test-corpus)",
     )
-    e.add_argument("--test-corpus", default=None, help="with --split corpus: the corpus held out whole")
+    e.add_argument(
+        "--test-corpus", default=None, help="the corpus held out whole (default: none; required by --split corpus)"
+    )
     e.add_argument("--folds", type=int, default=0, help="speaker-grouped K-fold cross-validation (0 = one split)")
     e.add_argument(
         "--holdout-corpus",

@@ -225,9 +225,28 @@ def bench_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for preset, recipe in PRESET_RECIPES.items():
         models[preset] = recipes.get(recipe) or make_tiny_model(out / f"tiny-{preset}.onnx", preset_name=preset,
                                                                 window_s=2.0, hop_s=0.5)
+    models["logmel-session"] = _with_session_norm(models["logmel"], out / "logmel-session.onnx")
     if BUNDLED_MODEL.is_file():
         models["default"] = BUNDLED_MODEL
     return models
+
+
+def _with_session_norm(source: Path, target: Path) -> Path:
+    """The same model with session input normalisation in its metadata (a flat prior: timing only)."""
+    import onnx
+
+    from realtime.model import METADATA_KEY
+    from realtime.normalize import MODE_SESSION, InputNormConfig
+
+    proto = onnx.load(str(source))
+    props = {p.key: p.value for p in proto.metadata_props}
+    meta = json.loads(props[METADATA_KEY])
+    meta["input_normalization"] = InputNormConfig(mode=MODE_SESSION, prior=(0.0,) * meta["preset"]["n_mels"]).to_dict()
+    for p in proto.metadata_props:
+        if p.key == METADATA_KEY:
+            p.value = json.dumps(meta)
+    onnx.save(proto, str(target))
+    return target
 
 
 def _espeak(text: str, path: Path) -> np.ndarray:

@@ -37,10 +37,11 @@ import pytest
 
 from realtime.features import FrameFeatures, get_preset
 from realtime.model import EmotionModel, load_model
+from realtime.normalize import InputNormalizer
 from realtime.pipeline import PipelineConfig
 from tests.benchmarks.conftest import ROOT, blas_threads, percentiles_ms, pinned_to_one_core, shipped_env
 
-PRESETS = ("seed180", "seed162", "logmel")
+PRESETS = ("seed180", "seed162", "logmel", "logmel-session")  # the last: logmel + the session input stage
 # BLAS pool: 1 thread, or None = as numpy starts it (one per CPU)
 BLAS_CHOICES: dict[str, int | None] = {"blas1": 1, "blas-default": None}
 HOP_ROUNDS = {"blas1": 1000, "blas-default": 150}
@@ -86,6 +87,8 @@ class HopLoop:
         self.features_s: list[float] = []
         self.inference_s: list[float] = []
         self.feature_shape = cfg.feature_shape
+        norm = model.info.input_norm
+        self.normalizer = InputNormalizer(norm, preset.n_mels, self.hop / preset.sample_rate) if norm.enabled else None
 
     def _next_hop(self) -> np.ndarray:
         start = self.position % (len(self.audio) - self.hop)
@@ -102,6 +105,8 @@ class HopLoop:
         self.frames.process(self._next_hop())
         self.position += self.hop
         x = self.frames.window(self.position - self.window, self.position)
+        if self.normalizer is not None:
+            x = self.normalizer.process(x)
         t1 = time.perf_counter()
         probs = self.model.predict(x[np.newaxis])
         t2 = time.perf_counter()

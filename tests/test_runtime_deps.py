@@ -1,0 +1,77 @@
+"""The runtime's dependencies are what the runtime imports: every third-party module that a ``realtime/`` module
+imports (at the top or inside a function) comes from a distribution in ser-live's *base* requirements.
+
+librosa, scipy, numba, scikit-learn, TensorFlow and matplotlib belong to extras (train, dev): a plain
+``pip install ser-live`` must not need them, and this check fails the day a runtime module starts to.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNTIME = ROOT / "realtime"
+PROJECT = "ser-live"
+EXTRA_MARKER = re.compile(r"extra\s*==")
+HEAVY = ("librosa", "scipy", "numba", "scikit-learn", "tensorflow-cpu", "tensorflow", "matplotlib", "keras")
+# the bundled models and demo are package data of the sibling package ``models``
+OWN_PACKAGES = {"realtime", "models"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def base_requirements() -> set[str]:
+    requires = metadata.requires(PROJECT) or []
+    return {_name(r) for r in requires if not EXTRA_MARKER.search(r)}
+
+
+def imported_top_level(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def third_party_imports() -> dict[str, set[str]]:
+    """Top-level module -> the runtime files that import it (stdlib and the project's own packages left out)."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(RUNTIME.glob("*.py")):
+        for name in imported_top_level(path) - set(sys.stdlib_module_names) - OWN_PACKAGES - {"__future__"}:
+            found.setdefault(name, set()).add(path.name)
+    return found
+
+
+def test_every_runtime_import_is_a_base_requirement() -> None:
+    base = base_requirements()
+    providers = metadata.packages_distributions()
+    missing = {}
+    for module, files in third_party_imports().items():
+        dists = {d.lower().replace("_", "-") for d in providers.get(module, [])}
+        assert dists, f"{module} (imported by {sorted(files)}) belongs to no installed distribution"
+        if not dists & base:
+            missing[module] = (sorted(dists), sorted(files))
+    assert not missing, f"runtime modules import packages outside the base requirements: {missing}"
+
+
+def test_the_base_requirements_hold_no_training_or_report_library() -> None:
+    base = base_requirements()
+    assert base, "ser-live's metadata lists no requirements: is the project installed (pip install -e .)?"
+    assert not base & set(HEAVY), f"heavy packages in the base install: {sorted(base & set(HEAVY))}"
+    assert {"numpy", "onnxruntime", "soundfile", "soxr", "webrtcvad-wheels", "rich", "sounddevice"} <= base
+
+
+def test_the_check_sees_an_import_outside_the_base(tmp_path: Path) -> None:
+    """Guard against a vacuous check: a module importing scipy is reported."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    import scipy.signal\n    from librosa import feature\n")
+    assert imported_top_level(probe) == {"scipy", "librosa"}
+    assert not {"scipy", "librosa"} & base_requirements()
