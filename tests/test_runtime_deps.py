@@ -13,8 +13,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RUNTIME = ROOT / "realtime"
+import realtime
+
+RUNTIME = Path(realtime.__file__).resolve().parent  # the checkout's, or the installed wheel's
 PROJECT = "ser-live"
 EXTRA_MARKER = re.compile(r"extra\s*==")
 HEAVY = ("librosa", "scipy", "numba", "scikit-learn", "tensorflow-cpu", "tensorflow", "matplotlib", "keras")
@@ -44,15 +45,33 @@ def imported_top_level(path: Path) -> set[str]:
 def third_party_imports() -> dict[str, set[str]]:
     """Top-level module -> the runtime files that import it (stdlib and the project's own packages left out)."""
     found: dict[str, set[str]] = {}
-    for path in sorted(RUNTIME.glob("*.py")):
+    files = sorted(RUNTIME.glob("*.py"))
+    assert len(files) >= len(("api", "cli", "engine", "features", "model", "pipeline", "vad")), RUNTIME
+    for path in files:
         for name in imported_top_level(path) - set(sys.stdlib_module_names) - OWN_PACKAGES - {"__future__"}:
             found.setdefault(name, set()).add(path.name)
     return found
 
 
+def module_providers() -> dict[str, set[str]]:
+    """Top-level module -> distributions, from each distribution's file list (works where Python 3.10's
+    ``packages_distributions`` misses wheels without ``top_level.txt``, such as numpy's)."""
+    providers: dict[str, set[str]] = {}
+    for dist in metadata.distributions():
+        name = _name(dist.metadata["Name"] or "")
+        for file in dist.files or []:
+            top = file.parts[0] if file.parts else ""
+            if not top or top.endswith((".dist-info", ".egg-info", ".data")) or top in ("..", "__pycache__"):
+                continue
+            providers.setdefault(top.removesuffix(".py").split(".")[0], set()).add(name)
+    for module, dists in metadata.packages_distributions().items():  # editable installs, top_level.txt
+        providers.setdefault(module, set()).update(_name(d) for d in dists)
+    return providers
+
+
 def test_every_runtime_import_is_a_base_requirement() -> None:
     base = base_requirements()
-    providers = metadata.packages_distributions()
+    providers = module_providers()
     missing = {}
     for module, files in third_party_imports().items():
         dists = {d.lower().replace("_", "-") for d in providers.get(module, [])}
