@@ -22,7 +22,7 @@ from realtime.engine import DEFAULT_SMOOTHING_ALPHA, Engine, EngineConfig
 from realtime.errors import UserError
 from realtime.events import JsonlWriter, WindowEvent
 from realtime.model import DEFAULT_PROVIDER, DEFAULT_THREADS, bundled_demo_path, load_model
-from realtime.pipeline import DEFAULT_VAD_AGGRESSIVENESS
+from realtime.pipeline import DEFAULT_VAD_AGGRESSIVENESS, DEFAULT_VAD_NOISE_MARGIN_DB
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     eng = p.add_argument_group("engine")
     eng.add_argument("--vad", type=int, choices=range(4), default=DEFAULT_VAD_AGGRESSIVENESS, help="VAD aggressiveness")
+    eng.add_argument(
+        "--vad-noise-margin",
+        type=float,
+        default=DEFAULT_VAD_NOISE_MARGIN_DB,
+        help="a voiced frame must stand this many dB above the noise floor (0 = webrtcvad alone, as the v1 model was trained)",
+    )
     eng.add_argument("--window", type=float, default=None, help="window length in s (default: the model's)")
     eng.add_argument("--hop", type=float, default=None, help="hop between windows in s (default: the model's)")
     eng.add_argument("--min-speech", type=float, default=None, help="speech a window needs, s (default: the model's)")
@@ -236,6 +242,7 @@ def run(args: argparse.Namespace) -> int:
         hop_s=args.hop,
         min_speech_s=args.min_speech,
         vad_aggressiveness=args.vad,
+        vad_noise_margin_db=args.vad_noise_margin,
         smoothing_alpha=args.smoothing,
     )
     if args.blas_threads < 1:

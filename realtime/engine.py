@@ -19,6 +19,7 @@ from realtime.events import SessionSummary, WindowEvent
 from realtime.model import EmotionModel
 from realtime.pipeline import (
     DEFAULT_VAD_AGGRESSIVENESS,
+    DEFAULT_VAD_NOISE_MARGIN_DB,
     FeaturePipeline,
     PipelineConfig,
     PipelineState,
@@ -41,6 +42,7 @@ class EngineConfig:
     hop_s: float | None = None
     min_speech_s: float | None = None
     vad_aggressiveness: int = DEFAULT_VAD_AGGRESSIVENESS
+    vad_noise_margin_db: float = DEFAULT_VAD_NOISE_MARGIN_DB
     smoothing_alpha: float = DEFAULT_SMOOTHING_ALPHA  # 1.0 = no smoothing
     smoothing_reset_s: float = DEFAULT_SMOOTHING_RESET_S
 
@@ -49,6 +51,8 @@ class EngineConfig:
             raise UserError(f"smoothing {self.smoothing_alpha} is out of range: use a value in (0, 1] (1 = off)")
         if not 0 <= self.vad_aggressiveness <= 3:
             raise UserError(f"VAD aggressiveness {self.vad_aggressiveness} is out of range: use 0, 1, 2 or 3")
+        if not self.vad_noise_margin_db >= 0:
+            raise UserError(f"VAD noise margin {self.vad_noise_margin_db} dB is negative: use 0 (off) or more")
         for name in ("window_s", "hop_s", "min_speech_s"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -72,6 +76,7 @@ class EngineConfig:
             hop_s=hop_s,
             min_speech_s=min_speech_s,
             vad_aggressiveness=self.vad_aggressiveness,
+            vad_noise_margin_db=self.vad_noise_margin_db,
         )
         if cfg.feature_shape != tuple(info.feature_shape):
             raise UserError(

@@ -29,6 +29,7 @@ from realtime.pipeline import (
     DEFAULT_HOP_S,
     DEFAULT_MIN_SPEECH_S,
     DEFAULT_VAD_AGGRESSIVENESS,
+    DEFAULT_VAD_NOISE_MARGIN_DB,
     DEFAULT_WINDOW_S,
     PipelineConfig,
 )
@@ -88,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--hop", type=float, default=DEFAULT_HOP_S, help="hop between windows, seconds")
     w.add_argument("--min-speech", type=float, default=DEFAULT_MIN_SPEECH_S, help="speech needed in a window, seconds")
     w.add_argument("--vad", type=int, choices=range(4), default=DEFAULT_VAD_AGGRESSIVENESS, help="VAD aggressiveness")
+    w.add_argument(
+        "--vad-noise-margin",
+        type=float,
+        default=DEFAULT_VAD_NOISE_MARGIN_DB,
+        help="a voiced frame must stand this many dB above the noise floor (0 = webrtcvad alone, as the v1 model was trained)",
+    )
     w.add_argument(
         "--input-norm",
         choices=INPUT_NORM_CHOICES,
@@ -544,7 +551,8 @@ def run(args: argparse.Namespace) -> int:
             f"use --preset {recipe.default_preset}"
         )
     config = PipelineConfig(
-        preset=preset, window_s=args.window, hop_s=args.hop, min_speech_s=args.min_speech, vad_aggressiveness=args.vad
+        preset=preset, window_s=args.window, hop_s=args.hop, min_speech_s=args.min_speech, vad_aggressiveness=args.vad,
+        vad_noise_margin_db=args.vad_noise_margin,
     )
     data_summary = loaded.summary() | {"used_clips": len(records), "limit_per_corpus": args.limit or None}
     splits = make_splits(args, records)
