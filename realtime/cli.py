@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--vad-noise-margin",
         type=float,
         default=DEFAULT_VAD_NOISE_MARGIN_DB,
-        help="a voiced frame must stand this many dB above the noise floor (0 = webrtcvad alone, as the v1 model was trained)",
+        help="a voiced frame must stand this many dB above the noise floor (0 = webrtcvad alone, as for v1)",
     )
     eng.add_argument("--window", type=float, default=None, help="window length in s (default: the model's)")
     eng.add_argument("--hop", type=float, default=None, help="hop between windows in s (default: the model's)")
