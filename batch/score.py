@@ -1,0 +1,172 @@
+"""One file -> its rows and window events, through the live :class:`realtime.engine.Engine` (batched inference).
+
+:class:`FileScorer` holds one ONNX Runtime session and one engine per input rate; a worker process or a Ray actor
+makes one and calls :meth:`FileScorer.score` for each file. Results are plain JSON-ready dicts, so they cross
+process boundaries and go into the resume journal as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from realtime.audio import audio_info, iter_audio_blocks
+from realtime.engine import Engine, EngineConfig
+from realtime.errors import UserError
+from realtime.events import WindowEvent
+from realtime.model import EmotionModel, bundled_model_path, load_model
+
+logger = logging.getLogger(__name__)
+
+CHANNELS_MIX = "mix"
+CHANNELS_SPLIT = "split"
+CHANNEL_MODES = (CHANNELS_MIX, CHANNELS_SPLIT)
+STATUS_OK = "ok"
+STATUS_NO_SPEECH = "no_speech"
+STATUS_ERROR = "error"
+BLOCK_S = 1.0  # what ser-live --file --fast reads (the events do not depend on it)
+HASH_CHUNK = 1 << 20
+DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """Everything that decides a file's result besides the model (part of the resume key)."""
+
+    channels: str = CHANNELS_MIX
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+    def __post_init__(self) -> None:
+        if self.channels not in CHANNEL_MODES:
+            raise UserError(f"--channels {self.channels!r} is not one of {', '.join(CHANNEL_MODES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"channels": self.channels, "engine": asdict(self.engine)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BatchSettings:
+        return cls(channels=str(d["channels"]), engine=EngineConfig(**dict(d["engine"])))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_identity(model_path: str | None) -> dict[str, str]:
+    path = bundled_model_path() if model_path is None else Path(model_path).expanduser().resolve()
+    if not path.is_file():
+        raise UserError(f"model file {path} not found: check the path, or omit --model to use the bundled model")
+    return {"name": path.stem, "path": str(path), "sha256": file_sha256(path)}
+
+
+def file_key(path: str | Path) -> dict[str, Any]:
+    """What identifies a file's content for resuming: its path, size and modification time."""
+    st = os.stat(path)
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _r(value: float) -> float:
+    return round(float(value), DECIMALS)
+
+
+class FileScorer:
+    """Scores files one at a time with one model session (``threads`` ONNX Runtime threads)."""
+
+    def __init__(self, model_path: str | None, settings: BatchSettings, threads: int = 1) -> None:
+        self.settings = settings
+        self.model: EmotionModel = load_model(model_path, provider="cpu", threads=threads)
+        self.labels = self.model.labels
+        self._engines: dict[int, Engine] = {}
+
+    def _engine(self, rate: int) -> Engine:
+        if rate not in self._engines:
+            self._engines[rate] = Engine(self.model, rate, self.settings.engine)
+        return self._engines[rate]
+
+    def score(self, path: str) -> dict[str, Any]:
+        """``{"key": file_key, "rows": [...], "windows": [...]}``; a bad file gives one ``error`` row."""
+        try:
+            key = file_key(path)
+        except OSError as err:
+            key = {"path": str(path), "size": -1, "mtime_ns": -1}
+            return {"key": key, "rows": [self._error_row(path, CHANNELS_MIX, f"cannot read the file: {err.strerror}")],
+                    "windows": []}
+        try:
+            info = audio_info(path)
+            channels = [None] if self.settings.channels == CHANNELS_MIX else list(range(info.channels))
+            rows, windows = [], []
+            for channel in channels:
+                row, events = self._score_channel(path, info.sample_rate, channel)
+                rows.append(row)
+                windows += [self._window(path, row["channel"], e) for e in events]
+            return {"key": key, "rows": rows, "windows": windows}
+        except UserError as err:
+            return {"key": key, "rows": [self._error_row(path, self._mode_channel(), str(err))], "windows": []}
+        except Exception as err:
+            logger.debug("scoring %s failed", path, exc_info=True)
+            message = f"{type(err).__name__}: {err}".splitlines()[0]
+            return {"key": key, "rows": [self._error_row(path, self._mode_channel(), message)], "windows": []}
+
+    def _mode_channel(self) -> str:
+        return CHANNELS_MIX if self.settings.channels == CHANNELS_MIX else "all"
+
+    def _blocks(self, path: str, rate: int, channel: int | None) -> Iterator[np.ndarray]:
+        for block in iter_audio_blocks(path, max(1, int(BLOCK_S * rate))):
+            yield block if channel is None else block[:, channel]
+
+    def _score_channel(self, path: str, rate: int, channel: int | None) -> tuple[dict[str, Any], list[WindowEvent]]:
+        engine = self._engine(rate)
+        events = engine.run_batched(self._blocks(path, rate, channel))
+        name = CHANNELS_MIX if channel is None else str(channel)
+        row: dict[str, Any] = {
+            "path": str(path),
+            "channel": name,
+            "status": STATUS_OK if events else STATUS_NO_SPEECH,
+            "error": "",
+            "duration_s": _r(engine.summary.audio_s),
+            "speech_s": _r(engine.summary.speech_s),
+            "windows": len(events),
+            "label": "",
+            "confidence": None,
+        }
+        probs = {label: None for label in self.labels}
+        if events:  # the clip verdict of EmotionRecognizer.predict_file: mean raw probabilities of its windows
+            mean = np.mean([[e.raw_probs[label] for label in self.labels] for e in events], axis=0)
+            best = int(np.argmax(mean))
+            row["label"], row["confidence"] = self.labels[best], _r(mean[best])
+            probs = {label: _r(p) for label, p in zip(self.labels, mean, strict=True)}
+        row.update({f"prob_{label}": p for label, p in probs.items()})
+        return row, events
+
+    def _window(self, path: str, channel: str, e: WindowEvent) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "path": str(path),
+            "channel": channel,
+            "start_s": _r(e.start_s),
+            "end_s": _r(e.end_s),
+            "label": e.label,
+            "confidence": _r(e.confidence),
+            "speech_ratio": _r(e.speech_ratio),
+        }
+        out.update({f"prob_{k}": _r(v) for k, v in e.probs.items()})
+        out.update({f"raw_{k}": _r(v) for k, v in e.raw_probs.items()})
+        return out
+
+    def _error_row(self, path: str, channel: str, message: str) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "path": str(path), "channel": channel, "status": STATUS_ERROR, "error": message.splitlines()[0],
+            "duration_s": None, "speech_s": None, "windows": 0, "label": "", "confidence": None,
+        }
+        row.update({f"prob_{label}": None for label in self.labels})
+        return row
