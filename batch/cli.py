@@ -22,11 +22,11 @@ from typing import Any
 from realtime import __version__
 from realtime.cli import HelpFormatter
 from realtime.errors import UserError
+from realtime.tooling import EXIT_INTERRUPTED, basic_logging, run_tool
 
 logger = logging.getLogger(__name__)
 
 EXIT_NONE_SCORED = 1
-EXIT_INTERRUPTED = 130
 SECONDS_PER_HOUR = 3600.0
 PLAIN_PROGRESS_EVERY_S = 5.0
 
@@ -198,16 +198,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args)
-    except UserError as exc:
-        print(f"ser-batch: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("ser-batch: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    basic_logging(args.verbose)
+    return run_tool("ser-batch", lambda: run(args))
 
 
 if __name__ == "__main__":

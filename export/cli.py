@@ -17,7 +17,7 @@ from export.onnx_export import (
     export_model,
     load_config,
 )
-from realtime.errors import UserError
+from realtime.tooling import run_tool
 
 logger = logging.getLogger(__name__)
 
@@ -114,17 +114,13 @@ INT8_USABLE_AGREEMENT = 0.95  # below this argmax agreement the quantised model 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    try:
+    def work() -> int:
         config = load_config(args.config) if args.config is not None else None
         report = export_model(args.source, args.output, opset=args.opset, quantize=args.quantize, config=config)
-    except UserError as err:
-        print(f"ser-export: error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("ser-export: interrupted; nothing written", file=sys.stderr)
-        return 130
-    print(format_report(report))
-    return 0
+        print(format_report(report))
+        return 0
+
+    return run_tool("ser-export", work, interrupted="interrupted; nothing written")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -52,6 +52,8 @@ NO_BUNDLED_MODEL_MESSAGE = (
     "no bundled model in this install: train one with ser-train and export it with ser-export, then pass --model PATH"
 )
 
+NO_BUNDLED_DEMO_MESSAGE = "no bundled demo recording in this install: reinstall ser-live, or pass --file PATH"
+
 REQUIRED_METADATA_KEYS: tuple[str, ...] = (
     "format_version",
     "labels",
@@ -251,27 +253,25 @@ class EmotionModel:
         return probs[0] if single else probs
 
 
+def _package_file(name: str, missing: str) -> Path:
+    """A file of the ``models`` package data; UserError(``missing``) when this install has none."""
+    try:
+        resource = resources.files(BUNDLED_PACKAGE).joinpath(name)
+    except ModuleNotFoundError:
+        raise UserError(missing) from None
+    if not resource.is_file():
+        raise UserError(missing)
+    return Path(str(resource))
+
+
 def bundled_model_path() -> Path:
     """Path of ``models/default.onnx`` shipped with the package; UserError when this install has none."""
-    try:
-        resource = resources.files(BUNDLED_PACKAGE).joinpath(BUNDLED_MODEL_NAME)
-    except ModuleNotFoundError:
-        raise UserError(NO_BUNDLED_MODEL_MESSAGE) from None
-    if not resource.is_file():
-        raise UserError(NO_BUNDLED_MODEL_MESSAGE)
-    return Path(str(resource))
+    return _package_file(BUNDLED_MODEL_NAME, NO_BUNDLED_MODEL_MESSAGE)
 
 
 def bundled_demo_path() -> Path:
     """Path of ``models/demo.wav`` shipped with the package (``ser-live --demo``); UserError when absent."""
-    message = "no bundled demo recording in this install: reinstall ser-live, or pass --file PATH"
-    try:
-        resource = resources.files(BUNDLED_PACKAGE).joinpath(BUNDLED_DEMO_NAME)
-    except ModuleNotFoundError:
-        raise UserError(message) from None
-    if not resource.is_file():
-        raise UserError(message)
-    return Path(str(resource))
+    return _package_file(BUNDLED_DEMO_NAME, NO_BUNDLED_DEMO_MESSAGE)
 
 
 def resolve_providers(provider: str) -> list[str]:

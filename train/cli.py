@@ -33,6 +33,7 @@ from realtime.pipeline import (
     DEFAULT_WINDOW_S,
     PipelineConfig,
 )
+from realtime.tooling import basic_logging, run_tool
 from train.fileio import save_npy, write_json
 
 logger = logging.getLogger(__name__)
@@ -240,7 +241,7 @@ def input_norm_config(args: argparse.Namespace, preset_kind: str) -> InputNormCo
     return InputNormConfig(mode=mode, time_constant_s=args.session_tau)
 
 
-def _progress(quiet: bool) -> Any:
+def progress_bar(quiet: bool) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
@@ -286,7 +287,7 @@ def train_one(
     test_only = tuple(sorted({records[i].label for i in split.test} - set(labels)))
     eval_labels = (*labels, *test_only)
     parts = {}
-    with _progress(args.quiet) as progress:
+    with progress_bar(args.quiet) as progress:
         for part, idx, aug in (("train", split.train, True), ("val", split.val, False), ("test", split.test, False)):
             task = progress.add_task(f"features {part:5s}", total=len(idx), info="")
             clips = builder.build(
@@ -504,7 +505,7 @@ class _RichEpochs:
 
         class Callback(keras.callbacks.Callback):
             def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
-                self.progress = _progress(quiet)
+                self.progress = progress_bar(quiet)
                 self.progress.start()
                 self.task = self.progress.add_task("training   ", total=epochs, info="")
 
@@ -521,7 +522,7 @@ class _RichEpochs:
 
 
 def run(args: argparse.Namespace) -> int:
-    from train.corpora import load_corpora, parse_data_spec
+    from train.corpora import limit_per_corpus, load_corpora, parse_data_spec
 
     if args.folds == 1 or args.folds < 0:
         raise UserError("--folds must be 0 (one split) or at least 2")
@@ -529,13 +530,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_corpora(specs, keep_calm=args.keep_calm)
     records = list(loaded.records)
     if args.limit:
-        rng = np.random.default_rng(args.seed)
-        kept = []
-        for corpus in sorted({r.corpus for r in records}):
-            mine = [r for r in records if r.corpus == corpus]
-            idx = rng.permutation(len(mine))[: args.limit]
-            kept += [mine[i] for i in sorted(idx)]
-        records = kept
+        records = limit_per_corpus(records, args.limit, args.seed)
     if not records:
         raise UserError("no usable clips found under --data: check the folder and the corpus name")
     for note in loaded.notes():
@@ -591,19 +586,9 @@ def _cv_summary(fold_metrics: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    basic_logging(args.verbose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        return run(args)
-    except UserError as exc:
-        print(f"ser-train: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("ser-train: interrupted", file=sys.stderr)
-        return 130
+    return run_tool("ser-train", lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -514,6 +514,18 @@ def load_corpora(specs: Sequence[tuple[str, Path | str]], keep_calm: bool = Fals
     return LoadResult(tuple(records), tuple(problems), merged.ignored)
 
 
+def limit_per_corpus(records: Sequence[Record], limit: int, seed: int) -> list[Record]:
+    """At most ``limit`` records of each corpus, drawn at random (seeded), kept in their original order."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    kept: list[Record] = []
+    for corpus in sorted({r.corpus for r in records}):
+        mine = [r for r in records if r.corpus == corpus]
+        kept += [mine[i] for i in sorted(rng.permutation(len(mine))[:limit])]
+    return kept
+
+
 def check_readable(path: Path | str) -> str | None:
     """None when soundfile can open ``path`` and it holds audio; otherwise a one-line reason to report."""
     try:

@@ -25,6 +25,7 @@ import numpy as np
 from realtime import __version__
 from realtime.cli import HelpFormatter
 from realtime.errors import UserError
+from realtime.tooling import basic_logging, run_tool
 from train.fileio import atomic_write, write_json
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def _run_speakers(run: Path) -> set[str]:
 
 
 def _records(args: argparse.Namespace) -> list[Any]:
-    from train.corpora import load_corpora, parse_data_spec
+    from train.corpora import limit_per_corpus, load_corpora, parse_data_spec
 
     loaded = load_corpora([parse_data_spec(s) for s in args.data], keep_calm=args.keep_calm)
     records = list(loaded.records)
@@ -113,28 +114,10 @@ def _records(args: argparse.Namespace) -> list[Any]:
                 "pass the corpus those speakers come from"
             )
     if args.limit:
-        rng = np.random.default_rng(args.seed)
-        kept = []
-        for corpus in sorted({r.corpus for r in records}):
-            mine = [r for r in records if r.corpus == corpus]
-            kept += [mine[i] for i in sorted(rng.permutation(len(mine))[: args.limit])]
-        records = kept
+        records = limit_per_corpus(records, args.limit, args.seed)
     if not records:
         raise UserError("no usable clips found under --data: check the folder and the corpus name")
     return records
-
-
-def _progress(quiet: bool) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        disable=quiet,
-        transient=False,
-    )
 
 
 def _pct(value: float | None) -> str:
@@ -223,6 +206,7 @@ def _model_names(paths: Sequence[Path]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from realtime.model import load_model
+    from train.cli import progress_bar
     from train.robustness import load_clips, score_condition, summarize
 
     conditions = _conditions(args.conditions)
@@ -234,8 +218,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"cannot create --out {args.out}: {err.strerror}; pass a writable folder") from None
     records = _records(args)
     t0 = time.time()
-    with _progress(args.quiet) as progress:
-        task = progress.add_task("reading clips", total=len(records))
+    with progress_bar(args.quiet) as progress:
+        task = progress.add_task("reading clips", total=len(records), info="")
         clips, bad = load_clips(records, lambda n: progress.advance(task, n))
         if not clips:
             raise UserError(f"none of the {len(records)} clips could be read (first: {bad[0][1]})")
@@ -243,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
         for name, model in zip(names, models, strict=True):
             results = {}
             for condition in conditions:
-                task = progress.add_task(f"{name} · {condition}", total=len(clips))
+                task = progress.add_task(f"{name} · {condition}", total=len(clips), info="")
                 results[condition] = score_condition(
                     model, clips, condition, args.seed, lambda n, t=task: progress.advance(t, n)
                 )
@@ -278,18 +262,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return run(args)
-    except UserError as exc:
-        print(f"ser-eval: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("ser-eval: interrupted", file=sys.stderr)
-        return 130
+    basic_logging(args.verbose)
+    return run_tool("ser-eval", lambda: run(args))
 
 
 if __name__ == "__main__":
