@@ -1,8 +1,8 @@
 """The wheel carries everything, and the runtime works from it on the oldest and newest supported Pythons.
 
-``.ci/run`` builds ``dist/ser_live-*.whl`` and installs it (no checkout, no editable install) into fresh venvs
-``.venvs/py3.10``, ``.venvs/py3.11`` and ``.venvs/py3.13``; a Python it cannot find is written to
-``.venvs/pyX.Y.missing`` and fails here by name, never skipped. Each venv then runs ``ser-live --demo`` and a
+``.ci/run`` builds ``dist/ser_live-*.whl`` and installs it (not editable) into fresh venvs outside the checkout,
+``$TMPDIR/ser-live-venvs-<sha1 of the checkout path>/py3.10``, ``py3.11`` and ``py3.13``; a Python it cannot find
+is written to ``pyX.Y.missing`` there and fails here by name, never skipped. Each venv then runs ``ser-live --demo`` and a
 synthesised clip from a folder outside the checkout, and the oldest and newest run the runtime tests (engine, API,
 CLI, bad input, no-TensorFlow import, model loader, audio, input normalisation, dependencies) against the installed
 package.
@@ -10,10 +10,12 @@ package.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
 import subprocess
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -22,7 +24,8 @@ import pytest
 from tests.audio_fixtures import SHORT_TEXT, espeak_wav
 
 ROOT = Path(__file__).resolve().parents[1]
-VENVS = ROOT / ".venvs"
+# outside the checkout, named after it (.ci/run: ${TMPDIR:-/tmp}/ser-live-venvs-<sha1 of the checkout path>)
+VENVS = Path(tempfile.gettempdir()) / f"ser-live-venvs-{hashlib.sha1(str(ROOT).encode()).hexdigest()[:8]}"
 DIST = ROOT / "dist"
 PYTHONS = ("3.10", "3.11", "3.13")
 OLDEST_AND_NEWEST = ("3.10", "3.13")
@@ -32,7 +35,7 @@ TRAINING_ONLY = "not training_sessions"  # test_normalize's one test of the trai
 PACKAGE_DATA = ("models/default.onnx", "models/default.int8.onnx", "models/README.md", "models/demo.wav")
 TIMEOUT_S = 300
 MIN_RUNTIME_TESTS = 100
-HINT = "run `bash .ci/run` first: it builds the wheel and installs it into .venvs/"
+HINT = "run `bash .ci/run` first: it builds the wheel and installs it into fresh venvs"
 
 
 def wheel() -> Path:
