@@ -2,10 +2,10 @@
 
 ``.ci/run`` builds ``dist/ser_live-*.whl`` and installs it (not editable) into fresh venvs outside the checkout,
 ``$TMPDIR/ser-live-venvs-<sha1 of the checkout path>/py3.10``, ``py3.11`` and ``py3.13``; a Python it cannot find
-is written to ``pyX.Y.missing`` there and fails here by name, never skipped. Each venv then runs ``ser-live --demo`` and a
-synthesised clip from a folder outside the checkout, and the oldest and newest run the runtime tests (engine, API,
-CLI, bad input, no-TensorFlow import, model loader, audio, input normalisation, dependencies) against the installed
-package.
+is written to ``pyX.Y.missing`` there and fails here by name, never skipped. Each venv then runs
+``ser-live --demo`` and a synthesised clip from a folder outside the checkout, and the oldest and newest run the
+runtime tests (engine, API, CLI, bad input, no-TensorFlow import, model loader, audio, input normalisation,
+dependencies) against the installed package.
 """
 
 from __future__ import annotations
