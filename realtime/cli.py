@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_VAD_NOISE_MARGIN_DB,
         help="a voiced frame must stand this many dB above the noise floor (0 = webrtcvad alone, as for v1)",
     )
+    eng.add_argument(
+        "--no-vad-agc",
+        action="store_true",
+        help="give webrtcvad the raw level (v1) instead of a level-normalised copy of the signal",
+    )
     eng.add_argument("--window", type=float, default=None, help="window length in s (default: the model's)")
     eng.add_argument("--hop", type=float, default=None, help="hop between windows in s (default: the model's)")
     eng.add_argument("--min-speech", type=float, default=None, help="speech a window needs, s (default: the model's)")
@@ -243,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
         min_speech_s=args.min_speech,
         vad_aggressiveness=args.vad,
         vad_noise_margin_db=args.vad_noise_margin,
+        vad_agc=not args.no_vad_agc,
         smoothing_alpha=args.smoothing,
     )
     if args.blas_threads < 1:

@@ -19,6 +19,7 @@ from realtime.errors import UserError
 from realtime.events import SessionSummary, WindowEvent
 from realtime.model import EmotionModel
 from realtime.pipeline import (
+    DEFAULT_VAD_AGC,
     DEFAULT_VAD_AGGRESSIVENESS,
     DEFAULT_VAD_NOISE_MARGIN_DB,
     FeaturePipeline,
@@ -45,6 +46,7 @@ class EngineConfig:
     min_speech_s: float | None = None
     vad_aggressiveness: int = DEFAULT_VAD_AGGRESSIVENESS
     vad_noise_margin_db: float = DEFAULT_VAD_NOISE_MARGIN_DB
+    vad_agc: bool = DEFAULT_VAD_AGC
     smoothing_alpha: float = DEFAULT_SMOOTHING_ALPHA  # 1.0 = no smoothing
     smoothing_reset_s: float = DEFAULT_SMOOTHING_RESET_S
 
@@ -79,6 +81,7 @@ class EngineConfig:
             min_speech_s=min_speech_s,
             vad_aggressiveness=self.vad_aggressiveness,
             vad_noise_margin_db=self.vad_noise_margin_db,
+            vad_agc=self.vad_agc,
         )
         if cfg.feature_shape != tuple(info.feature_shape):
             raise UserError(

@@ -52,6 +52,7 @@ LOGMEL_N_MELS = 64
 LOGMEL_FMIN = 20.0
 # power_to_db floor (librosa's ``amin``) and the zero-crossing threshold (librosa's default).
 AMIN = 1e-10
+WIDE_AMIN = 1e-20  # logmel_wide's floor: -200 dB
 ZCR_THRESHOLD = 1e-10
 # webrtcvad works only at these rates; the model rate is the VAD rate.
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 32000, 48000)
@@ -77,6 +78,12 @@ class FeaturePreset:
     fmin: float = 0.0
     fmax: float | None = None  # None = sample_rate / 2
     top_db: float | None = TOP_DB  # MFCC dB range per window (librosa.power_to_db's top_db)
+    amin: float = AMIN  # log floor of the frames kind (power); models from before this field have AMIN
+
+    @property
+    def floor_db(self) -> float:
+        """The log-mel value of digital silence for this preset."""
+        return 10.0 * float(np.log10(self.amin))
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -93,6 +100,8 @@ class FeaturePreset:
             )
         if self.hop_length <= 0 or self.n_fft < self.hop_length:
             raise UserError(f"feature preset {self.name!r}: need 0 < hop_length <= n_fft")
+        if not 0 < self.amin < 1:
+            raise UserError(f"feature preset {self.name!r}: amin must be in (0, 1), got {self.amin}")
 
     @property
     def f_max(self) -> float:
@@ -156,6 +165,18 @@ PRESETS: dict[str, FeaturePreset] = {
         n_mels=LOGMEL_N_MELS,
         fmin=LOGMEL_FMIN,
         top_db=None,
+    ),
+    # logmel with a floor 100 dB deeper: quiet recordings at -20 dB gain stay above it, so a level reference
+    # (realtime/normalize.py) removes a gain exactly; digital silence still reads as the floor
+    "logmel_wide": FeaturePreset(
+        name="logmel_wide",
+        kind="frames",
+        n_fft=LOGMEL_N_FFT,
+        hop_length=LOGMEL_HOP_LENGTH,
+        n_mels=LOGMEL_N_MELS,
+        fmin=LOGMEL_FMIN,
+        top_db=None,
+        amin=WIDE_AMIN,
     ),
 }
 
@@ -280,7 +301,7 @@ def _compute_frames(preset: FeaturePreset, banks: _Banks, frames: np.ndarray) ->
     mag = np.abs(np.fft.rfft(frames * banks.window, axis=-1)).astype(np.float32)
     mel_power = (mag * mag) @ banks.mel.T
     if preset.kind == "frames":
-        return _FrameBlock(mel=10.0 * np.log10(np.maximum(mel_power, AMIN)))
+        return _FrameBlock(mel=10.0 * np.log10(np.maximum(mel_power, preset.amin)))
     block = _FrameBlock(mel=mel_power)
     uses = set(preset.components)
     if "chroma" in uses and banks.chroma is not None:

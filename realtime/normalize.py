@@ -66,7 +66,7 @@ speech down to about -75 dBFS."""
 DEFAULT_TIME_CONSTANT_S = 30.0
 """Session statistics: time constant of the moving averages, seconds of classified windows."""
 ABS_FLOOR_DB = 10.0 * math.log10(AMIN)
-"""The features module's absolute floor (power_to_db's amin): -100 dB."""
+"""The features module's default absolute floor (power_to_db's amin): -100 dB; a preset may set a deeper one."""
 FLOOR_TOLERANCE_DB = 1e-3
 DB_PER_DECADE = 10.0
 
@@ -153,12 +153,13 @@ def level_reference(window: np.ndarray, active_range_db: float = DEFAULT_ACTIVE_
 
 
 def relative_window(
-    window: np.ndarray, reference: float, floor_db: float = DEFAULT_FLOOR_DB
+    window: np.ndarray, reference: float, floor_db: float = DEFAULT_FLOOR_DB, abs_floor_db: float = ABS_FLOOR_DB
 ) -> np.ndarray:
-    """``window - reference``, clamped at ``floor_db``; bins at the absolute floor (digital silence) read as it."""
+    """``window - reference``, clamped at ``floor_db``; bins at the features' absolute floor ``abs_floor_db``
+    (digital silence) read as it."""
     x = np.asarray(window, dtype=np.float64)
     out = np.maximum(x - reference, floor_db)
-    out[x <= ABS_FLOOR_DB + FLOOR_TOLERANCE_DB] = floor_db
+    out[x <= abs_floor_db + FLOOR_TOLERANCE_DB] = floor_db
     return out
 
 
@@ -168,7 +169,9 @@ class InputNormalizer:
     ``hop_s`` is the time between consecutive windows (the moving averages advance one hop per window).
     """
 
-    def __init__(self, config: InputNormConfig, n_bands: int, hop_s: float) -> None:
+    def __init__(
+        self, config: InputNormConfig, n_bands: int, hop_s: float, abs_floor_db: float = ABS_FLOOR_DB
+    ) -> None:
         if config.mode == MODE_SESSION and len(config.prior) != n_bands:
             raise UserError(
                 f"session normalisation needs a prior of {n_bands} bands, the model has {len(config.prior)}: "
@@ -178,6 +181,7 @@ class InputNormalizer:
             raise UserError(f"hop must be positive for the session statistics, got {hop_s} s")
         self.config = config
         self.n_bands = n_bands
+        self.abs_floor_db = float(abs_floor_db)
         self.hop_s = float(hop_s)
         self.rate = 1.0 - math.exp(-self.hop_s / config.time_constant_s)
         self._prior = np.asarray(config.prior, dtype=np.float64) if config.prior else np.zeros(n_bands)
@@ -213,14 +217,14 @@ class InputNormalizer:
         ref, mask = level_reference(x, cfg.active_range_db)
         self.windows_seen += 1
         if cfg.mode == MODE_WINDOW:
-            return relative_window(x, ref, cfg.floor_db).astype(np.float32)
+            return relative_window(x, ref, cfg.floor_db, self.abs_floor_db).astype(np.float32)
         if self._level is None:
             self._level = ref
         else:
             self._level += self.rate * (ref - self._level)
-        shape = relative_window(x[mask], ref, cfg.floor_db).mean(axis=0)
+        shape = relative_window(x[mask], ref, cfg.floor_db, self.abs_floor_db).mean(axis=0)
         self._shape += self.rate * (shape - self._shape)
-        out = relative_window(x, self._level, cfg.floor_db) - self._shape + self._prior
+        out = relative_window(x, self._level, cfg.floor_db, self.abs_floor_db) - self._shape + self._prior
         return out.astype(np.float32)
 
     def run(self, windows: Iterable[np.ndarray]) -> list[np.ndarray]:
@@ -233,6 +237,7 @@ def fit_prior(
     windows: Iterable[np.ndarray],
     active_range_db: float = DEFAULT_ACTIVE_RANGE_DB,
     floor_db: float = DEFAULT_FLOOR_DB,
+    abs_floor_db: float = ABS_FLOOR_DB,
 ) -> np.ndarray:
     """Training statistics for the session mode: mean level-referenced band values over all speech frames."""
     total: np.ndarray | None = None
@@ -240,7 +245,7 @@ def fit_prior(
     for window in windows:
         x = np.asarray(window, dtype=np.float64)
         ref, mask = level_reference(x, active_range_db)
-        part = relative_window(x[mask], ref, floor_db).sum(axis=0)
+        part = relative_window(x[mask], ref, floor_db, abs_floor_db).sum(axis=0)
         total = part if total is None else total + part
         count += int(mask.sum())
     if total is None or count == 0:
@@ -249,7 +254,11 @@ def fit_prior(
 
 
 def normalize_session(
-    windows: np.ndarray, config: InputNormConfig, hop_s: float, order: Sequence[int] | None = None
+    windows: np.ndarray,
+    config: InputNormConfig,
+    hop_s: float,
+    order: Sequence[int] | None = None,
+    abs_floor_db: float = ABS_FLOOR_DB,
 ) -> np.ndarray:
     """Normalise ``windows`` ``[n, frames, bands]`` as one session played in ``order`` (default: as given).
 
@@ -257,7 +266,7 @@ def normalize_session(
     """
     if config.mode == MODE_NONE or len(windows) == 0:
         return np.asarray(windows, dtype=np.float32)
-    normalizer = InputNormalizer(config, windows.shape[-1], hop_s)
+    normalizer = InputNormalizer(config, windows.shape[-1], hop_s, abs_floor_db)
     out = np.empty(windows.shape, dtype=np.float32)
     for i in range(len(windows)) if order is None else order:
         out[i] = normalizer.process(windows[i])

@@ -18,7 +18,7 @@ from realtime.errors import UserError
 from realtime.features import FeaturePreset, FrameFeatures
 from realtime.normalize import InputNormalizer, InputNormConfig
 from realtime.resample import Resampler
-from realtime.vad import DEFAULT_NOISE_MARGIN_DB, DEFAULT_NOISE_WINDOW_S, SpeechGate, VadConfig
+from realtime.vad import DEFAULT_AGC, DEFAULT_NOISE_MARGIN_DB, DEFAULT_NOISE_WINDOW_S, SpeechGate, VadConfig
 from realtime.windows import Window, WindowConfig, Windower, round_to_multiple
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ DEFAULT_VAD_FRAME_MS = 30
 DEFAULT_VAD_PAD_MS = 150
 DEFAULT_VAD_HANGOVER_MS = 300
 DEFAULT_VAD_NOISE_MARGIN_DB = DEFAULT_NOISE_MARGIN_DB
+DEFAULT_VAD_AGC = DEFAULT_AGC
 # Frames kept beyond one window, so a late reader still finds its window's frames.
 SPARE_FRAMES = 64
 LEVEL_FLOOR_DB = -100.0
@@ -50,6 +51,7 @@ class PipelineConfig:
     vad_hangover_ms: int = DEFAULT_VAD_HANGOVER_MS
     vad_noise_margin_db: float = DEFAULT_VAD_NOISE_MARGIN_DB
     vad_noise_window_s: float = DEFAULT_NOISE_WINDOW_S
+    vad_agc: bool = DEFAULT_AGC
 
     @property
     def sample_rate(self) -> int:
@@ -82,6 +84,7 @@ class PipelineConfig:
                 "hangover_ms": self.vad_hangover_ms,
                 "noise_margin_db": self.vad_noise_margin_db,
                 "noise_window_s": self.vad_noise_window_s,
+                "agc": self.vad_agc,
             },
             "feature_shape": list(self.feature_shape),
         }
@@ -129,6 +132,7 @@ class FeaturePipeline:
                 hangover_ms=config.vad_hangover_ms,
                 noise_margin_db=config.vad_noise_margin_db,
                 noise_window_s=config.vad_noise_window_s,
+                agc=config.vad_agc,
             )
         )
         self._windower = Windower(
@@ -143,7 +147,7 @@ class FeaturePipeline:
                     f"input normalisation {input_norm.mode!r} needs a log-mel (frames) preset, not "
                     f"{config.preset.name!r}: use --input-norm none with this preset"
                 )
-            self._normalizer = InputNormalizer(input_norm, config.preset.n_mels, hop / sr)
+            self._normalizer = InputNormalizer(input_norm, config.preset.n_mels, hop / sr, config.preset.floor_db)
         self.state = PipelineState()
 
     def reset(self) -> None:

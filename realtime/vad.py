@@ -35,7 +35,12 @@ DEFAULT_NOISE_MARGIN_DB = 10.0
 at -30 to -20 dBFS (a fan, a hot microphone) for speech; see BENCHMARKS.md "Speech gate and level"."""
 DEFAULT_NOISE_WINDOW_S = 3.0
 """The noise floor is the quietest frame of the last this many seconds (minimum statistics)."""
-SILENCE_DBFS = -120.0
+DEFAULT_AGC = True
+"""Level-normalise what webrtcvad sees: each frame is scaled so that the loudest frame of the last
+``noise_window_s`` sits at ``AGC_TARGET_DBFS``. webrtcvad's decisions depend on the absolute level; after this they
+depend only on the signal's shape, so a constant input gain (a quiet or a hot microphone) cuts the same windows."""
+AGC_TARGET_DBFS = -20.0
+AGC_MIN_PEAK_DBFS = -150.0  # below this the recent past is silence: no gain
 SUPPORTED_RATES = (8000, 16000, 32000, 48000)
 SUPPORTED_FRAME_MS = (10, 20, 30)
 AGGRESSIVENESS_RANGE = (0, 3)
@@ -61,6 +66,7 @@ class VadConfig:
     hangover_ms: float = DEFAULT_HANGOVER_MS
     noise_margin_db: float = DEFAULT_NOISE_MARGIN_DB
     noise_window_s: float = DEFAULT_NOISE_WINDOW_S
+    agc: bool = DEFAULT_AGC
 
     def __post_init__(self) -> None:
         if not _is_int(self.sample_rate) or self.sample_rate not in SUPPORTED_RATES:
@@ -136,6 +142,7 @@ class SpeechGate:
         self.speech_frames = 0
         self.last_raw = False
         self._floor: collections.deque[tuple[int, float]] = collections.deque()  # sliding minimum of frame levels
+        self._peak: collections.deque[tuple[int, float]] = collections.deque()  # sliding maximum (AGC)
 
     @property
     def noise_floor_dbfs(self) -> float | None:
@@ -163,21 +170,38 @@ class SpeechGate:
 
     # -- streaming ---------------------------------------------------------------------------------------
     def _classify_frame(self, frame: np.ndarray) -> bool:
-        """Raw decision for one int16 frame of exactly ``frame_samples`` samples: webrtcvad says voiced and, with a
-        noise margin, the frame stands that far above the noise floor."""
-        voiced = bool(self._vad.is_speech(frame.tobytes(), self.config.sample_rate))
+        """webrtcvad's decision for one int16 frame of exactly ``frame_samples`` samples (already level-normalised
+        when ``agc`` is on)."""
+        return bool(self._vad.is_speech(frame.tobytes(), self.config.sample_rate))
+
+    def _window_extreme(self, queue: collections.deque[tuple[int, float]], level: float, largest: bool) -> float:
+        """Push this frame's level into a sliding minimum (or maximum) over the noise window; return it."""
+        index = self.frames
+        while queue and (queue[-1][1] <= level if largest else queue[-1][1] >= level):
+            queue.pop()
+        queue.append((index, level))
+        while queue[0][0] <= index - self.config.noise_window_frames:
+            queue.popleft()
+        return queue[0][1]
+
+    def _frame_decision(self, frame: np.ndarray) -> bool:
+        """Raw decision for one float frame: webrtcvad on the (level-normalised) frame, and the frame stands
+        ``noise_margin_db`` above the noise floor."""
+        power = float(np.mean(np.square(frame, dtype=np.float64)))
+        if power == 0.0:  # digital silence: not speech, and no part of the level statistics (which stay relative)
+            return False
+        level = 10.0 * np.log10(power)
+        scaled = frame
+        if self.config.agc:
+            peak = self._window_extreme(self._peak, level, largest=True)
+            if peak > AGC_MIN_PEAK_DBFS:
+                scaled = frame * np.float32(10.0 ** ((AGC_TARGET_DBFS - peak) / 20.0))
+        voiced = self._classify_frame(to_int16(scaled))
         margin = self.config.noise_margin_db
         if margin <= 0:
             return voiced
-        power = float(np.mean(np.square(frame, dtype=np.float64))) / _INT16_SCALE**2
-        level = 10.0 * np.log10(power) if power > 0 else SILENCE_DBFS
-        index = self.frames
-        while self._floor and self._floor[-1][1] >= level:
-            self._floor.pop()
-        self._floor.append((index, level))
-        while self._floor[0][0] <= index - self.config.noise_window_frames:
-            self._floor.popleft()
-        return voiced and level >= self._floor[0][1] + margin
+        floor = self._window_extreme(self._floor, level, largest=False)
+        return voiced and level >= floor + margin
 
     def process(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(samples, dtype=np.float32)
@@ -208,9 +232,9 @@ class SpeechGate:
         if n_frames <= first:
             return
         offset = first * self._frame - self._decided
-        block = to_int16(self._audio[offset : offset + (n_frames - first) * self._frame])
+        block = self._audio[offset : offset + (n_frames - first) * self._frame]
         for frame in block.reshape(-1, self._frame):
-            voiced = self._classify_frame(frame)
+            voiced = self._frame_decision(frame)
             self._voiced.append(voiced)
             self.frames += 1
             self.speech_frames += voiced

@@ -22,7 +22,8 @@ SPEECH_TEXT = "hello there, how are you today"
 
 # -- helpers ------------------------------------------------------------------------------------------------
 class ScriptedGate(SpeechGate):
-    """Raw decision = the frame is loud, so that the expected flags can be computed independently."""
+    """Raw decision = the frame is loud, so that the expected flags can be computed independently (build it with
+    ``agc=False, noise_margin_db=0``: the rule is then exactly this one)."""
 
     def _classify_frame(self, frame: np.ndarray) -> bool:
         return bool(np.mean(np.abs(frame.astype(np.float64))) > 1000)
@@ -90,7 +91,8 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, int, i
     [(30, 150, 300), (10, 0, 0), (20, 45.5, 7), (30, 0, 500), (10, 1000, 0)],
 )
 def test_flags_follow_padding_hangover_rule_exactly(frame_ms: int, pad_ms: float, hangover_ms: float) -> None:
-    cfg = VadConfig(sample_rate=RATE, frame_ms=frame_ms, pad_ms=pad_ms, hangover_ms=hangover_ms)
+    cfg = VadConfig(sample_rate=RATE, frame_ms=frame_ms, pad_ms=pad_ms, hangover_ms=hangover_ms, agc=False,
+                    noise_margin_db=0.0)
     frame = cfg.frame_samples
     rng = np.random.default_rng(frame_ms)
     pattern = rng.random(60) < 0.25
@@ -105,7 +107,7 @@ def test_flags_follow_padding_hangover_rule_exactly(frame_ms: int, pad_ms: float
 
 
 def test_decision_delay_is_pad_plus_partial_frame() -> None:
-    cfg = VadConfig(sample_rate=RATE, frame_ms=30, pad_ms=150, hangover_ms=300)
+    cfg = VadConfig(sample_rate=RATE, frame_ms=30, pad_ms=150, hangover_ms=300, agc=False, noise_margin_db=0.0)
     frame, pad = cfg.frame_samples, cfg.pad_samples
     gate = ScriptedGate(cfg)
     x = np.full(10 * frame + 100, LOUD, np.float32)
@@ -124,7 +126,7 @@ def test_decision_delay_is_pad_plus_partial_frame() -> None:
 
 
 def test_is_speech_follows_hangover() -> None:
-    cfg = VadConfig(sample_rate=RATE, frame_ms=10, pad_ms=0, hangover_ms=100)
+    cfg = VadConfig(sample_rate=RATE, frame_ms=10, pad_ms=0, hangover_ms=100, agc=False, noise_margin_db=0.0)
     gate = ScriptedGate(cfg)
     frame = cfg.frame_samples
     gate.process(np.full(frame, LOUD, np.float32))
@@ -340,3 +342,20 @@ def test_noise_floor_tracks_the_quietest_recent_frame() -> None:
     assert gate.noise_floor_dbfs == pytest.approx(-20.0, abs=0.5)
     gate.reset()
     assert gate.noise_floor_dbfs is None
+
+
+def test_agc_makes_the_decisions_independent_of_a_constant_gain(speech: tuple[np.ndarray, int, int]) -> None:
+    """webrtcvad alone decides differently on the same speech 20 dB quieter; with the AGC the flags are the same."""
+    x, _, _ = speech
+    quiet = _level(x, -35.0)
+    results = {}
+    for agc in (False, True):
+        flags = []
+        for db in (0.0, -20.0, -10.0, 10.0):
+            _, f = _run(SpeechGate(agc=agc), quiet * np.float32(10 ** (db / 20)), _random_chunks(len(x), 6, 4000))
+            flags.append(f)
+        results[agc] = all(np.array_equal(flags[0], f) for f in flags[1:])
+        if agc:
+            assert flags[0].any()
+    assert results[True]
+    assert not results[False]  # the property the AGC adds is not there without it

@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a voiced frame must stand this many dB above the noise floor (0 = webrtcvad alone, as for v1)",
     )
     w.add_argument(
+        "--no-vad-agc",
+        action="store_true",
+        help="give webrtcvad the raw level (v1) instead of a level-normalised copy of the signal",
+    )
+    w.add_argument(
         "--input-norm",
         choices=INPUT_NORM_CHOICES,
         default=DEFAULT_INPUT_NORM,
@@ -295,11 +300,12 @@ def train_one(
             )
             parts[part] = (clips, *stack_examples(clips, eval_labels if part == "test" else labels, shape))
             progress.update(task, info=f"{len(parts[part][1])} windows")
-    input_norm = fit_input_norm(parts["train"][0], input_norm_config(args, config.preset.kind))
+    floor = config.preset.floor_db
+    input_norm = fit_input_norm(parts["train"][0], input_norm_config(args, config.preset.kind), floor)
     if input_norm.enabled:
         hop_s = config.hop_samples / config.sample_rate
         for k, part in enumerate(("train", "val", "test")):
-            clips = normalize_clips(parts[part][0], input_norm, hop_s, seed=args.seed + k)
+            clips = normalize_clips(parts[part][0], input_norm, hop_s, seed=args.seed + k, abs_floor_db=floor)
             parts[part] = (clips, *stack_examples(clips, eval_labels if part == "test" else labels, shape))
     (train_clips, x_tr, y_tr, g_tr), (_, x_va, y_va, _), (test_clips, x_te, y_te, g_te) = (
         parts["train"],
@@ -548,6 +554,7 @@ def run(args: argparse.Namespace) -> int:
     config = PipelineConfig(
         preset=preset, window_s=args.window, hop_s=args.hop, min_speech_s=args.min_speech, vad_aggressiveness=args.vad,
         vad_noise_margin_db=args.vad_noise_margin,
+        vad_agc=not args.no_vad_agc,
     )
     data_summary = loaded.summary() | {"used_clips": len(records), "limit_per_corpus": args.limit or None}
     splits = make_splits(args, records)

@@ -22,7 +22,14 @@ import numpy as np
 
 from realtime.audio import read_audio
 from realtime.errors import UserError
-from realtime.normalize import MODE_NONE, MODE_SESSION, InputNormConfig, fit_prior, normalize_session
+from realtime.normalize import (
+    ABS_FLOOR_DB,
+    MODE_NONE,
+    MODE_SESSION,
+    InputNormConfig,
+    fit_prior,
+    normalize_session,
+)
 from realtime.pipeline import FeaturePipeline, PipelineConfig
 from realtime.resample import Resampler
 from train.augment import AugmentConfig, augment_clip
@@ -191,16 +198,23 @@ def session_order(clips: Sequence[ClipExamples], seed: int) -> list[list[int]]:
     return [[members[j] for j in rng.permutation(len(members))] for _, members in sorted(groups.items())]
 
 
-def fit_input_norm(clips: Sequence[ClipExamples], config: InputNormConfig) -> InputNormConfig:
+def fit_input_norm(
+    clips: Sequence[ClipExamples], config: InputNormConfig, abs_floor_db: float = ABS_FLOOR_DB
+) -> InputNormConfig:
     """The config with its training statistics (session mode: the prior, from the training clips' windows)."""
     if config.mode != MODE_SESSION:
         return config
-    prior = fit_prior(w for clip in clips for w in clip.features)
+    prior = fit_prior((w for clip in clips for w in clip.features), config.active_range_db, config.floor_db,
+                      abs_floor_db)
     return config.with_prior(prior.tolist())
 
 
 def normalize_clips(
-    clips: Sequence[ClipExamples], config: InputNormConfig, hop_s: float, seed: int
+    clips: Sequence[ClipExamples],
+    config: InputNormConfig,
+    hop_s: float,
+    seed: int,
+    abs_floor_db: float = ABS_FLOOR_DB,
 ) -> list[ClipExamples]:
     """Clips with their windows through :class:`realtime.normalize.InputNormalizer`, each speaker's clips played
     as one session in shuffled order (see :func:`session_order`): what the live engine's stage would give."""
@@ -213,7 +227,7 @@ def normalize_clips(
             continue
         shape = next(clips[i].features.shape[1:] for i in session if len(clips[i].features))
         joined = np.concatenate([clips[i].features.reshape(-1, *shape) for i in session])
-        normalized = normalize_session(joined, config, hop_s)
+        normalized = normalize_session(joined, config, hop_s, abs_floor_db=abs_floor_db)
         start = 0
         for i, n in zip(session, sizes, strict=True):
             out[i] = ClipExamples(clips[i].record, normalized[start : start + n], clips[i].variant)

@@ -342,14 +342,14 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             "logmel_cnn",
             KIND_FRAMES,
-            "logmel",
+            "logmel_wide",
             "1-D CNN over log-mel frames (bands as channels), 4 Conv-BN-ReLU blocks, mean+max over time; ~226k params",
             _build_logmel_cnn,
         ),
         Recipe(
             "logmel_cnn2d",
             KIND_FRAMES,
-            "logmel",
+            "logmel_wide",
             "2-D CNN over the log-mel map (3x3 convs, shift-invariant in pitch), mean over bands, "
             "mean+max over time; ~92k params",
             _build_logmel_cnn2d,
