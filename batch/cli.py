@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (files.csv, windows.parquet, run.json)")
     p.add_argument("--model", default=None, help="a ser-live ONNX model (default: the bundled model)")
     p.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="worker processes (or Ray actors)"
+        "--workers", type=int, default=os.cpu_count() or 1,
+        help=f"worker processes or Ray actors (default: the CPU count, here {os.cpu_count() or 1})",
     )
     p.add_argument("--channels", choices=CHANNEL_MODES, default=CHANNELS_MIX,
                    help="mix: one stream per file; split: each channel its own stream (agent / customer)")

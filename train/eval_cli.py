@@ -35,6 +35,7 @@ DEFAULT_SEED = 0
 RUN_METRICS = "metrics.json"
 PERCENT = 100.0
 FIG_DPI = 120
+ALL_CONDITIONS = "all"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0, help="at most this many clips per corpus (0 = all)")
     p.add_argument(
         "--conditions",
-        default=",".join(CONDITIONS),
-        help=f"comma-separated subset of: {', '.join(CONDITIONS)}",
+        default=ALL_CONDITIONS,
+        help=f"'{ALL_CONDITIONS}' or a comma-separated subset of: {', '.join(CONDITIONS)}",
     )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of every random degradation")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for eval.json, eval.md, eval.png")
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _conditions(arg: str) -> list[str]:
     from train.robustness import CLEAN, CONDITIONS
 
-    chosen = [c.strip() for c in arg.split(",") if c.strip()]
+    chosen = list(CONDITIONS) if arg == ALL_CONDITIONS else [c.strip() for c in arg.split(",") if c.strip()]
     unknown = [c for c in chosen if c not in CONDITIONS]
     if unknown or not chosen:
         raise UserError(f"unknown condition(s) {', '.join(unknown) or '(none given)'}: use {', '.join(CONDITIONS)}")
