@@ -74,10 +74,15 @@ def run_ray(
             concurrency=workers,
             num_cpus=1,
         )
-        for row in scored.iter_rows():
-            on_result(json.loads(row["result"]))
+        try:
+            for row in scored.iter_rows():
+                on_result(json.loads(row["result"]))
+                if should_stop():
+                    return False
+        except (Exception, KeyboardInterrupt):  # a Ctrl-C also reaches Ray's workers, which then fail the stream
             if should_stop():
                 return False
+            raise
         return True
     finally:
         ray.shutdown()
