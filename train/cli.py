@@ -47,6 +47,7 @@ DEFAULT_AUGMENT = "seed"
 AUGMENT_CHOICES = ("none", "seed", "strong", "channel")
 INPUT_NORM_CHOICES = ("auto", *MODES)
 DEFAULT_INPUT_NORM = "auto"
+DEFAULT_SESSION_RESTART = 0.0
 SPLIT_CHOICES = ("random", "speaker", "corpus")
 PARITY_ROWS = 256  # validation windows saved for ser-export's parity check
 RECIPE_CHOICES = ("seed180", "seed162", "logmel_cnn", "logmel_cnn2d")
@@ -107,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_INPUT_NORM,
         help="model-input normalisation (realtime/normalize.py): none, window (per-window level reference) or "
         "session (running speaker level and spectral shape); auto = session for log-mel presets, none otherwise",
+    )
+    w.add_argument(
+        "--session-restart",
+        type=float,
+        default=DEFAULT_SESSION_RESTART,
+        help="training only: chance that a new session starts before each of a speaker's clips (0 = one session "
+        "per speaker), so the model also learns windows early in a session",
     )
     w.add_argument(
         "--session-tau",
@@ -305,7 +313,9 @@ def train_one(
     if input_norm.enabled:
         hop_s = config.hop_samples / config.sample_rate
         for k, part in enumerate(("train", "val", "test")):
-            clips = normalize_clips(parts[part][0], input_norm, hop_s, seed=args.seed + k, abs_floor_db=floor)
+            restart = args.session_restart if part == "train" else 0.0  # held-out speakers: one session each
+            clips = normalize_clips(parts[part][0], input_norm, hop_s, seed=args.seed + k, abs_floor_db=floor,
+                                    restart=restart)
             parts[part] = (clips, *stack_examples(clips, eval_labels if part == "test" else labels, shape))
     (train_clips, x_tr, y_tr, g_tr), (_, x_va, y_va, _), (test_clips, x_te, y_te, g_te) = (
         parts["train"],
@@ -420,6 +430,7 @@ def train_one(
         "recipe": args.recipe,
         "normalization": norm.to_dict(),
         "input_normalization": input_norm.to_dict(),
+        "session_restart": args.session_restart,
         "augment": None if augment is None else asdict(augment),
         "hyper": asdict(hyper),
         "split": split.name,
@@ -530,6 +541,8 @@ class _RichEpochs:
 def run(args: argparse.Namespace) -> int:
     from train.corpora import limit_per_corpus, load_corpora, parse_data_spec
 
+    if not 0.0 <= args.session_restart <= 1.0:
+        raise UserError(f"--session-restart must be a probability in [0, 1], got {args.session_restart}")
     if args.folds == 1 or args.folds < 0:
         raise UserError("--folds must be 0 (one split) or at least 2")
     specs = [parse_data_spec(s) for s in args.data]

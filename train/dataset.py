@@ -12,6 +12,7 @@ file's path, size and modification time and by the configuration, so a second ru
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -185,8 +186,10 @@ class FeatureBuilder:
         return out
 
 
-def session_order(clips: Sequence[ClipExamples], seed: int) -> list[list[int]]:
-    """Sessions as live use would meet them: one per (speaker, augmentation variant), its clips shuffled.
+def session_order(clips: Sequence[ClipExamples], seed: int, restart: float = 0.0) -> list[list[int]]:
+    """Sessions as live use would meet them: one per (speaker, augmentation variant), its clips shuffled; with
+    ``restart`` > 0 a new session starts before each further clip with that probability, so that the model also
+    sees windows early in a session (a short file replay is a session of one clip).
 
     Returns, per session, the indices into ``clips`` in playing order (sessions sorted by speaker and variant so
     the result depends only on ``seed``).
@@ -195,7 +198,12 @@ def session_order(clips: Sequence[ClipExamples], seed: int) -> list[list[int]]:
     for i, clip in enumerate(clips):
         groups.setdefault((clip.record.speaker, clip.variant), []).append(i)
     rng = np.random.default_rng(seed)
-    return [[members[j] for j in rng.permutation(len(members))] for _, members in sorted(groups.items())]
+    sessions: list[list[int]] = []
+    for _, members in sorted(groups.items()):
+        order = [members[j] for j in rng.permutation(len(members))]
+        cuts = [0, *(k for k in range(1, len(order)) if restart > 0 and rng.uniform() < restart), len(order)]
+        sessions += [order[a:b] for a, b in itertools.pairwise(cuts)]
+    return sessions
 
 
 def fit_input_norm(
@@ -215,13 +223,14 @@ def normalize_clips(
     hop_s: float,
     seed: int,
     abs_floor_db: float = ABS_FLOOR_DB,
+    restart: float = 0.0,
 ) -> list[ClipExamples]:
     """Clips with their windows through :class:`realtime.normalize.InputNormalizer`, each speaker's clips played
     as one session in shuffled order (see :func:`session_order`): what the live engine's stage would give."""
     if config.mode == MODE_NONE:
         return list(clips)
     out: list[ClipExamples] = list(clips)
-    for session in session_order(clips, seed):
+    for session in session_order(clips, seed, restart):
         sizes = [len(clips[i].features) for i in session]
         if not sum(sizes):
             continue
