@@ -231,6 +231,11 @@ def test_training_sessions_are_per_speaker_shuffled_and_independent() -> None:
     other_b = normalize_clips(a + clips_of("x:B", 4, 50), config, HOP_S, seed=1)
     for i in range(5):  # speaker A's session does not see speaker B's clips
         np.testing.assert_array_equal(together[i].features, other_b[i].features)
+    restarted = session_order(a + b, seed=1, restart=0.5)
+    assert sorted(i for session in restarted for i in session) == list(range(9))  # every clip once
+    assert len(restarted) > 2 and restarted == session_order(a + b, seed=1, restart=0.5)
+    assert all({(a + b)[i].record.speaker for i in session} in ({"x:A"}, {"x:B"}) for session in restarted)
+    assert len(session_order(a + b, seed=1, restart=1.0)) == 9  # every clip its own session
     order = session_order(a + b, seed=1)[0]
     live = InputNormalizer(config, N_BANDS, HOP_S)
     for i in order:  # the session is the live stage over the clips in their playing order
