@@ -24,7 +24,7 @@ from realtime import __version__
 from realtime.cli import HelpFormatter
 from realtime.errors import UserError
 from realtime.features import PRESETS, get_preset
-from realtime.normalize import DEFAULT_TIME_CONSTANT_S, MODE_NONE, MODE_SESSION, MODES, InputNormConfig
+from realtime.normalize import DEFAULT_TIME_CONSTANT_S, MODE_NONE, MODE_WINDOW, MODES, InputNormConfig
 from realtime.pipeline import (
     DEFAULT_HOP_S,
     DEFAULT_MIN_SPEECH_S,
@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=INPUT_NORM_CHOICES,
         default=DEFAULT_INPUT_NORM,
         help="model-input normalisation (realtime/normalize.py): none, window (per-window level reference) or "
-        "session (running speaker level and spectral shape); auto = session for log-mel presets, none otherwise",
+        "session (running speaker level and spectral shape); auto = window for log-mel presets (the measured "
+        "choice: models/README.md), none otherwise",
     )
     w.add_argument(
         "--session-restart",
@@ -245,10 +246,10 @@ def _augment_config(name: str) -> Any:
 
 
 def input_norm_config(args: argparse.Namespace, preset_kind: str) -> InputNormConfig:
-    """--input-norm / --session-tau as a config (auto: session for log-mel presets, none for mean vectors)."""
+    """--input-norm / --session-tau as a config (auto: window for log-mel presets, none for mean vectors)."""
     mode = args.input_norm
     if mode == "auto":
-        mode = MODE_SESSION if preset_kind == "frames" else MODE_NONE
+        mode = MODE_WINDOW if preset_kind == "frames" else MODE_NONE
     if mode != MODE_NONE and preset_kind != "frames":
         raise UserError(f"--input-norm {mode} needs a log-mel preset (frames); the seed presets take none")
     return InputNormConfig(mode=mode, time_constant_s=args.session_tau)
