@@ -15,3 +15,8 @@ for mode in session window none; do
         --augment channel --input-norm "$mode" --out "$out/$mode" -q
     ser-export "$out/$mode" -o "$out/$mode.onnx"
 done
+# session mode with training sessions restarted before a clip with chance 0.5
+ser-train --data ravdess="$data/ravdess" --data tess="$data/tess" --recipe logmel_cnn --split speaker \
+    --epochs 20 --patience 5 --balance-corpora --class-weights --label-smoothing 0.1 \
+    --augment channel --input-norm session --session-restart 0.5 --out "$out/session-restart" -q
+ser-export "$out/session-restart" -o "$out/session-restart.onnx"
