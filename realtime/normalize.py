@@ -135,11 +135,15 @@ def _power(x: np.ndarray) -> np.ndarray:
     return np.power(10.0, np.asarray(x, dtype=np.float64) / DB_PER_DECADE)
 
 
+def _speech_frames(power: np.ndarray, active_range_db: float) -> np.ndarray:
+    level = DB_PER_DECADE * np.log10(np.maximum(power.mean(axis=1), np.finfo(np.float64).tiny))
+    return level >= level.max() - active_range_db
+
+
 def active_frames(window: np.ndarray, active_range_db: float = DEFAULT_ACTIVE_RANGE_DB) -> np.ndarray:
     """Boolean mask of the window's speech frames: frame level (power mean over bands, dB) within
     ``active_range_db`` of the loudest frame."""
-    level = DB_PER_DECADE * np.log10(_power(window).mean(axis=1))
-    return level >= level.max() - active_range_db
+    return _speech_frames(_power(window), active_range_db)
 
 
 def level_reference(window: np.ndarray, active_range_db: float = DEFAULT_ACTIVE_RANGE_DB) -> tuple[float, np.ndarray]:
@@ -148,8 +152,9 @@ def level_reference(window: np.ndarray, active_range_db: float = DEFAULT_ACTIVE_
     Averaged as power, the reference is carried by the loud bins and does not notice bins that a low gain
     pushed onto the features' absolute floor (a mean of dB values would).
     """
-    mask = active_frames(window, active_range_db)
-    return float(DB_PER_DECADE * np.log10(_power(window[mask]).mean())), mask
+    power = _power(window)
+    mask = _speech_frames(power, active_range_db)
+    return float(DB_PER_DECADE * np.log10(power[mask].mean())), mask
 
 
 def relative_window(

@@ -174,9 +174,10 @@ class SpeechGate:
         when ``agc`` is on)."""
         return bool(self._vad.is_speech(frame.tobytes(), self.config.sample_rate))
 
-    def _window_extreme(self, queue: collections.deque[tuple[int, float]], level: float, largest: bool) -> float:
-        """Push this frame's level into a sliding minimum (or maximum) over the noise window; return it."""
-        index = self.frames
+    def _window_extreme(
+        self, queue: collections.deque[tuple[int, float]], level: float, index: int, largest: bool
+    ) -> float:
+        """Push frame ``index``'s level into a sliding minimum (or maximum) over the noise window; return it."""
         while queue and (queue[-1][1] <= level if largest else queue[-1][1] >= level):
             queue.pop()
         queue.append((index, level))
@@ -184,24 +185,33 @@ class SpeechGate:
             queue.popleft()
         return queue[0][1]
 
-    def _frame_decision(self, frame: np.ndarray) -> bool:
-        """Raw decision for one float frame: webrtcvad on the (level-normalised) frame, and the frame stands
-        ``noise_margin_db`` above the noise floor."""
-        power = float(np.mean(np.square(frame, dtype=np.float64)))
-        if power == 0.0:  # digital silence: not speech, and no part of the level statistics (which stay relative)
-            return False
-        level = 10.0 * np.log10(power)
-        scaled = frame
-        if self.config.agc:
-            peak = self._window_extreme(self._peak, level, largest=True)
-            if peak > AGC_MIN_PEAK_DBFS:
-                scaled = frame * np.float32(10.0 ** ((AGC_TARGET_DBFS - peak) / 20.0))
-        voiced = self._classify_frame(to_int16(scaled))
-        margin = self.config.noise_margin_db
-        if margin <= 0:
-            return voiced
-        floor = self._window_extreme(self._floor, level, largest=False)
-        return voiced and level >= floor + margin
+    def _frame_decisions(self, frames: np.ndarray) -> list[bool]:
+        """Raw decisions for float frames ``(n, frame_samples)``: webrtcvad on each (level-normalised) frame, and the
+        frame stands ``noise_margin_db`` above the noise floor. Digital silence is never speech and takes no part in
+        the level statistics (which stay relative). Levels and scaling are computed for the whole block at once."""
+        power = np.mean(np.square(frames, dtype=np.float64), axis=1)
+        levels = 10.0 * np.log10(np.maximum(power, np.finfo(np.float64).tiny))
+        silent = power == 0.0
+        cfg = self.config
+        gains_db = np.zeros(len(frames))
+        loud_enough = np.ones(len(frames), dtype=bool)
+        for k in range(len(frames)):
+            if silent[k]:
+                continue
+            level = float(levels[k])
+            index = self.frames + k
+            if cfg.agc:
+                peak = self._window_extreme(self._peak, level, index, largest=True)
+                if peak > AGC_MIN_PEAK_DBFS:
+                    gains_db[k] = AGC_TARGET_DBFS - peak
+            if cfg.noise_margin_db > 0:
+                floor = self._window_extreme(self._floor, level, index, largest=False)
+                loud_enough[k] = level >= floor + cfg.noise_margin_db
+        scaled = frames * np.power(10.0, gains_db / 20.0)[:, None] if cfg.agc else frames
+        pcm = to_int16(scaled)
+        # webrtcvad sees every frame (it adapts to what it has seen), then the gate's own conditions apply
+        voiced = [self._classify_frame(frame) for frame in pcm]
+        return [bool(v and not silent[k] and loud_enough[k]) for k, v in enumerate(voiced)]
 
     def process(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(samples, dtype=np.float32)
@@ -233,8 +243,7 @@ class SpeechGate:
             return
         offset = first * self._frame - self._decided
         block = self._audio[offset : offset + (n_frames - first) * self._frame]
-        for frame in block.reshape(-1, self._frame):
-            voiced = self._frame_decision(frame)
+        for voiced in self._frame_decisions(block.reshape(-1, self._frame)):
             self._voiced.append(voiced)
             self.frames += 1
             self.speech_frames += voiced

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from realtime.normalize import MODE_SESSION, MODE_WINDOW
 from tests.tiny_model import make_tiny_model
 
 logger = logging.getLogger(__name__)
@@ -225,14 +226,15 @@ def bench_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for preset, recipe in PRESET_RECIPES.items():
         models[preset] = recipes.get(recipe) or make_tiny_model(out / f"tiny-{preset}.onnx", preset_name=preset,
                                                                 window_s=2.0, hop_s=0.5)
-    models["logmel-session"] = _with_session_norm(models["logmel"], out / "logmel-session.onnx")
+    models["logmel-window"] = _with_input_norm(models["logmel"], out / "logmel-window.onnx", MODE_WINDOW)
+    models["logmel-session"] = _with_input_norm(models["logmel"], out / "logmel-session.onnx", MODE_SESSION)
     if BUNDLED_MODEL.is_file():
         models["default"] = BUNDLED_MODEL
     return models
 
 
-def _with_session_norm(source: Path, target: Path) -> Path:
-    """The same model with session input normalisation in its metadata (a flat prior: timing only)."""
+def _with_input_norm(source: Path, target: Path, mode: str) -> Path:
+    """The same model with input normalisation ``mode`` in its metadata (a flat session prior: timing only)."""
     import onnx
 
     from realtime.model import METADATA_KEY
@@ -241,7 +243,8 @@ def _with_session_norm(source: Path, target: Path) -> Path:
     proto = onnx.load(str(source))
     props = {p.key: p.value for p in proto.metadata_props}
     meta = json.loads(props[METADATA_KEY])
-    meta["input_normalization"] = InputNormConfig(mode=MODE_SESSION, prior=(0.0,) * meta["preset"]["n_mels"]).to_dict()
+    prior = (0.0,) * meta["preset"]["n_mels"] if mode == MODE_SESSION else ()
+    meta["input_normalization"] = InputNormConfig(mode=mode, prior=prior).to_dict()
     for p in proto.metadata_props:
         if p.key == METADATA_KEY:
             p.value = json.dumps(meta)

@@ -41,7 +41,7 @@ from realtime.normalize import InputNormalizer
 from realtime.pipeline import PipelineConfig
 from tests.benchmarks.conftest import ROOT, blas_threads, percentiles_ms, pinned_to_one_core, shipped_env
 
-PRESETS = ("seed180", "seed162", "logmel", "logmel-session")  # the last: logmel + the session input stage
+PRESETS = ("seed180", "seed162", "logmel", "logmel-window", "logmel-session")  # logmel + an input stage
 # BLAS pool: 1 thread, or None = as numpy starts it (one per CPU)
 BLAS_CHOICES: dict[str, int | None] = {"blas1": 1, "blas-default": None}
 HOP_ROUNDS = {"blas1": 1000, "blas-default": 150}
