@@ -19,6 +19,7 @@ from realtime.errors import UserError
 logger = logging.getLogger(__name__)
 
 LOCAL_ADDRESSES = (None, "", "auto", "local")
+BLOCKS_PER_ACTOR = 4
 RAY_HINT = "pip install 'ser-live[cluster]' (Ray Data)"
 
 
@@ -65,13 +66,15 @@ def run_ray(
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # our own progress line says what is done
         if not paths:
             return True
-        ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=len(paths))
+        # a few blocks per actor, not one per file: each block is a Ray task, and per-task overhead adds up
+        blocks = max(1, min(len(paths), BLOCKS_PER_ACTOR * workers))
+        ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
         scored = ds.map_batches(
             RayScorer,
             fn_constructor_args=(model_path, settings.to_dict()),
             batch_size=1,
             batch_format="numpy",
-            concurrency=workers,
+            compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=1,
         )
         try:
