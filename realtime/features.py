@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -150,6 +150,16 @@ class FeaturePreset:
         return cls(**kwargs)
 
 
+_LOGMEL = FeaturePreset(
+    name="logmel",
+    kind="frames",
+    n_fft=LOGMEL_N_FFT,
+    hop_length=LOGMEL_HOP_LENGTH,
+    n_mels=LOGMEL_N_MELS,
+    fmin=LOGMEL_FMIN,
+    top_db=None,
+)
+
 PRESETS: dict[str, FeaturePreset] = {
     "seed180": FeaturePreset(
         name="seed180", kind="mean", components=("mfcc", "chroma", "mel"), n_mfcc=40
@@ -157,27 +167,10 @@ PRESETS: dict[str, FeaturePreset] = {
     "seed162": FeaturePreset(
         name="seed162", kind="mean", components=("zcr", "chroma", "mfcc", "rms", "mel"), n_mfcc=20
     ),
-    "logmel": FeaturePreset(
-        name="logmel",
-        kind="frames",
-        n_fft=LOGMEL_N_FFT,
-        hop_length=LOGMEL_HOP_LENGTH,
-        n_mels=LOGMEL_N_MELS,
-        fmin=LOGMEL_FMIN,
-        top_db=None,
-    ),
+    "logmel": _LOGMEL,
     # logmel with a floor 100 dB deeper: quiet recordings at -20 dB gain stay above it, so a level reference
     # (realtime/normalize.py) removes a gain exactly; digital silence still reads as the floor
-    "logmel_wide": FeaturePreset(
-        name="logmel_wide",
-        kind="frames",
-        n_fft=LOGMEL_N_FFT,
-        hop_length=LOGMEL_HOP_LENGTH,
-        n_mels=LOGMEL_N_MELS,
-        fmin=LOGMEL_FMIN,
-        top_db=None,
-        amin=WIDE_AMIN,
-    ),
+    "logmel_wide": replace(_LOGMEL, name="logmel_wide", amin=WIDE_AMIN),
 }
 
 
