@@ -8,8 +8,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import soundfile as sf
-
+from realtime.audio import audio_extensions
 from realtime.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -17,17 +16,6 @@ logger = logging.getLogger(__name__)
 MANIFEST_SUFFIXES = (".csv", ".txt")
 PATH_COLUMN = "path"
 GLOB_CHARS = set("*?[")
-# soundfile's format names that are not also the usual file extensions
-EXTRA_AUDIO_EXTENSIONS = ("aif", "aifc", "oga", "opus", "wave")
-IGNORED_FORMATS = ("RAW",)
-
-
-def audio_extensions() -> frozenset[str]:
-    """Lower-case extensions (no dot) that libsndfile reads; a folder is searched for these."""
-    formats = {name.lower() for name in sf.available_formats() if name not in IGNORED_FORMATS}
-    return frozenset(formats | set(EXTRA_AUDIO_EXTENSIONS))
-
-
 def _is_audio(path: Path, extensions: frozenset[str]) -> bool:
     return path.is_file() and path.suffix.lower().lstrip(".") in extensions and not path.name.startswith(".")
 

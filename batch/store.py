@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import logging
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -150,8 +149,10 @@ def write_outputs(
 
 
 def stat_key(path: str) -> dict[str, Any] | None:
+    """``batch.score.file_key`` of ``path``, or None when it cannot be read (it is scored, and reported, then)."""
+    from batch.score import file_key
+
     try:
-        st = os.stat(path)
+        return file_key(path)
     except OSError:
         return None
-    return {"path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}

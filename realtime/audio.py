@@ -94,6 +94,17 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
     )
 
 
+# soundfile's format names that are not also the usual file extensions; RAW is headerless: any file would "match"
+EXTRA_AUDIO_EXTENSIONS = ("aif", "aifc", "oga", "opus", "wave")
+IGNORED_FORMATS = ("RAW",)
+
+
+def audio_extensions() -> frozenset[str]:
+    """Lower-case extensions (no dot) of the formats this soundfile/libsndfile build reads."""
+    formats = {name.lower() for name in sf.available_formats() if name not in IGNORED_FORMATS}
+    return frozenset(formats | set(EXTRA_AUDIO_EXTENSIONS))
+
+
 def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     """Whole file as float32 ``(frames, channels)`` in [-1, 1] plus its sample rate."""
     info = audio_info(path)

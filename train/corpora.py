@@ -60,6 +60,7 @@ from typing import Any, NamedTuple
 
 import soundfile as sf
 
+from realtime.audio import audio_extensions
 from realtime.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -86,16 +87,6 @@ MAX_QUOTED_PROBLEMS = 3
 
 REASON_NOT_IN_LABEL_SET = "label not in label set"
 REASON_DUPLICATE = "same file listed twice (duplicate --data folder?)"
-
-# soundfile's format names that are not also the usual file extensions.
-_EXTRA_AUDIO_EXTENSIONS = ("aif", "aifc", "oga", "opus", "wave")
-_IGNORED_FORMATS = ("RAW",)  # headerless: any file would "match"
-
-
-def audio_extensions() -> frozenset[str]:
-    """Lower-case extensions (no dot) of the formats this soundfile/libsndfile build reads."""
-    formats = {name.lower() for name in sf.available_formats() if name not in _IGNORED_FORMATS}
-    return frozenset(formats | set(_EXTRA_AUDIO_EXTENSIONS))
 
 
 def label_set(keep_calm: bool = False) -> tuple[str, ...]:
