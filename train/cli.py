@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--keep-calm", action="store_true", help="keep RAVDESS 'calm' as an eighth label (seed 2)")
     d.add_argument(
-        "--limit", type=int, default=0, help="use at most this many clips per corpus (0 = all), for quick runs"
+        "--limit", action="append", default=[], metavar="[NAME=]N",
+        help="use at most N clips per corpus (0 = all), drawn at random with --seed: N for every corpus, "
+        "NAME=N for one (repeat), e.g. --limit tess=800 to keep TESS's two speakers from outweighing the rest",
     )
     d.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache folder ('' to disable)")
     m = p.add_argument_group("model")
@@ -540,17 +542,18 @@ class _RichEpochs:
 
 
 def run(args: argparse.Namespace) -> int:
-    from train.corpora import limit_per_corpus, load_corpora, parse_data_spec
+    from train.corpora import limit_per_corpus, load_corpora, parse_data_spec, parse_limits
 
     if not 0.0 <= args.session_restart <= 1.0:
         raise UserError(f"--session-restart must be a probability in [0, 1], got {args.session_restart}")
     if args.folds == 1 or args.folds < 0:
         raise UserError("--folds must be 0 (one split) or at least 2")
     specs = [parse_data_spec(s) for s in args.data]
+    limit = parse_limits(args.limit)
     loaded = load_corpora(specs, keep_calm=args.keep_calm)
     records = list(loaded.records)
-    if args.limit:
-        records = limit_per_corpus(records, args.limit, args.seed)
+    if limit:
+        records = limit_per_corpus(records, limit, args.seed)
     if not records:
         raise UserError("no usable clips found under --data: check the folder and the corpus name")
     for note in loaded.notes():
@@ -570,7 +573,7 @@ def run(args: argparse.Namespace) -> int:
         vad_noise_margin_db=args.vad_noise_margin,
         vad_agc=not args.no_vad_agc,
     )
-    data_summary = loaded.summary() | {"used_clips": len(records), "limit_per_corpus": args.limit or None}
+    data_summary = loaded.summary() | {"used_clips": len(records), "limit_per_corpus": limit or None}
     splits = make_splits(args, records)
     # the model's labels: those of its training data (all records unless a corpus is held out whole)
     trained_on = [records[i] for i in splits[0].train] if args.split == "corpus" else records

@@ -53,7 +53,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -505,16 +505,42 @@ def load_corpora(specs: Sequence[tuple[str, Path | str]], keep_calm: bool = Fals
     return LoadResult(tuple(records), tuple(problems), merged.ignored)
 
 
-def limit_per_corpus(records: Sequence[Record], limit: int, seed: int) -> list[Record]:
-    """At most ``limit`` records of each corpus, drawn at random (seeded), kept in their original order."""
+def limit_per_corpus(records: Sequence[Record], limit: int | Mapping[str, int], seed: int) -> list[Record]:
+    """At most ``limit`` records of each corpus, drawn at random (seeded), kept in their original order.
+
+    ``limit`` is one number for every corpus, or a mapping corpus -> number (a missing corpus or 0: all of it).
+    """
     import numpy as np
 
     rng = np.random.default_rng(seed)
     kept: list[Record] = []
     for corpus in sorted({r.corpus for r in records}):
         mine = [r for r in records if r.corpus == corpus]
-        kept += [mine[i] for i in sorted(rng.permutation(len(mine))[:limit])]
+        most = limit if isinstance(limit, int) else limit.get(corpus, 0)
+        order = rng.permutation(len(mine))
+        kept += [mine[i] for i in sorted(order[:most])] if most else mine
     return kept
+
+
+def parse_limits(specs: Sequence[str]) -> int | dict[str, int]:
+    """``--limit`` values: ``["20"]`` -> 20 (every corpus); ``["tess=800", "ased=1000"]`` -> per corpus."""
+    per_corpus: dict[str, int] = {}
+    overall = 0
+    for spec in specs:
+        name, sep, number = spec.rpartition("=")
+        try:
+            value = int(number)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise UserError(f"--limit expects N or NAME=N with N >= 0 (e.g. --limit tess=800), got {spec!r}")
+        if sep:
+            per_corpus[corpus_name(name)] = value
+        else:
+            overall = value
+    if not per_corpus:
+        return overall
+    return {name: per_corpus.get(name, overall) for name in CORPORA}
 
 
 def check_readable(path: Path | str) -> str | None:
