@@ -30,7 +30,8 @@ DEFAULT_BLOCK_S = 0.1
 
 @dataclass(frozen=True)
 class Prediction:
-    """A clip's emotion: the mean of its speech windows' (unsmoothed) probabilities.
+    """A clip's emotion: the mean of its speech windows' (unsmoothed) probabilities, and the arousal and valence
+    (each in [-1, 1]) of that mean (None when the model's labels have no mapping: ``realtime.affect``).
 
     ``label`` is None and ``probs`` empty when the clip holds no window with enough speech.
     """
@@ -38,6 +39,8 @@ class Prediction:
     label: str | None
     probs: dict[str, float]
     windows: list[WindowEvent] = field(default_factory=list)
+    arousal: float | None = None
+    valence: float | None = None
 
     @property
     def confidence(self) -> float:
@@ -104,4 +107,11 @@ class EmotionRecognizer:
             return Prediction(None, {}, [])
         mean = np.mean([[w.raw_probs[label] for label in self.labels] for w in windows], axis=0)
         best = int(np.argmax(mean))
-        return Prediction(self.labels[best], dict(zip(self.labels, map(float, mean), strict=True)), windows)
+        affect = self.model.affect(mean)
+        return Prediction(
+            self.labels[best],
+            dict(zip(self.labels, map(float, mean), strict=True)),
+            windows,
+            arousal=None if affect is None else float(affect[0]),
+            valence=None if affect is None else float(affect[1]),
+        )

@@ -49,8 +49,13 @@ class EngineConfig:
     vad_agc: bool = DEFAULT_VAD_AGC
     smoothing_alpha: float = DEFAULT_SMOOTHING_ALPHA  # 1.0 = no smoothing
     smoothing_reset_s: float = DEFAULT_SMOOTHING_RESET_S
+    min_confidence: float | None = None  # None: the model's calibrated threshold (0 when it has none); 0 = off
 
     def __post_init__(self) -> None:
+        if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
+            raise UserError(
+                f"min confidence {self.min_confidence} is out of range: use a probability in [0, 1] (0 = off)"
+            )
         if not 0.0 < self.smoothing_alpha <= 1.0:
             raise UserError(f"smoothing {self.smoothing_alpha} is out of range: use a value in (0, 1] (1 = off)")
         if not 0 <= self.vad_aggressiveness <= 3:
@@ -106,6 +111,8 @@ class Engine:
         )
         self.summary = SessionSummary(labels=model.labels)
         self._hop_s = self.pipeline_config.hop_samples / self.pipeline_config.sample_rate
+        chosen = self.config.min_confidence
+        self.min_confidence = model.info.calibration.min_confidence if chosen is None else float(chosen)
 
     @property
     def state(self) -> PipelineState:
@@ -187,6 +194,7 @@ class Engine:
             end_s = wf.window.end / sr
             smoothed = self._smoother.process(raw, end_s)
             best = int(np.argmax(smoothed))
+            affect = self.model.affect(smoothed)
             compute_ms = (time.perf_counter() - t0) * MS
             # audio that arrived after the window's last sample before we could decide (VAD look-ahead, block size)
             waited_ms = max(0, self._pipeline.state.samples_in - wf.window.end) / sr * MS
@@ -198,6 +206,9 @@ class Engine:
                 probs=dict(zip(self.labels, map(float, smoothed), strict=True)),
                 raw_probs=dict(zip(self.labels, map(float, raw), strict=True)),
                 speech_ratio=float(wf.window.speech_ratio),
+                arousal=None if affect is None else float(affect[0]),
+                valence=None if affect is None else float(affect[1]),
+                uncertain=bool(smoothed[best] < self.min_confidence),
                 latency_ms={
                     "features": wf.features_ms,
                     "inference": inference_ms,

@@ -24,6 +24,9 @@ TIME_DECIMALS = 3  # seconds -> millisecond resolution
 PROB_DECIMALS = 4
 RATIO_DECIMALS = 3
 LATENCY_DECIMALS = 3  # milliseconds -> microsecond resolution
+AFFECT_DECIMALS = 4
+UNCERTAIN = "uncertain"  # what the dashboard and the summary show for an uncertain window
+QUADRANTS = ("high_positive", "high_negative", "low_negative", "low_positive")
 STDOUT_TARGET = "-"
 WINDOW_TYPE = "window"
 SUMMARY_TYPE = "summary"
@@ -43,7 +46,10 @@ def _round_map(values: Mapping[str, float], decimals: int) -> dict[str, float | 
 class WindowEvent:
     """A classified window. Times are audio time of the stream in seconds; ``probs`` are smoothed,
     ``raw_probs`` are the model's output for this window alone; ``latency_ms`` holds at least ``features``,
-    ``inference`` and ``total``."""
+    ``inference`` and ``total``. ``arousal`` / ``valence`` in [-1, 1] come from the smoothed probabilities
+    (None when the model's labels have no mapping); ``uncertain`` is set when ``confidence`` is below the model's
+    (or ``--min-confidence``'s) threshold: the window keeps its label and probabilities, but the dashboard and
+    the summary count it as uncertain."""
 
     start_s: float
     end_s: float
@@ -53,6 +59,14 @@ class WindowEvent:
     raw_probs: dict[str, float]
     speech_ratio: float
     latency_ms: dict[str, float] = field(default_factory=dict)
+    arousal: float | None = None
+    valence: float | None = None
+    uncertain: bool = False
+
+    @property
+    def shown_label(self) -> str:
+        """What to show for this window: its label, or ``uncertain``."""
+        return UNCERTAIN if self.uncertain else self.label
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +78,9 @@ class WindowEvent:
             "probs": _round_map(self.probs, PROB_DECIMALS),
             "raw_probs": _round_map(self.raw_probs, PROB_DECIMALS),
             "speech_ratio": _round(self.speech_ratio, RATIO_DECIMALS),
+            "arousal": None if self.arousal is None else _round(self.arousal, AFFECT_DECIMALS),
+            "valence": None if self.valence is None else _round(self.valence, AFFECT_DECIMALS),
+            "uncertain": bool(self.uncertain),
             "latency_ms": _round_map(self.latency_ms, LATENCY_DECIMALS),
         }
 
@@ -81,13 +98,27 @@ class WindowEvent:
             raw_probs={str(k): float(v) for k, v in d["raw_probs"].items()},
             speech_ratio=float(d["speech_ratio"]),
             latency_ms={str(k): float(v) for k, v in d.get("latency_ms", {}).items()},
+            arousal=_optional_float(d.get("arousal")),
+            valence=_optional_float(d.get("valence")),
+            uncertain=bool(d.get("uncertain", False)),
         )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def quadrant(arousal: float, valence: float) -> str:
+    """The circumplex quadrant of a point: high/low arousal x positive/negative valence (0 counts as high/positive)."""
+    return f"{'high' if arousal >= 0 else 'low'}_{'positive' if valence >= 0 else 'negative'}"
 
 
 @dataclass
 class SessionSummary:
     """Accumulates a session. ``add(event, hop_s)`` counts a classified window and credits its label with one
-    hop of time (consecutive windows overlap, so a hop is the time each one newly accounts for).
+    hop of time (consecutive windows overlap, so a hop is the time each one newly accounts for); an uncertain
+    window credits ``uncertain_s`` instead. Arousal and valence are averaged over every classified window that
+    has them, and each such window credits its circumplex quadrant with one hop.
 
     ``audio_s`` / ``speech_s`` / ``windows_total`` / ``dropped_audio_s`` / ``overflows`` are set or incremented
     by whoever knows them (the engine, the capture).
@@ -100,6 +131,12 @@ class SessionSummary:
     windows_total: int = 0  # all windows cut, classified or not
     counts: dict[str, int] = field(default_factory=dict)
     time_s: dict[str, float] = field(default_factory=dict)
+    uncertain_windows: int = 0
+    uncertain_s: float = 0.0
+    affect_windows: int = 0
+    arousal_sum: float = 0.0
+    valence_sum: float = 0.0
+    quadrant_s: dict[str, float] = field(default_factory=dict)
     dropped_audio_s: float = 0.0
     overflows: int = 0
 
@@ -108,20 +145,40 @@ class SessionSummary:
         for label in self.labels:
             self.counts.setdefault(label, 0)
             self.time_s.setdefault(label, 0.0)
+        for name in QUADRANTS:
+            self.quadrant_s.setdefault(name, 0.0)
 
     def add(self, event: WindowEvent, hop_s: float) -> None:
         self.windows += 1
-        self.counts[event.label] = self.counts.get(event.label, 0) + 1
-        self.time_s[event.label] = self.time_s.get(event.label, 0.0) + float(hop_s)
+        if event.uncertain:
+            self.uncertain_windows += 1
+            self.uncertain_s += float(hop_s)
+        else:
+            self.counts[event.label] = self.counts.get(event.label, 0) + 1
+            self.time_s[event.label] = self.time_s.get(event.label, 0.0) + float(hop_s)
+        if event.arousal is not None and event.valence is not None:
+            self.affect_windows += 1
+            self.arousal_sum += event.arousal
+            self.valence_sum += event.valence
+            name = quadrant(event.arousal, event.valence)
+            self.quadrant_s[name] = self.quadrant_s.get(name, 0.0) + float(hop_s)
 
     def add_audio(self, audio_s: float = 0.0, speech_s: float = 0.0) -> None:
         self.audio_s += float(audio_s)
         self.speech_s += float(speech_s)
 
     @property
+    def arousal_mean(self) -> float | None:
+        return self.arousal_sum / self.affect_windows if self.affect_windows else None
+
+    @property
+    def valence_mean(self) -> float | None:
+        return self.valence_sum / self.affect_windows if self.affect_windows else None
+
+    @property
     def dominant(self) -> str | None:
-        """The label with the most time (ties: the first in label order); None before any classified window."""
-        if not self.windows:
+        """The label with the most (certain) time (ties: the first in label order); None before any such window."""
+        if self.windows == self.uncertain_windows:
             return None
         order = self._order()
         return max(order, key=lambda k: (self.time_s.get(k, 0.0), -order.index(k)))
@@ -132,6 +189,7 @@ class SessionSummary:
 
     def to_dict(self) -> dict[str, Any]:
         order = self._order()
+        arousal, valence = self.arousal_mean, self.valence_mean
         return {
             "type": SUMMARY_TYPE,
             "audio_s": _round(self.audio_s, TIME_DECIMALS),
@@ -140,7 +198,12 @@ class SessionSummary:
             "windows_total": self.windows_total,
             "counts": {k: self.counts.get(k, 0) for k in order},
             "time_per_emotion_s": {k: _round(self.time_s.get(k, 0.0), TIME_DECIMALS) for k in order},
+            "uncertain_windows": self.uncertain_windows,
+            "uncertain_s": _round(self.uncertain_s, TIME_DECIMALS),
             "dominant": self.dominant,
+            "arousal_mean": None if arousal is None else _round(arousal, AFFECT_DECIMALS),
+            "valence_mean": None if valence is None else _round(valence, AFFECT_DECIMALS),
+            "time_per_quadrant_s": {k: _round(self.quadrant_s.get(k, 0.0), TIME_DECIMALS) for k in QUADRANTS},
             "dropped_audio_s": _round(self.dropped_audio_s, TIME_DECIMALS),
             "overflows": self.overflows,
         }

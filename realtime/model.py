@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnxruntime as ort
 
+from realtime.affect import AFFECT_KEY, CALIBRATION_KEY, AffectMap, Calibration
 from realtime.errors import UserError
 from realtime.normalize import InputNormConfig
 
@@ -109,6 +110,8 @@ class ModelInfo:
     data: Mapping[str, Any] = field(default_factory=dict, hash=False)
     normalization: Mapping[str, Any] = field(default_factory=dict, hash=False)
     input_norm: InputNormConfig = field(default_factory=InputNormConfig, hash=False)
+    calibration: Calibration = field(default_factory=Calibration, hash=False)
+    affect: AffectMap | None = field(default=None, hash=False)
     project_version: str = ""
     created: str = ""
     format_version: int = FORMAT_VERSION
@@ -173,6 +176,8 @@ class ModelInfo:
             raise UserError(f"{source}: the metadata input_normalization is invalid ({err}): {fix}") from None
         except UserError as err:
             raise UserError(f"{source}: {err}") from None
+        calibration = Calibration.from_metadata(meta.get(CALIBRATION_KEY), source)
+        affect = AffectMap.for_model(labels, meta.get(AFFECT_KEY), source)
         declared = meta.get("feature_shape")
         if declared is not None and tuple(declared) != shape:
             raise UserError(
@@ -191,6 +196,8 @@ class ModelInfo:
             data=dict(meta.get("data") or {}),
             normalization=dict(meta.get("normalization") or {}),
             input_norm=input_norm,
+            calibration=calibration,
+            affect=affect,
             project_version=str(meta.get("project_version", "")),
             created=str(meta.get("created", "")),
             format_version=version,
@@ -220,8 +227,14 @@ class EmotionModel:
     def __repr__(self) -> str:
         return f"EmotionModel({str(self.path)!r}, provider={self.provider!r}, labels={list(self.labels)})"
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        """Probabilities for raw features ``[batch, *feature_shape]`` -> ``[batch, n_labels]`` (float32).
+    def affect(self, probs: np.ndarray) -> np.ndarray | None:
+        """Arousal and valence ``[..., 2]`` in [-1, 1] for probabilities ``[..., n_labels]`` (None: no mapping)."""
+        return None if self.info.affect is None else self.info.affect(probs)
+
+    def predict(self, features: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        """Probabilities for raw features ``[batch, *feature_shape]`` -> ``[batch, n_labels]`` (float32),
+        calibrated with the model's temperature when its metadata has one (``calibrated=False``: the graph's own
+        softmax, as ser-calibrate fits it).
 
         A single example ``[*feature_shape]`` gives ``[n_labels]``.
         """
@@ -250,6 +263,8 @@ class EmotionModel:
                 ]
             )
         probs = np.asarray(probs, dtype=np.float32)
+        if calibrated:
+            probs = self.info.calibration.apply(probs)
         return probs[0] if single else probs
 
 

@@ -51,7 +51,39 @@ def test_window_event_to_dict_rounds_and_types() -> None:
     assert d["latency_ms"] == {"features": 0.123, "inference": 1.0, "total": 2.0}
     assert set(d) == {
         "type", "start_s", "end_s", "label", "confidence", "probs", "raw_probs", "speech_ratio", "latency_ms",
+        "arousal", "valence", "uncertain",
     }  # fmt: skip
+    assert d["arousal"] is None and d["valence"] is None and d["uncertain"] is False
+
+
+def test_window_event_affect_and_uncertain_round_trip() -> None:
+    ev = _event(arousal=0.123456, valence=-0.5, uncertain=True)
+    d = json.loads(json.dumps(ev.to_dict()))
+    assert d["arousal"] == 0.1235 and d["valence"] == -0.5 and d["uncertain"] is True
+    back = WindowEvent.from_dict(d)
+    assert back.uncertain and back.shown_label == "uncertain" and back.valence == -0.5
+    old = {k: v for k, v in d.items() if k not in ("arousal", "valence", "uncertain")}  # JSONL of older versions
+    legacy = WindowEvent.from_dict(old)
+    assert legacy.arousal is None and not legacy.uncertain and legacy.shown_label == legacy.label
+
+
+def test_summary_uncertain_time_and_affect() -> None:
+    s = SessionSummary(labels=LABELS)
+    s.add(_event("happy", arousal=0.5, valence=0.4), 0.5)
+    s.add(_event("happy", arousal=0.3, valence=-0.2), 0.5)
+    s.add(_event("sad", arousal=-0.6, valence=-0.8, uncertain=True), 0.5)
+    s.add(_event("sad"), 0.5)  # a model without dimensions
+    d = s.to_dict()
+    assert d["windows"] == 4 and d["uncertain_windows"] == 1 and d["uncertain_s"] == 0.5
+    assert d["time_per_emotion_s"]["happy"] == 1.0 and d["time_per_emotion_s"]["sad"] == 0.5
+    assert d["counts"]["sad"] == 1  # the uncertain window is not counted as sad
+    assert d["arousal_mean"] == round((0.5 + 0.3 - 0.6) / 3, 4)
+    assert d["valence_mean"] == round((0.4 - 0.2 - 0.8) / 3, 4)
+    assert d["time_per_quadrant_s"] == {"high_positive": 0.5, "high_negative": 0.5, "low_negative": 0.5,
+                                        "low_positive": 0.0}
+    only_uncertain = SessionSummary(labels=LABELS)
+    only_uncertain.add(_event("sad", uncertain=True), 0.5)
+    assert only_uncertain.dominant is None and only_uncertain.to_dict()["arousal_mean"] is None
 
 
 def test_window_event_json_round_trip() -> None:

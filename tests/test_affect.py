@@ -1,0 +1,126 @@
+"""Arousal/valence mapping, temperature calibration and the uncertain state (realtime/affect.py, engine, API)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from realtime.affect import NRC_VAD_2018, AffectMap, Calibration, lexicon_coordinates, temper
+from realtime.api import EmotionRecognizer
+from realtime.engine import Engine, EngineConfig
+from realtime.errors import UserError
+from realtime.model import load_model
+from tests.audio_fixtures import voiced_tone
+from tests.tiny_model import TINY_LABELS, make_tiny_model
+
+SR = 16000
+
+
+def speechlike(duration_s: float, sample_rate: int) -> np.ndarray:
+    return voiced_tone(160.0, duration_s, 0.3, 4.0, seed=1, sample_rate=sample_rate)
+
+
+def test_lexicon_coordinates_rescale_the_nrc_entries() -> None:
+    valence, arousal = NRC_VAD_2018["anger"]
+    assert lexicon_coordinates("angry") == pytest.approx((2 * arousal - 1, 2 * valence - 1))
+    assert lexicon_coordinates("Happy") == lexicon_coordinates("happiness")
+    assert lexicon_coordinates("boredom") is None
+    # the circumplex the mapping must reproduce: anger high-arousal negative, sadness low-arousal negative,
+    # happiness high-arousal positive, calm low-arousal positive
+    a, v = lexicon_coordinates("angry")
+    assert a > 0 > v
+    a, v = lexicon_coordinates("sad")
+    assert a < 0 and v < 0
+    a, v = lexicon_coordinates("happy")
+    assert a > 0 and v > 0
+    a, v = lexicon_coordinates("calm")
+    assert a < 0 < v
+
+
+def test_lexicon_map_is_the_probability_weighted_mean_over_known_labels() -> None:
+    amap = AffectMap.lexicon(("angry", "sad", "mystery"))
+    assert amap is not None and amap.known == (True, True, False)
+    out = amap(np.array([[1.0, 0.0, 0.0], [0.25, 0.25, 0.5], [0.0, 0.0, 1.0]]))
+    assert out[0] == pytest.approx(lexicon_coordinates("angry"))
+    mid = (np.array(lexicon_coordinates("angry")) + np.array(lexicon_coordinates("sad"))) / 2
+    assert out[1] == pytest.approx(mid)  # the unknown label's mass is left out, the rest renormalised
+    assert np.all(np.abs(out) <= 1.0)
+    assert AffectMap.lexicon(("x", "y")) is None
+
+
+def test_linear_head_from_metadata_and_bad_heads() -> None:
+    labels = ("a", "b")
+    head = AffectMap.for_model(labels, {"method": "linear", "weights": [[1.0, 0.0], [0.0, 1.0]], "bias": [0, 0]})
+    assert head is not None and head.method == "linear"
+    out = head(np.array([0.5, 0.5]))
+    assert out == pytest.approx(np.tanh(np.log([0.5, 0.5])))
+    assert AffectMap.for_model(labels, head.to_dict()).coords == head.coords  # round trip through metadata
+    with pytest.raises(UserError, match="ser-calibrate"):
+        AffectMap.for_model(labels, {"method": "linear", "weights": [[1.0, 0.0]], "bias": [0, 0]})
+    with pytest.raises(UserError, match="ser-calibrate"):
+        AffectMap.for_model(labels, {"method": "magic"})
+
+
+def test_temperature_flattens_or_sharpens_and_keeps_the_ranking() -> None:
+    p = np.array([[0.7, 0.2, 0.1]], dtype=np.float32)
+    hot, cold = temper(p, 2.0), temper(p, 0.5)
+    assert hot.sum() == pytest.approx(1.0) and cold.sum() == pytest.approx(1.0)
+    assert hot[0, 0] < 0.7 < cold[0, 0]
+    assert list(np.argsort(hot[0])) == list(np.argsort(p[0])) == list(np.argsort(cold[0]))
+    assert Calibration().apply(p) is p  # T = 1: untouched
+    with pytest.raises(UserError):
+        Calibration(temperature=0.0)
+    with pytest.raises(UserError):
+        Calibration(min_confidence=1.5)
+
+
+@pytest.fixture(scope="module")
+def tiny_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    root = tmp_path_factory.mktemp("affect")
+    plain = make_tiny_model(root / "plain.onnx", preset_name="logmel")
+    calibrated = make_tiny_model(
+        root / "calibrated.onnx", preset_name="logmel",
+        metadata_overrides={"calibration": {"temperature": 2.0, "min_confidence": 0.99}},
+    )
+    return {"plain": plain, "calibrated": calibrated}
+
+
+def test_old_model_runs_with_lexicon_dimensions_and_no_uncertain_state(tiny_paths: dict[str, object]) -> None:
+    model = load_model(tiny_paths["plain"])
+    assert model.info.calibration.temperature == 1.0 and model.info.calibration.min_confidence == 0.0
+    engine = Engine(model, SR)
+    events = engine.feed(speechlike(4.0, SR)) + engine.flush()
+    assert events
+    assert not any(e.uncertain for e in events)
+    amap = AffectMap.lexicon(TINY_LABELS)
+    for e in events:
+        expect = amap(np.array([e.probs[k] for k in TINY_LABELS]))
+        assert (e.arousal, e.valence) == pytest.approx(tuple(expect), abs=1e-6)
+    summary = engine.summary.to_dict()
+    assert summary["arousal_mean"] == pytest.approx(np.mean([e.arousal for e in events]), abs=1e-4)
+    assert summary["uncertain_windows"] == 0
+
+
+def test_calibrated_model_tempers_probabilities_and_marks_uncertain_windows(tiny_paths: dict[str, object]) -> None:
+    plain, calibrated = load_model(tiny_paths["plain"]), load_model(tiny_paths["calibrated"])
+    x = np.random.default_rng(0).normal(-40, 10, size=(3, *plain.info.feature_shape)).astype(np.float32)
+    np.testing.assert_allclose(calibrated.predict(x), temper(plain.predict(x), 2.0), atol=1e-5)
+    np.testing.assert_allclose(calibrated.predict(x, calibrated=False), plain.predict(x), atol=1e-6)
+    audio = speechlike(4.0, SR)
+    engine = Engine(calibrated, SR)
+    events = engine.feed(audio) + engine.flush()
+    assert events and all(e.uncertain for e in events)  # the stored threshold 0.99 is above every window
+    assert engine.summary.to_dict()["uncertain_windows"] == len(events)
+    assert engine.summary.dominant is None
+    off = Engine(calibrated, SR, EngineConfig(min_confidence=0.0))  # --min-confidence 0 overrides the model
+    assert not any(e.uncertain for e in off.feed(audio) + off.flush())
+    with pytest.raises(UserError, match="min confidence"):
+        EngineConfig(min_confidence=2.0)
+
+
+def test_prediction_carries_the_clip_dimensions(tiny_paths: dict[str, object]) -> None:
+    rec = EmotionRecognizer(tiny_paths["plain"])
+    pred = rec.predict(speechlike(3.0, SR), SR)
+    assert pred.speech_detected and pred.arousal is not None and pred.valence is not None
+    mean = np.array([pred.probs[k] for k in TINY_LABELS])
+    assert (pred.arousal, pred.valence) == pytest.approx(tuple(AffectMap.lexicon(TINY_LABELS)(mean)), abs=1e-6)
