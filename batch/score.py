@@ -139,12 +139,18 @@ class FileScorer:
             "windows": len(events),
             "label": "",
             "confidence": None,
+            "arousal": None,
+            "valence": None,
+            "uncertain_windows": sum(e.uncertain for e in events),
         }
         probs = {label: None for label in self.labels}
         if events:  # the clip verdict of EmotionRecognizer.predict_file: mean raw probabilities of its windows
             mean = np.mean([[e.raw_probs[label] for label in self.labels] for e in events], axis=0)
             best = int(np.argmax(mean))
             row["label"], row["confidence"] = self.labels[best], _r(mean[best])
+            affect = engine.model.affect(mean)
+            if affect is not None:
+                row["arousal"], row["valence"] = _r(affect[0]), _r(affect[1])
             probs = {label: _r(p) for label, p in zip(self.labels, mean, strict=True)}
         row.update({f"prob_{label}": p for label, p in probs.items()})
         return row, events
@@ -157,6 +163,9 @@ class FileScorer:
             "end_s": _r(e.end_s),
             "label": e.label,
             "confidence": _r(e.confidence),
+            "uncertain": bool(e.uncertain),
+            "arousal": None if e.arousal is None else _r(e.arousal),
+            "valence": None if e.valence is None else _r(e.valence),
             "speech_ratio": _r(e.speech_ratio),
         }
         out.update({f"prob_{k}": _r(v) for k, v in e.probs.items()})
@@ -166,7 +175,8 @@ class FileScorer:
     def _error_row(self, path: str, channel: str, message: str) -> dict[str, Any]:
         row: dict[str, Any] = {
             "path": str(path), "channel": channel, "status": STATUS_ERROR, "error": message.splitlines()[0],
-            "duration_s": None, "speech_s": None, "windows": 0, "label": "", "confidence": None,
+            "duration_s": None, "speech_s": None, "windows": 0, "label": "", "confidence": None, "arousal": None,
+            "valence": None, "uncertain_windows": 0,
         }
         row.update({f"prob_{label}": None for label in self.labels})
         return row

@@ -26,9 +26,15 @@ JOURNAL_NAME = "journal.jsonl"
 FILES_CSV = "files.csv"
 WINDOWS_PARQUET = "windows.parquet"
 RUN_JSON = "run.json"
-BASE_FILE_COLUMNS = ("path", "channel", "status", "error", "duration_s", "speech_s", "windows", "label", "confidence")
-BASE_WINDOW_COLUMNS = ("path", "channel", "start_s", "end_s", "label", "confidence", "speech_ratio")
+BASE_FILE_COLUMNS = (
+    "path", "channel", "status", "error", "duration_s", "speech_s", "windows", "label", "confidence", "arousal",
+    "valence", "uncertain_windows",
+)  # fmt: skip
+BASE_WINDOW_COLUMNS = (
+    "path", "channel", "start_s", "end_s", "label", "confidence", "uncertain", "arousal", "valence", "speech_ratio",
+)  # fmt: skip
 STRING_WINDOW_COLUMNS = ("path", "channel", "label")
+BOOL_WINDOW_COLUMNS = ("uncertain",)
 PYARROW_HINT = "pip install 'ser-live[batch]' (pyarrow writes windows.parquet)"
 
 
@@ -117,7 +123,12 @@ def write_windows_parquet(path: Path, labels: Sequence[str], windows: Sequence[M
     import pyarrow.parquet as pq
 
     columns = window_columns(labels)
-    schema = pa.schema([(c, pa.string() if c in STRING_WINDOW_COLUMNS else pa.float64()) for c in columns])
+    def kind(column: str) -> pa.DataType:
+        if column in STRING_WINDOW_COLUMNS:
+            return pa.string()
+        return pa.bool_() if column in BOOL_WINDOW_COLUMNS else pa.float64()
+
+    schema = pa.schema([(c, kind(c)) for c in columns])
     table = pa.table({c: [w.get(c) for w in windows] for c in columns}, schema=schema)
     atomic_write(path, lambda fh: pq.write_table(table, fh))
 

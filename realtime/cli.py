@@ -103,11 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
     eng.add_argument(
         "--smoothing", type=float, default=DEFAULT_SMOOTHING_ALPHA, help="EMA weight of the newest window (1 = off)"
     )
+    eng.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        help="a window whose (calibrated) top probability is below this is shown and counted as 'uncertain' "
+        "(default: the threshold stored in the model, none for models without one; 0 = never uncertain)",
+    )
     out = p.add_argument_group("output")
     out.add_argument(
         "--jsonl", default=None, metavar="PATH", help="write one JSON object per window ('-' = stdout) (default: none)"
     )
     out.add_argument("--no-dashboard", action="store_true", help="plain lines instead of the live dashboard")
+    out.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="at the end, draw the session report (PNG, and a Markdown summary beside it); needs the [report] extra "
+        "(default: no report)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     p.add_argument("--version", action="version", version=f"ser-live {__version__}")
     return p
@@ -166,10 +181,15 @@ def summary_line(summary: dict[str, Any]) -> str:
     tail = f"; {overflows} input overflow(s)" if overflows else ""
     if not summary.get("windows"):
         return f"{head}, no speech detected" + (f"; dropped {dropped:.2f} s" if dropped else "") + tail
-    times = summary.get("time_per_emotion_s") or {}
+    times = dict(summary.get("time_per_emotion_s") or {})
+    if summary.get("uncertain_s"):
+        times["uncertain"] = summary["uncertain_s"]
     spent = sorted(((t, k) for k, t in times.items() if t), key=lambda tk: -tk[0])
     parts = ", ".join(f"{k} {t:.1f} s" for t, k in spent)
-    return f"{head}; {parts}; mostly {summary.get('dominant')}; dropped {dropped:.2f} s{tail}"
+    affect = ""
+    if summary.get("arousal_mean") is not None and summary.get("valence_mean") is not None:
+        affect = f"; arousal {summary['arousal_mean']:+.2f}, valence {summary['valence_mean']:+.2f}"
+    return f"{head}; {parts}; mostly {summary.get('dominant')}{affect}; dropped {dropped:.2f} s{tail}"
 
 
 class Outputs:
@@ -179,6 +199,9 @@ class Outputs:
         from realtime import dashboard
 
         self.engine = engine
+        self.source_name = source_name
+        self.report: Path | None = args.report
+        self.kept: list[WindowEvent] = []  # for --report
         self.jsonl: JsonlWriter | None = JsonlWriter(args.jsonl) if args.jsonl else None
         if self.jsonl is not None:
             stack.callback(self.jsonl.close)
@@ -208,6 +231,8 @@ class Outputs:
 
     def events(self, events: Sequence[WindowEvent]) -> None:
         for ev in events:
+            if self.report is not None:
+                self.kept.append(ev)
             if self.jsonl is not None:
                 self.jsonl.write(ev.to_dict())
             self.state.update_window(ev)
@@ -224,6 +249,11 @@ class Outputs:
             self.live = None
         out = sys.stderr if self.plain is None else self.plain
         print(summary_line(summary), file=out, flush=True)
+        if self.report is not None:
+            from report.session import session_from_events, write_report
+
+            png, md = write_report(session_from_events(self.kept, summary, source=self.source_name), self.report)
+            print(f"report: {png} and {md}", file=out, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -242,6 +272,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--duration must be positive (got {args.duration})")
     if args.threads < 1:
         raise UserError(f"--threads must be at least 1 (got {args.threads})")
+    if args.report is not None:
+        from report.session import check_report_path, require_matplotlib
+
+        require_matplotlib()  # at start, not after an hour of listening
+        check_report_path(args.report)
     config = EngineConfig(
         window_s=args.window,
         hop_s=args.hop,
@@ -250,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
         vad_noise_margin_db=args.vad_noise_margin,
         vad_agc=not args.no_vad_agc,
         smoothing_alpha=args.smoothing,
+        min_confidence=args.min_confidence,
     )
     if args.blas_threads < 1:
         raise UserError(f"--blas-threads must be at least 1 (got {args.blas_threads})")

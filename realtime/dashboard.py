@@ -11,7 +11,8 @@ state, which it snapshots) into renderables and touches nothing else, so it is t
     HAPPY 78%                                     ● speech
     angry     ███▍                          9%   level ███████████░░░░░ -23 dBFS
     ...one bar per label...                      latency ms       p50      p95
-                                                 ...
+    arousal   ░░░░░·░·│███▌░░░░░░░░░░░░░  +0.31  ...
+    valence   ░░░░░██████│░·░░░░░░░░░░░░  -0.42
     ── last 60 s ────────────────────────────────────────────────────────────────
     ······█████████▓▓▓▓▓▓▓····
     -60 s                        -30 s                                      now
@@ -74,6 +75,16 @@ MAX_BAR_WIDTH = 40
 PROVIDER_SUFFIX = "ExecutionProvider"  # onnxruntime's names: CPUExecutionProvider -> CPU
 LEVEL_BAR_WIDTH = 14
 TOP_PROBS_IN_LINE = 3
+AFFECT_NAMES = ("arousal", "valence")
+AFFECT_TRAIL = 8  # earlier windows shown as dots behind the current value
+AFFECT_VALUE_WIDTH = 5  # "+0.31"
+AFFECT_POSITIVE_COLOR = "green"
+AFFECT_NEGATIVE_COLOR = "red"
+AFFECT_AXIS = "│"
+AFFECT_TRAIL_CELL = "·"
+UNCERTAIN_LABEL = "uncertain"
+UNCERTAIN_COLOR = "grey50"
+UNCERTAIN_CELL = "▒"
 
 LABEL_COLORS: dict[str, str] = {
     "angry": "red",
@@ -90,6 +101,8 @@ FALLBACK_COLORS = ("bright_red", "bright_green", "bright_magenta", "bright_yello
 
 def label_color(label: str, labels: Sequence[str] = ()) -> str:
     """The fixed colour of an emotion; labels outside the known set get a stable fallback colour."""
+    if label == UNCERTAIN_LABEL:
+        return UNCERTAIN_COLOR
     if label in LABEL_COLORS:
         return LABEL_COLORS[label]
     unknown = [lab for lab in labels if lab not in LABEL_COLORS]
@@ -117,7 +130,7 @@ def _field(event: Any, name: str, default: Any = None) -> Any:
 class TimelineEntry:
     start_s: float
     end_s: float
-    label: str
+    label: str  # the window's label, or "uncertain"
     confidence: float
 
 
@@ -146,6 +159,10 @@ class DashboardSnapshot:
     dropped_s: float = 0.0
     overflows: int = 0
     status: str = ""
+    uncertain: bool = False
+    arousal: float | None = None
+    valence: float | None = None
+    affect_trail: tuple[tuple[float, float], ...] = ()  # earlier windows' (arousal, valence), oldest first
 
     @property
     def listening(self) -> bool:
@@ -189,6 +206,10 @@ class DashboardState:
         self.dropped_s = 0.0
         self.overflows = 0
         self.status = ""
+        self.uncertain = False
+        self.arousal: float | None = None
+        self.valence: float | None = None
+        self._trail: deque[tuple[float, float]] = deque(maxlen=AFFECT_TRAIL)
         self._timeline: deque[TimelineEntry] = deque()
         self._latency: dict[str, deque[float]] = {key: deque(maxlen=LATENCY_HISTORY) for key, _ in LATENCY_KEYS}
 
@@ -200,16 +221,23 @@ class DashboardState:
         end_s = float(_field(event, "end_s", 0.0))
         confidence = float(_field(event, "confidence", probs.get(label, 0.0)))
         latency = _field(event, "latency_ms") or {}
+        uncertain = bool(_field(event, "uncertain", False))
+        arousal, valence = _field(event, "arousal"), _field(event, "valence")
         with self._lock:
             if not self.labels:
                 self.labels = tuple(sorted(probs))
+            if self.arousal is not None and self.valence is not None:
+                self._trail.append((self.arousal, self.valence))
+            self.arousal = None if arousal is None else float(arousal)
+            self.valence = None if valence is None else float(valence)
+            self.uncertain = uncertain
             self.label = label
             self.confidence = confidence
             self.probs = probs
             self.last_end_s = end_s
             self.audio_s = max(self.audio_s, end_s)
             self.windows += 1
-            self._timeline.append(TimelineEntry(start_s, end_s, label, confidence))
+            self._timeline.append(TimelineEntry(start_s, end_s, UNCERTAIN_LABEL if uncertain else label, confidence))
             horizon = self.audio_s - TIMELINE_SECONDS
             while self._timeline and self._timeline[0].end_s < horizon:
                 self._timeline.popleft()
@@ -271,6 +299,10 @@ class DashboardState:
                 dropped_s=self.dropped_s,
                 overflows=self.overflows,
                 status=self.status,
+                uncertain=self.uncertain,
+                arousal=self.arousal,
+                valence=self.valence,
+                affect_trail=tuple(self._trail),
             )
 
 
@@ -332,9 +364,14 @@ def _current(s: DashboardSnapshot) -> Text:
     if s.listening:
         text = Text(LISTENING, style="bold dim")
         if s.label is not None:
-            text.append(f"  (last: {s.label} {s.confidence:.0%})", style="dim")
+            last = UNCERTAIN_LABEL if s.uncertain else s.label
+            text.append(f"  (last: {last} {s.confidence:.0%})", style="dim")
         return text
     assert s.label is not None
+    if s.uncertain:
+        return Text.assemble(
+            (UNCERTAIN_LABEL.upper(), f"bold {UNCERTAIN_COLOR}"), " ", (f"(best {s.label} {s.confidence:.0%})", "dim")
+        )
     color = label_color(s.label, s.labels)
     return Text.assemble((s.label.upper(), f"bold {color}"), " ", (f"{s.confidence:.0%}", "bold"))
 
@@ -348,13 +385,59 @@ def _bars(s: DashboardSnapshot, bar_width: int) -> Table:
     for label in s.labels:
         p = float(s.probs.get(label, 0.0))
         color = label_color(label, s.labels)
-        is_top = label == s.label and not dim
+        is_top = label == s.label and not dim and not s.uncertain
         name_style = f"bold {color}" if is_top else color
         bar = Text(_bar(p, bar_width), style=f"dim {color}" if dim else color)
         bar.append(BAR_EMPTY * (bar_width - bar.cell_len), style="grey23")
         table.add_row(
             Text(label, style=name_style), bar, Text(f"{p:.0%}", style="bold" if is_top else "dim" if dim else "")
         )
+    return table
+
+
+def _cell(value: float, width: int) -> int:
+    """The cell of ``value`` in [-1, 1] on a ``width``-cell axis whose middle cell is 0."""
+    half = width // 2
+    return half + round(min(max(value, -1.0), 1.0) * half)
+
+
+def affect_bar(value: float | None, trail: Sequence[float], width: int, dim: bool = False) -> Text:
+    """A signed bar of ``width`` cells (odd: the middle cell is the zero axis): filled from the axis to ``value``,
+    earlier values of ``trail`` shown as dots; ``None``: the empty axis."""
+    width = width if width % 2 else width - 1
+    half = width // 2
+    cells = [BAR_EMPTY] * width
+    styles = ["grey23"] * width
+    for old in trail:
+        i = _cell(old, width)
+        cells[i], styles[i] = AFFECT_TRAIL_CELL, "grey62"
+    cells[half], styles[half] = AFFECT_AXIS, "dim"
+    if value is not None and math.isfinite(value):
+        i = _cell(value, width)
+        color = AFFECT_POSITIVE_COLOR if value >= 0 else AFFECT_NEGATIVE_COLOR
+        lo, hi = (half + 1, i) if i > half else (i, half - 1)
+        for j in range(lo, hi + 1):
+            cells[j], styles[j] = BAR_FULL, f"dim {color}" if dim else color
+    text = Text(no_wrap=True)
+    for cell, style in zip(cells, styles, strict=True):
+        text.append(cell, style=style)
+    return text
+
+
+def _affect(s: DashboardSnapshot, bar_width: int) -> Table | None:
+    """Arousal and valence as signed bars with a short trail; None when the model gives no dimensions."""
+    if s.arousal is None and s.valence is None and not s.affect_trail:
+        return None
+    table = Table.grid(padding=(0, 1))
+    table.add_column(width=LABEL_WIDTH, no_wrap=True)
+    table.add_column(width=bar_width, no_wrap=True)
+    table.add_column(width=AFFECT_VALUE_WIDTH, justify="right", no_wrap=True)
+    dim = s.listening
+    for k, (name, value) in enumerate(zip(AFFECT_NAMES, (s.arousal, s.valence), strict=True)):
+        trail = [point[k] for point in s.affect_trail]
+        shown = "—" if value is None else f"{value:+.2f}"
+        table.add_row(Text(name, style="dim" if dim else "bold"), affect_bar(value, trail, bar_width, dim),
+                      Text(shown, style="dim" if dim else ""))
     return table
 
 
@@ -426,6 +509,8 @@ def _timeline(s: DashboardSnapshot, width: int) -> list[RenderableType]:
             line.append(" ")
         elif label is None:
             line.append(SILENCE_CELL, style="grey42")
+        elif label == UNCERTAIN_LABEL:
+            line.append(UNCERTAIN_CELL, style=UNCERTAIN_COLOR)
         else:
             line.append(EMOTION_CELL, style=label_color(label, s.labels))
     axis = Text(no_wrap=True, style="dim")
@@ -439,6 +524,8 @@ def _timeline(s: DashboardSnapshot, width: int) -> list[RenderableType]:
         legend.append(LEGEND_MARK, style=label_color(label, s.labels))
         legend.append(f" {label} ")
     legend.append(f"{SILENCE_CELL} silence", style="grey42")
+    if any(entry.label == UNCERTAIN_LABEL for entry in s.timeline):
+        legend.append(f" {UNCERTAIN_CELL} {UNCERTAIN_LABEL}", style=UNCERTAIN_COLOR)
     return [Rule(f"last {TIMELINE_SECONDS:.0f} s", style="dim", characters="─"), line, axis, legend]
 
 
@@ -454,7 +541,8 @@ def render(state: DashboardState | DashboardSnapshot, width: int | None = None) 
     body = Table.grid(padding=(0, COLUMN_GAP, 0, 0))
     body.add_column(width=left_width, no_wrap=True)
     body.add_column(width=side_width, no_wrap=True)
-    left = Group(_current(s), _bars(s, bar_width))
+    affect = _affect(s, bar_width + PERCENT_WIDTH - AFFECT_VALUE_WIDTH)
+    left = Group(_current(s), _bars(s, bar_width), *([] if affect is None else [affect]))
     body.add_row(left, _side(s))
 
     parts: list[RenderableType] = [*_header(s, width), body, *_timeline(s, width)]
@@ -472,7 +560,13 @@ def plain_line(event: Any) -> str:
     end_s = float(_field(event, "end_s", 0.0))
     top = sorted(probs.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_PROBS_IN_LINE]
     tops = " ".join(f"{k}={v:.2f}" for k, v in top)
-    return f"{start_s:8.2f}-{end_s:8.2f} s  {label:<9} {confidence:4.0%}  {tops}"
+    line = f"{start_s:8.2f}-{end_s:8.2f} s  {label:<9} {confidence:4.0%}  {tops}"
+    arousal, valence = _field(event, "arousal"), _field(event, "valence")
+    if arousal is not None and valence is not None:
+        line += f"  arousal {float(arousal):+.2f} valence {float(valence):+.2f}"
+    if _field(event, "uncertain", False):
+        line += f"  ({UNCERTAIN_LABEL})"
+    return line
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -115,17 +115,24 @@ def test_windows_are_those_of_ser_live_file(archive: dict[str, Any], one_worker:
     verdict = EmotionRecognizer(archive["model"]).predict_file(clip)
     row = next(r for r in rows(one_worker) if Path(r["path"]).name == clip.name)
     assert row["label"] == verdict.label
+    assert float(row["arousal"]) == pytest.approx(verdict.arousal, abs=1e-3)
+    assert float(row["valence"]) == pytest.approx(verdict.valence, abs=1e-3)
+    for w, e in zip(mine, live, strict=True):
+        assert w["arousal"] == pytest.approx(e["arousal"], abs=1e-3) and w["uncertain"] == e["uncertain"]
 
 
 def test_parquet_schema(one_worker: Path) -> None:
     import pyarrow as pa
 
     schema = windows(one_worker).schema
-    expected = ["path", "channel", "start_s", "end_s", "label", "confidence", "speech_ratio",
-                *(f"prob_{label}" for label in TINY_LABELS), *(f"raw_{label}" for label in TINY_LABELS)]
+    expected = ["path", "channel", "start_s", "end_s", "label", "confidence", "uncertain", "arousal", "valence",
+                "speech_ratio", *(f"prob_{label}" for label in TINY_LABELS), *(f"raw_{label}" for label in TINY_LABELS)]
     assert schema.names == expected
     assert all(schema.field(n).type == pa.string() for n in ("path", "channel", "label"))
-    assert all(schema.field(n).type == pa.float64() for n in expected[2:] if n != "label")
+    assert schema.field("uncertain").type == pa.bool_()
+    assert all(schema.field(n).type == pa.float64() for n in expected[2:] if n not in ("label", "uncertain"))
+    table = windows(one_worker).to_pylist()
+    assert table and all(-1.0 <= w["arousal"] <= 1.0 and -1.0 <= w["valence"] <= 1.0 for w in table)
 
 
 def test_resume_skips_done_files_and_rescored_changed_ones(archive: dict[str, Any], tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import replace
 from io import StringIO
 from types import SimpleNamespace
 from typing import Any
@@ -16,6 +17,7 @@ from rich.segment import Segment
 
 from realtime.dashboard import (
     LABEL_COLORS,
+    LABEL_WIDTH,
     LEVEL_BAR_WIDTH,
     LISTENING,
     SILENCE_DBFS,
@@ -23,6 +25,7 @@ from realtime.dashboard import (
     DashboardSnapshot,
     DashboardState,
     LiveDashboard,
+    affect_bar,
     block_dbfs,
     label_color,
     plain_line,
@@ -342,3 +345,56 @@ def test_updates_from_another_thread_while_rendering() -> None:
     worker.join()
     assert not errors
     assert state.snapshot().windows == 1500
+
+
+# -- affect panel and the uncertain state (issue 11) ------------------------------------------------------------
+def _affect_event(start: float, label: str, p: float, arousal: float, valence: float,
+                  uncertain: bool = False) -> WindowEvent:
+    return replace(_event(start, label, p), arousal=arousal, valence=valence, uncertain=uncertain)
+
+
+def test_affect_panel_shows_signed_bars_values_and_a_trail_within_80x24() -> None:
+    state = _state()
+    state.update_stats(status="Ctrl-C to stop · events → session.jsonl")
+    state.update_window(_affect_event(0.0, "sad", 0.6, -0.7, -0.8))
+    state.update_window(_affect_event(0.5, "neutral", 0.5, -0.2, -0.1))
+    state.update_window(_affect_event(1.0, "happy", 0.8, 0.31, 0.64))
+    state.update_level(-25.0, True, 4.0)
+    screen = _screen(state)
+    lines = screen.rstrip("\n").split("\n")
+    assert len(lines) <= HEIGHT and max(len(line) for line in lines) <= WIDTH, screen
+    arousal = next(line for line in lines if line.startswith("arousal"))
+    valence = next(line for line in lines if line.startswith("valence"))
+    assert "+0.31" in arousal and "+0.64" in valence
+    # the bar fills from the axis towards the value: right of the axis for positive values
+    bar = arousal[LABEL_WIDTH + 1:]
+    axis = bar.index("│")
+    assert bar[axis + 1] == "█" and "█" not in bar[:axis]
+    assert "·" in bar[:axis]  # the earlier, negative windows remain as a trail left of the axis
+    # an 8-label model still shows every label, the timeline and the status line
+    for label in LABELS:
+        assert any(line.startswith(label) for line in lines), label
+    assert "Ctrl-C to stop" in screen and "last 60 s" in screen
+
+
+def test_negative_values_fill_left_of_the_axis_and_models_without_dimensions_show_no_panel() -> None:
+    bar = affect_bar(-0.5, [], 21).plain
+    axis = bar.index("│")
+    assert bar[axis - 1] == "█" and "█" not in bar[axis:]
+    assert bar.count("█") == 5  # half of the 10 cells on the negative side
+    plain_state = _state()
+    plain_state.update_window(_event(0.0, "happy", 0.8))  # no arousal/valence
+    assert "arousal" not in _screen(plain_state)
+
+
+def test_uncertain_window_shows_uncertain_instead_of_a_label() -> None:
+    state = _state()
+    state.update_window(_affect_event(0.0, "happy", 0.8, 0.3, 0.6))
+    state.update_window(_affect_event(0.5, "angry", 0.31, 0.5, -0.4, uncertain=True))
+    state.update_level(-25.0, True, 3.5)
+    screen = _screen(state)
+    assert "UNCERTAIN" in screen and "best angry 31%" in screen
+    assert "ANGRY" not in screen
+    assert "▒" in screen and "▒ uncertain" in screen  # the timeline and its legend
+    line = plain_line(_affect_event(3.0, "angry", 0.31, 0.5, -0.4, uncertain=True))
+    assert line.endswith("arousal +0.50 valence -0.40  (uncertain)"), line

@@ -1,4 +1,5 @@
-"""The runtime never imports TensorFlow, Keras, tf2onnx, librosa, scipy, numba or (outside capture) sounddevice.
+"""The runtime never imports TensorFlow, Keras, tf2onnx, librosa, scipy, numba, matplotlib or (outside capture)
+sounddevice.
 
 Checked in a fresh interpreter, after importing every runtime module a user touches *and* running a clip through
 the engine, a file through ``ser-live --file --fast --jsonl``, so lazy imports on the hot path are caught too.
@@ -17,7 +18,7 @@ import soundfile as sf
 from tests.tiny_model import make_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN = ("tensorflow", "keras", "tf2onnx", "librosa", "scipy", "numba", "sounddevice")
+FORBIDDEN = ("tensorflow", "keras", "tf2onnx", "librosa", "scipy", "numba", "sounddevice", "matplotlib")
 RUNTIME_MODULES = ("realtime", "realtime.engine", "realtime.api", "realtime.cli", "realtime.dashboard",
                    "realtime.capture")
 SAMPLE_RATE = 22050

@@ -19,8 +19,9 @@ RUNTIME = Path(realtime.__file__).resolve().parent  # the checkout's, or the ins
 PROJECT = "ser-live"
 EXTRA_MARKER = re.compile(r"extra\s*==")
 HEAVY = ("librosa", "scipy", "numba", "scikit-learn", "tensorflow-cpu", "tensorflow", "matplotlib", "keras")
-# the bundled models and demo are package data of the sibling package ``models``
-OWN_PACKAGES = {"realtime", "models"}
+# the bundled models and demo are package data of the sibling package ``models``; ``report`` (same wheel) is
+# imported only for ``ser-live --report``, which checks for its extra (matplotlib) first
+OWN_PACKAGES = {"realtime", "models", "report"}
 
 
 def _name(requirement: str) -> str:
