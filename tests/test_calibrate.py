@@ -1,0 +1,100 @@
+"""ser-calibrate: temperature, uncertain threshold and affect head fitted on held-out speakers, stored in the model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from realtime.affect import temper
+from realtime.engine import Engine
+from realtime.model import load_model
+from tests.audio_fixtures import voiced_tone, write_ravdess_tree
+from tests.tiny_model import make_tiny_model
+from train.calibrate import choose_threshold, ece, fit_linear_head, fit_temperature
+from train.calibrate import main as calibrate_main
+
+pytest.importorskip("onnx")
+
+
+def test_fit_temperature_undoes_an_overconfident_softmax() -> None:
+    rng = np.random.default_rng(0)
+    n, k = 4000, 5
+    logits = rng.normal(size=(n, k)) * 2.0
+    p_true = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    truth = np.array([rng.choice(k, p=row) for row in p_true])  # labels drawn from the true probabilities
+    overconfident = temper(p_true, 1 / 3).astype(np.float64)  # the same ranking, three times too sharp
+    t = fit_temperature(overconfident, truth)
+    assert 2.5 < t < 3.6
+    after = temper(overconfident, t).astype(np.float64)
+    assert ece(after, truth) < ece(overconfident, truth) / 2
+
+
+def test_choose_threshold_keeps_windows_right_often_enough() -> None:
+    conf = np.linspace(0.1, 0.9, 100)
+    right = conf > 0.5  # windows above 0.5 are always right, below never
+    t, info = choose_threshold(conf, right, 0.8)
+    kept = conf >= t
+    assert right[kept].mean() >= 0.8 and info["reached_target"]
+    assert t <= 0.5  # the lowest threshold that reaches the target
+    assert info["coverage"] == pytest.approx(kept.mean())
+
+
+def test_linear_head_learns_the_lexicon_coordinates() -> None:
+    labels = ("angry", "sad", "happy", "neutral")
+    truth = np.repeat(np.arange(4), 50)
+    probs = np.full((200, 4), 0.1)
+    probs[np.arange(200), truth] = 0.7
+    head = fit_linear_head(labels, probs, truth)
+    out = head(probs)
+    assert out[truth == 0, 0].mean() > 0 > out[truth == 0, 1].mean()  # angry: high arousal, negative valence
+    assert out[truth == 1, 0].mean() < 0 and out[truth == 1, 1].mean() < 0  # sad: low, negative
+    assert out[truth == 2, 1].mean() > 0  # happy: positive
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("calib")
+    write_ravdess_tree(root / "ravdess", actors=4, unreadable=False)
+    model = make_tiny_model(root / "tiny.onnx", preset_name="logmel")
+    run = root / "run"
+    run.mkdir()
+    counts = {part: {"speaker": {f"ravdess:{a:02d}": 7 for a in actors}}
+              for part, actors in (("train", (1, 2)), ("val", (3,)), ("test", (4,)))}
+    (run / "metrics.json").write_text(json.dumps({"counts": counts, "test_speakers": ["ravdess:04"]}))
+    return {"root": root, "model": model, "run": run}
+
+
+def test_ser_calibrate_writes_a_calibrated_model_and_a_report(corpus: dict[str, Path], tmp_path: Path) -> None:
+    out, other, report = tmp_path / "cal.onnx", tmp_path / "copy.onnx", tmp_path / "cal.json"
+    other.write_bytes(corpus["model"].read_bytes())
+    code = calibrate_main([str(corpus["model"]), "--data", f"ravdess={corpus['root'] / 'ravdess'}",
+                           "--run", str(corpus["run"]), "-o", str(out), "--apply-to", str(other),
+                           "--report", str(report), "--target-accuracy", "0.5"])
+    assert code == 0
+    figures = json.loads(report.read_text())
+    assert figures["fit_speakers"] == ["ravdess:03"] and figures["test"]["speakers"] == ["ravdess:04"]
+    assert figures["fit"]["nll_after"] <= figures["fit"]["nll_before"] + 1e-9  # T = 1 is on the grid
+    assert set(figures["affect"]) == {"lexicon", "linear"} and figures["affect_chosen"] in ("lexicon", "linear")
+    plain, calibrated, copy = load_model(corpus["model"]), load_model(out), load_model(other)
+    cal = calibrated.info.calibration
+    assert cal.temperature == pytest.approx(round(figures["temperature"], 4))
+    assert cal.min_confidence == figures["uncertain"]["threshold"]
+    assert copy.info.calibration == cal and copy.info.affect == calibrated.info.affect
+    assert calibrated.info.affect is not None and calibrated.info.affect.method == figures["affect_chosen"]
+    x = np.random.default_rng(1).normal(-40, 10, size=(4, *plain.info.feature_shape)).astype(np.float32)
+    np.testing.assert_allclose(calibrated.predict(x), temper(plain.predict(x), cal.temperature), atol=1e-5)
+    # the calibrated file runs in the engine with its own uncertain threshold
+    voice = voiced_tone(180.0, 3.0, 0.3, 4.0, seed=5)
+    engine = Engine(calibrated, 16000)
+    events = engine.feed(voice) + engine.flush()
+    assert events and all(e.uncertain == (e.confidence < cal.min_confidence) for e in events)
+
+
+def test_ser_calibrate_bad_input(corpus: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = calibrate_main([str(corpus["model"]), "--data", f"ravdess={corpus['root'] / 'ravdess'}",
+                           "--speakers", "ravdess:99", "-o", str(tmp_path / "x.onnx")])
+    assert code == 2 and "fitting speakers" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()

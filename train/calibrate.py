@@ -1,0 +1,388 @@
+"""``ser-calibrate``: fit a model's temperature, its *uncertain* threshold and (optionally) a linear arousal/valence
+head on speakers it was not trained on, and store them in the model file's metadata.
+
+Example (the validation speakers of a ser-train run; the head learns from its training speakers)::
+
+    ser-calibrate runs/v2/ship.onnx --run runs/v2/ship --data ravdess=... --data tess=... --data ased=... \\
+        -o models/default.onnx --apply-to models/default.int8.onnx --report runs/v2/calibration.json
+
+Every clip goes through the live engine (``ser-live --file`` windows, smoothing and all), with the model's own
+softmax (any earlier calibration removed). Then:
+
+- **temperature** T: minimises the negative log-likelihood of the true label over the fitting windows (grid
+  search); expected calibration error (ECE, ``ECE_BINS`` equal-width bins of the top probability) before and
+  after, on the fitting windows and on the run's test speakers when they are given;
+- **min_confidence**: the lowest threshold on the calibrated, smoothed top probability (what the dashboard shows)
+  at which the windows kept are right at least ``--target-accuracy`` of the time on the fitting speakers; the
+  windows below it are reported as *uncertain*;
+- **affect**: arousal and valence of every clip from the NRC VAD lexicon mapping (``realtime.affect``) and, with
+  training speakers, from a linear head on the calibrated log-probabilities fitted to the lexicon coordinates of
+  each training clip's label (every corpus's labels teach it). Scored on the fitting speakers as binary accuracy
+  (arousal: the label's lexicon arousal above the scale's middle; valence likewise, over non-neutral clips) and
+  the correlation of the continuous value with that binary truth. ``--affect auto`` keeps the better one.
+
+Writes the calibrated model(s) atomically and a JSON report of every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from realtime.affect import (
+    AFFECT_KEY,
+    CALIBRATION_KEY,
+    LOG_FLOOR,
+    AffectMap,
+    Calibration,
+    lexicon_coordinates,
+    temper,
+)
+from realtime.cli import HelpFormatter
+from realtime.engine import DEFAULT_SMOOTHING_ALPHA, DEFAULT_SMOOTHING_RESET_S, Engine, EngineConfig
+from realtime.errors import UserError
+from realtime.model import METADATA_KEY, EmotionModel, load_model
+from realtime.smoothing import Smoother, SmoothingConfig
+from realtime.tooling import basic_logging, run_tool
+from train.fileio import atomic_write, write_json
+
+logger = logging.getLogger(__name__)
+
+ECE_BINS = 15
+TEMPERATURE_GRID = np.exp(np.linspace(np.log(0.25), np.log(8.0), 241))
+THRESHOLD_GRID = np.round(np.arange(0.0, 1.0, 0.01), 2)
+DEFAULT_TARGET_ACCURACY = 0.6
+MIN_COVERAGE = 0.1  # a threshold must keep at least this share of the windows
+RIDGE = 1e-2
+TARGET_SQUASH = 0.9  # lexicon coordinates are scaled by this before atanh (|y| < 1)
+NEUTRAL = "neutral"
+AFFECT_CHOICES = ("auto", "lexicon", "linear")
+RUN_METRICS = "metrics.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ser-calibrate",
+        description="Fit temperature scaling, the uncertain threshold and an arousal/valence head on held-out "
+        "speakers; write them into the model's metadata.",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("model", type=Path, metavar="MODEL.onnx", help="a ser-live model file")
+    p.add_argument("--data", action="append", required=True, metavar="NAME=PATH", help="a corpus folder (repeat)")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--run", type=Path, help="the model's ser-train run: fit on its validation speakers, report "
+                     "on its test speakers, fit the affect head on its training speakers")
+    who.add_argument("--speakers", help="fit on these speakers (comma-separated, e.g. ravdess:07,ravdess:11)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="the calibrated model to write (may be MODEL)")
+    p.add_argument("--apply-to", type=Path, action="append", default=[], metavar="OTHER.onnx",
+                   help="also write the same calibration into this file in place (e.g. the int8 model)")
+    p.add_argument("--target-accuracy", type=float, default=DEFAULT_TARGET_ACCURACY,
+                   help="windows at or above the threshold must be right this often on the fitting speakers")
+    p.add_argument("--affect", choices=AFFECT_CHOICES, default="auto",
+                   help="arousal/valence: the lexicon mapping, a fitted linear head, or the better of the two")
+    p.add_argument("--keep-calm", action="store_true", help="keep RAVDESS 'calm' clips")
+    p.add_argument("--report", type=Path, default=None, help="write every figure to this JSON file")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+@dataclass
+class Scored:
+    """The windows of a set of clips: raw (uncalibrated, unsmoothed) probabilities, end times, clip of each."""
+
+    probs: np.ndarray  # [windows, labels]
+    end_s: np.ndarray  # [windows]
+    clip: np.ndarray  # [windows] index into records
+    truth: np.ndarray  # [windows] label index (-1: a label the model lacks)
+    records: list[Any]
+
+    @property
+    def clip_truth(self) -> np.ndarray:
+        return np.array([self.truth[self.clip == c][0] for c in self.clips])
+
+    @property
+    def clips(self) -> np.ndarray:
+        return np.unique(self.clip)
+
+    def clip_probs(self, probs: np.ndarray | None = None) -> np.ndarray:
+        p = self.probs if probs is None else probs
+        return np.stack([p[self.clip == c].mean(axis=0) for c in self.clips])
+
+
+def score(model: EmotionModel, records: Sequence[Any]) -> Scored:
+    from train.robustness import _run, load_clips
+
+    clips, bad = load_clips(records)
+    for path, reason in bad:
+        logger.warning("skipped %s: %s", path, reason)
+    engines: dict[int, Engine] = {}
+    probs, ends, owner, truth = [], [], [], []
+    for k, clip in enumerate(clips):
+        engine = engines.setdefault(clip.rate, Engine(model, clip.rate, EngineConfig(min_confidence=0.0)))
+        events = _run(engine, clip.samples, clip.rate)
+        label = model.labels.index(clip.record.label) if clip.record.label in model.labels else -1
+        for e in events:
+            probs.append([e.raw_probs[name] for name in model.labels])
+            ends.append(e.end_s)
+            owner.append(k)
+            truth.append(label)
+    if not probs:
+        raise UserError("no clip of the chosen speakers held a speech window: check --data and the speakers")
+    return Scored(np.asarray(probs, np.float64), np.asarray(ends), np.asarray(owner), np.asarray(truth),
+                  [c.record for c in clips])
+
+
+def ece(probs: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error of the top probability: sum over bins of |accuracy - confidence| x share."""
+    conf, right = probs.max(axis=1), probs.argmax(axis=1) == truth
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            total += inside.mean() * abs(right[inside].mean() - conf[inside].mean())
+    return float(total)
+
+
+def nll(probs: np.ndarray, truth: np.ndarray) -> float:
+    return float(-np.mean(np.log(np.maximum(probs[np.arange(len(truth)), truth], LOG_FLOOR))))
+
+
+def fit_temperature(probs: np.ndarray, truth: np.ndarray) -> float:
+    losses = [nll(temper(probs, t).astype(np.float64), truth) for t in TEMPERATURE_GRID]
+    return float(TEMPERATURE_GRID[int(np.argmin(losses))])
+
+
+def smoothed(scored: Scored, probs: np.ndarray, config: SmoothingConfig) -> np.ndarray:
+    """The engine's smoothing, replayed per clip on other (calibrated) window probabilities."""
+    out = np.empty_like(probs)
+    for c in scored.clips:
+        rows = np.flatnonzero(scored.clip == c)
+        smoother = Smoother(config)
+        for r in rows:
+            out[r] = smoother.process(probs[r], float(scored.end_s[r]))
+    return out
+
+
+def choose_threshold(conf: np.ndarray, right: np.ndarray, target: float) -> tuple[float, dict[str, Any]]:
+    """The lowest threshold whose kept windows are right >= ``target`` (coverage >= MIN_COVERAGE), else the one
+    with the best accuracy at that coverage."""
+    table = []
+    for t in THRESHOLD_GRID:
+        kept = conf >= t
+        coverage = float(kept.mean())
+        if coverage < MIN_COVERAGE:
+            break
+        table.append((float(t), coverage, float(right[kept].mean())))
+    reached = [row for row in table if row[2] >= target]
+    t, coverage, accuracy = reached[0] if reached else max(table, key=lambda row: row[2])
+    if not reached:
+        logger.warning("no threshold reaches %.0f%% accuracy on the fitting windows; using %.2f (%.0f%%)",
+                       100 * target, t, 100 * accuracy)
+    return t, {"threshold": t, "coverage": coverage, "accuracy_kept": accuracy, "target_accuracy": target,
+               "accuracy_all": float(right.mean()), "reached_target": bool(reached)}
+
+
+def affect_truth(labels: Sequence[str], truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per clip: lexicon (arousal, valence) of the true label (NaN when unknown), and masks of the clips that
+    count for arousal (label known) and for valence (label known and not neutral)."""
+    coords = np.array([lexicon_coordinates(labels[t]) or (np.nan, np.nan) if t >= 0 else (np.nan, np.nan)
+                       for t in truth], dtype=np.float64)
+    known = ~np.isnan(coords[:, 0])
+    not_neutral = np.array([t >= 0 and labels[t] != NEUTRAL for t in truth])
+    return coords, known, known & not_neutral
+
+
+def affect_scores(values: np.ndarray, coords: np.ndarray, known: np.ndarray, valenced: np.ndarray) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, (name, mask) in enumerate((("arousal", known), ("valence", valenced))):
+        if mask.sum() < 2:
+            continue
+        high = coords[mask, k] > 0
+        pred = values[mask, k]
+        out[name] = {
+            "binary_accuracy": float(np.mean((pred > 0) == high)),
+            "correlation_with_binary": float(np.corrcoef(pred, np.where(high, 1.0, -1.0))[0, 1])
+            if len(set(high)) > 1 else None,
+            "clips": int(mask.sum()),
+            "high_share": float(high.mean()),
+        }
+    return out
+
+
+def fit_linear_head(labels: Sequence[str], probs: np.ndarray, truth: np.ndarray) -> AffectMap:
+    """Ridge least squares of atanh(0.9 x lexicon coordinates of the true label) on the clip log-probabilities."""
+    coords, known, _ = affect_truth(labels, truth)
+    x = np.log(np.maximum(probs[known], LOG_FLOOR))
+    y = np.arctanh(TARGET_SQUASH * coords[known])
+    x1 = np.hstack([x, np.ones((len(x), 1))])
+    w = np.linalg.solve(x1.T @ x1 + RIDGE * np.eye(x1.shape[1]), x1.T @ y)
+    return AffectMap.linear(labels, w[:-1], w[-1])
+
+
+def _speakers_of(run: Path, part: str) -> set[str]:
+    path = run / RUN_METRICS
+    try:
+        metrics = json.loads(path.read_text())
+        speakers = metrics["counts"][part]["speaker"] if part != "test" else metrics["test_speakers"]
+    except FileNotFoundError:
+        raise UserError(f"{path} not found: pass --run a ser-train run folder") from None
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise UserError(f"{path} does not list the {part} speakers ({err}): pass a ser-train run folder") from None
+    return {str(s) for s in speakers}
+
+
+def write_calibrated(source: Path, target: Path, calibration: Mapping[str, Any], affect: Mapping[str, Any]) -> None:
+    """Copy ``source`` to ``target`` (atomically) with ``calibration`` and ``affect`` in its ser_live metadata."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        proto = onnx.load(str(source))
+    except (OSError, ValueError, DecodeError) as err:
+        raise UserError(f"cannot read {source} as ONNX ({err}): pass a ser-live model file") from None
+    entries = {p.key: p.value for p in proto.metadata_props}
+    if METADATA_KEY not in entries:
+        raise UserError(f"{source} is not a ser-live model (no '{METADATA_KEY}' metadata): export it with ser-export")
+    meta = json.loads(entries[METADATA_KEY]) | {CALIBRATION_KEY: dict(calibration), AFFECT_KEY: dict(affect)}
+    entries[METADATA_KEY] = json.dumps(meta)
+    del proto.metadata_props[:]
+    for key, value in entries.items():
+        item = proto.metadata_props.add()
+        item.key, item.value = key, value
+    data = proto.SerializeToString()
+    try:
+        atomic_write(target, lambda fh: fh.write(data))
+    except OSError as err:
+        raise UserError(f"cannot write {target}: {err.strerror or err}; choose another -o") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from train.corpora import load_corpora, parse_data_spec
+
+    if not 0.0 < args.target_accuracy < 1.0:
+        raise UserError(f"--target-accuracy must be in (0, 1), got {args.target_accuracy}")
+    for path in (args.out, *args.apply_to):
+        if not path.parent.is_dir():
+            raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
+    model = load_model(args.model, provider="cpu")
+    model.info = replace(model.info, calibration=Calibration())  # fit on the graph's own softmax
+    labels = model.labels
+    loaded = load_corpora([parse_data_spec(s) for s in args.data], keep_calm=args.keep_calm)
+    records = list(loaded.records)
+    if args.run is not None:
+        fit_speakers, test_speakers = _speakers_of(args.run, "val"), _speakers_of(args.run, "test")
+        train_speakers = _speakers_of(args.run, "train")
+    else:
+        fit_speakers = {s.strip() for s in args.speakers.split(",") if s.strip()}
+        test_speakers, train_speakers = set(), set()
+    parts = {name: [r for r in records if r.speaker in speakers]
+             for name, speakers in (("fit", fit_speakers), ("test", test_speakers), ("train", train_speakers))}
+    if not parts["fit"]:
+        raise UserError("no clip under --data belongs to the fitting speakers: pass the corpora they come from")
+    print(f"scoring {len(parts['fit'])} fitting clips, {len(parts['test'])} test clips, "
+          f"{len(parts['train'])} training clips through the engine", flush=True)
+    fit = score(model, parts["fit"])
+    ok = fit.truth >= 0
+    temperature = fit_temperature(fit.probs[ok], fit.truth[ok])
+    calibrated = temper(fit.probs, temperature).astype(np.float64)
+    smoothing = SmoothingConfig(alpha=DEFAULT_SMOOTHING_ALPHA, reset_after_s=DEFAULT_SMOOTHING_RESET_S)  # the engine's
+    smooth = smoothed(fit, calibrated, smoothing)
+    threshold, selection = choose_threshold(smooth[ok].max(axis=1), smooth[ok].argmax(axis=1) == fit.truth[ok],
+                                            args.target_accuracy)
+    report: dict[str, Any] = {
+        "model": str(args.model),
+        "fit_speakers": sorted(fit_speakers),
+        "temperature": temperature,
+        "fit": {
+            "windows": int(ok.sum()), "clips": len(fit.clips),
+            "ece_before": ece(fit.probs[ok], fit.truth[ok]), "ece_after": ece(calibrated[ok], fit.truth[ok]),
+            "nll_before": nll(fit.probs[ok], fit.truth[ok]), "nll_after": nll(calibrated[ok], fit.truth[ok]),
+            "ece_smoothed_after": ece(smooth[ok], fit.truth[ok]),
+        },
+        "uncertain": selection,
+    }
+    test = score(model, parts["test"]) if parts["test"] else None
+    if test is not None:
+        tok = test.truth >= 0
+        t_cal = temper(test.probs, temperature).astype(np.float64)
+        t_smooth = smoothed(test, t_cal, smoothing)
+        conf = t_smooth[tok].max(axis=1)
+        right = t_smooth[tok].argmax(axis=1) == test.truth[tok]
+        report["test"] = {
+            "speakers": sorted(test_speakers), "windows": int(tok.sum()), "clips": len(test.clips),
+            "ece_before": ece(test.probs[tok], test.truth[tok]), "ece_after": ece(t_cal[tok], test.truth[tok]),
+            "uncertain_share": float(np.mean(conf < threshold)),
+            "accuracy_kept": float(right[conf >= threshold].mean()) if np.any(conf >= threshold) else None,
+            "accuracy_all": float(right.mean()),
+        }
+    # arousal / valence on the fitting (and test) clips
+    candidates: dict[str, AffectMap] = {}
+    lexicon = AffectMap.lexicon(labels)
+    if lexicon is not None:
+        candidates["lexicon"] = lexicon
+    if args.affect in ("auto", "linear"):
+        if parts["train"]:
+            train = score(model, parts["train"])
+            tr_probs = train.clip_probs(temper(train.probs, temperature).astype(np.float64))
+            candidates["linear"] = fit_linear_head(labels, tr_probs, train.clip_truth)
+            report["affect_head_training_clips"] = len(train.clips)
+        elif args.affect == "linear":
+            raise UserError("--affect linear needs training speakers: pass --run")
+    affect_report: dict[str, Any] = {}
+    for name, amap in candidates.items():
+        for part, scored in (("fit", fit), ("test", test)):
+            if scored is None:
+                continue
+            clip_p = scored.clip_probs(temper(scored.probs, temperature).astype(np.float64))
+            coords, known, valenced = affect_truth(labels, scored.clip_truth)
+            affect_report.setdefault(name, {})[part] = affect_scores(amap(clip_p), coords, known, valenced)
+    report["affect"] = affect_report
+
+    def mean_accuracy(name: str) -> float:
+        figures = affect_report.get(name, {}).get("fit", {})
+        values = [figures[d]["binary_accuracy"] for d in ("arousal", "valence") if d in figures]
+        return float(np.mean(values)) if values else -1.0
+
+    chosen = args.affect if args.affect != "auto" else max(candidates, key=mean_accuracy, default="lexicon")
+    report["affect_chosen"] = chosen
+    head = candidates.get(chosen)
+    calibration = {
+        "temperature": round(temperature, 4),
+        "min_confidence": threshold,
+        "fitted_on": sorted(fit_speakers),
+        "ece_before": round(report["fit"]["ece_before"], 4),
+        "ece_after": round(report["fit"]["ece_after"], 4),
+        "target_accuracy": args.target_accuracy,
+        "coverage": round(selection["coverage"], 4),
+    }
+    affect_meta = head.to_dict() if head is not None else {"method": "lexicon"}
+    write_calibrated(args.model, args.out, calibration, affect_meta)
+    for other in args.apply_to:
+        write_calibrated(other, other, calibration, affect_meta)
+    if args.report is not None:
+        write_json(args.report, report)
+    print(json.dumps({k: report[k] for k in ("temperature", "fit", "uncertain", "affect_chosen")}, indent=1))
+    if "test" in report:
+        print("test:", json.dumps(report["test"]))
+    print(f"wrote {args.out}" + "".join(f", {p}" for p in args.apply_to))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    basic_logging(args.verbose)
+    return run_tool("ser-calibrate", lambda: run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
