@@ -80,6 +80,10 @@ def test_every_condition_is_scored_for_every_model(report: dict[str, Any]) -> No
     assert data["models"]["invariant"]["labels_not_in_model"] == []
     assert data["models"]["plain"]["labels_not_in_model"] == ["disgust", "surprised"]
     assert data["models"]["plain"]["conditions"]["clean"]["recall"]["surprised"] == 0.0
+    # arousal/valence of the clip verdicts (lexicon mapping): valence leaves the neutral clips out
+    affect = data["models"]["invariant"]["conditions"]["clean"]["affect"]
+    assert affect["arousal"]["clips"] == 24 and affect["valence"]["clips"] == 24 - 4  # 2 + 2 neutral clips
+    assert 0.0 <= affect["arousal"]["binary_accuracy"] <= 1.0
 
 
 def test_a_gain_invariant_model_keeps_its_verdicts_under_gain(report: dict[str, Any]) -> None:
@@ -96,6 +100,7 @@ def test_outputs_are_written(report: dict[str, Any]) -> None:
     assert table.startswith("| condition | invariant: UAR % |")
     assert all(f"| {c} |" in table for c in CONDITIONS)
     assert "24 clips (ased 10, ravdess 14), 4 speakers" in table
+    assert "| clean clips | arousal: binary accuracy % |" in table
 
 
 def test_degradations_are_deterministic_and_do_what_they_say(corpora: dict[str, Path]) -> None:

@@ -43,7 +43,6 @@ from realtime.affect import (
     LOG_FLOOR,
     AffectMap,
     Calibration,
-    lexicon_coordinates,
     temper,
 )
 from realtime.cli import HelpFormatter
@@ -53,6 +52,7 @@ from realtime.model import METADATA_KEY, EmotionModel, load_model
 from realtime.smoothing import Smoother, SmoothingConfig
 from realtime.tooling import basic_logging, run_tool
 from train.fileio import atomic_write, write_json
+from train.metrics import affect_scores, affect_truth
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,6 @@ DEFAULT_TARGET_ACCURACY = 0.6
 MIN_COVERAGE = 0.1  # a threshold must keep at least this share of the windows
 RIDGE = 1e-2
 TARGET_SQUASH = 0.9  # lexicon coordinates are scaled by this before atanh (|y| < 1)
-NEUTRAL = "neutral"
 AFFECT_CHOICES = ("auto", "lexicon", "linear")
 RUN_METRICS = "metrics.json"
 
@@ -190,33 +189,6 @@ def choose_threshold(conf: np.ndarray, right: np.ndarray, target: float) -> tupl
                        100 * target, t, 100 * accuracy)
     return t, {"threshold": t, "coverage": coverage, "accuracy_kept": accuracy, "target_accuracy": target,
                "accuracy_all": float(right.mean()), "reached_target": bool(reached)}
-
-
-def affect_truth(labels: Sequence[str], truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per clip: lexicon (arousal, valence) of the true label (NaN when unknown), and masks of the clips that
-    count for arousal (label known) and for valence (label known and not neutral)."""
-    coords = np.array([lexicon_coordinates(labels[t]) or (np.nan, np.nan) if t >= 0 else (np.nan, np.nan)
-                       for t in truth], dtype=np.float64)
-    known = ~np.isnan(coords[:, 0])
-    not_neutral = np.array([t >= 0 and labels[t] != NEUTRAL for t in truth])
-    return coords, known, known & not_neutral
-
-
-def affect_scores(values: np.ndarray, coords: np.ndarray, known: np.ndarray, valenced: np.ndarray) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, (name, mask) in enumerate((("arousal", known), ("valence", valenced))):
-        if mask.sum() < 2:
-            continue
-        high = coords[mask, k] > 0
-        pred = values[mask, k]
-        out[name] = {
-            "binary_accuracy": float(np.mean((pred > 0) == high)),
-            "correlation_with_binary": float(np.corrcoef(pred, np.where(high, 1.0, -1.0))[0, 1])
-            if len(set(high)) > 1 else None,
-            "clips": int(mask.sum()),
-            "high_share": float(high.mean()),
-        }
-    return out
 
 
 def fit_linear_head(labels: Sequence[str], probs: np.ndarray, truth: np.ndarray) -> AffectMap:

@@ -125,6 +125,10 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{PERCENT * value:.1f}"
 
 
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def markdown_table(report: dict[str, Any]) -> str:
     names = list(report["models"])
     head = "| condition | " + " | ".join(f"{n}: UAR % | {n}: agree % | {n}: top label %" for n in names) + " |"
@@ -136,6 +140,18 @@ def markdown_table(report: dict[str, Any]) -> str:
             c = report["models"][n]["conditions"].get(condition, {})
             cells += [_pct(c.get("uar")), _pct(c.get("agreement")), _pct(c.get("top_verdict_share"))]
         lines.append(f"| {condition} | " + " | ".join(cells) + " |")
+    affect_rows = []
+    for n in names:
+        figures = report["models"][n]["conditions"].get("clean", {}).get("affect") or {}
+        if figures:
+            a, v = figures.get("arousal", {}), figures.get("valence", {})
+            affect_rows.append(
+                f"| {n} | {_pct(a.get('binary_accuracy'))} | {_num(a.get('correlation_with_binary'))} | "
+                f"{_pct(v.get('binary_accuracy'))} | {_num(v.get('correlation_with_binary'))} |"
+            )
+    if affect_rows:
+        lines += ["", "| clean clips | arousal: binary accuracy % | arousal: r | valence: binary accuracy % "
+                  "(non-neutral) | valence: r |", "|---|---|---|---|---|", *affect_rows]
     clips = report["clips"]
     lines += [
         "",
@@ -232,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
                 results[condition] = score_condition(
                     model, clips, condition, args.seed, lambda n, t=task: progress.advance(t, n)
                 )
-            per_model[name] = summarize(model.labels, clips, results) | {"path": str(model.path)}
+            per_model[name] = summarize(model.labels, clips, results, model.affect) | {"path": str(model.path)}
     corpora: dict[str, int] = {}
     for clip in clips:
         corpora[clip.record.corpus] = corpora.get(clip.record.corpus, 0) + 1

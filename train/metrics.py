@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from realtime.affect import lexicon_coordinates
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_DIGITS = 2
@@ -194,3 +196,33 @@ def metrics_dict(
         "confusion_matrix": {"labels": names, "matrix": scores.confusion.tolist()},
         "classes_absent_from_truth": [n for n, present in zip(names, scores.present, strict=True) if not present],
     }
+
+
+NEUTRAL = "neutral"  # neither positive nor negative: left out of the binary valence figure
+
+
+def affect_truth(labels: Sequence[str], truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per clip: lexicon (arousal, valence) of the true label (NaN when unknown), and masks of the clips that
+    count for arousal (label known) and for valence (label known and not neutral)."""
+    coords = np.array([lexicon_coordinates(labels[t]) or (np.nan, np.nan) if t >= 0 else (np.nan, np.nan)
+                       for t in truth], dtype=np.float64)
+    known = ~np.isnan(coords[:, 0])
+    not_neutral = np.array([t >= 0 and labels[t] != NEUTRAL for t in truth])
+    return coords, known, known & not_neutral
+
+
+def affect_scores(values: np.ndarray, coords: np.ndarray, known: np.ndarray, valenced: np.ndarray) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, (name, mask) in enumerate((("arousal", known), ("valence", valenced))):
+        if mask.sum() < 2:
+            continue
+        high = coords[mask, k] > 0
+        pred = values[mask, k]
+        out[name] = {
+            "binary_accuracy": float(np.mean((pred > 0) == high)),
+            "correlation_with_binary": float(np.corrcoef(pred, np.where(high, 1.0, -1.0))[0, 1])
+            if len(set(high)) > 1 else None,
+            "clips": int(mask.sum()),
+            "high_share": float(high.mean()),
+        }
+    return out

@@ -208,8 +208,10 @@ def summarize(
     labels: Sequence[str],
     clips: Sequence[EvalClip],
     results: Mapping[str, ConditionResult],
+    affect: Callable[[np.ndarray], np.ndarray | None] | None = None,
 ) -> dict[str, Any]:
-    """Figures of one model: per condition UAR, accuracy, macro-F1, agreement with clean, collapse share."""
+    """Figures of one model: per condition UAR, accuracy, macro-F1, agreement with clean, collapse share, and with
+    ``affect`` (probabilities -> arousal, valence) binary arousal/valence accuracy of the clip verdicts."""
     extra = sorted({c.record.label for c in clips} - set(labels))
     eval_labels = [*labels, *extra]
     truth = np.array([eval_labels.index(c.record.label) for c in clips])
@@ -231,6 +233,10 @@ def summarize(
                 "verdicts": {n: int(c) for n, c in zip(labels, counts, strict=False)},
                 "top_verdict_share": float(counts.max() / counts.sum()),
             }
+            values = None if affect is None else affect(np.stack([result.probs[i] for i in idx]))
+            if values is not None:
+                coords, known, valenced = scores.affect_truth(eval_labels, truth[idx])
+                entry["affect"] = scores.affect_scores(values, coords, known, valenced)
             if clean is not None and name != CLEAN:
                 both = [i for i in idx if i in clean.probs]
                 if both:
