@@ -247,6 +247,10 @@ def test_dashboard_on_the_microphone_then_ctrl_c(
         assert all(f"■ {label}" in lines[rule + 3] for label in TINY_LABELS)
         assert max(map(len, lines)) <= WIDTH and len(lines) <= HEIGHT
         assert windows_shown(screen) >= 1
+        # the affect panel: arousal and valence as signed bars around an axis, with their values
+        for name in ("arousal", "valence"):
+            row = next((line for line in lines if line.startswith(name)), "")
+            assert "│" in row and re.search(r"[+-]\d\.\d\d", row), screen
         if out := os.environ.get(SCREEN_OUT_ENV):
             Path(out).write_text(screen, encoding="utf-8")
         # a while later: listening again, with the last emotion
