@@ -13,10 +13,11 @@ dimensions (``None``).
 A model file may instead carry a fitted linear head (``metadata["affect"]``, method ``linear``: arousal and
 valence = tanh(W . log p + b)), written by ``ser-calibrate``; see :class:`AffectMap`.
 
-**Calibration.** ``metadata["calibration"]`` may hold a ``temperature`` T (probabilities become p^(1/T),
-renormalised: the softmax of logits / T, fitted on validation speakers) and ``min_confidence``, the calibrated top
-probability below which a window is reported as *uncertain* (chosen on validation speakers). Old models have
-neither: T = 1 and no uncertain state.
+**Calibration.** ``metadata["calibration"]`` may hold a ``temperature`` T and ``min_confidence``, both fitted on
+validation speakers by ``ser-calibrate``. The engine applies T to the *smoothed* probabilities of each window (the
+ones ser-live shows: p^(1/T), renormalised), so that the displayed confidence is calibrated; ``raw_probs`` stay the
+graph's softmax. A window whose calibrated top probability is below ``min_confidence`` is reported as *uncertain*.
+Old models have neither: T = 1 and no uncertain state.
 """
 
 from __future__ import annotations

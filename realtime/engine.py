@@ -192,9 +192,12 @@ class Engine:
                 raw, inference_ms = batch_probs[row], batch_ms
                 row += 1
             end_s = wf.window.end / sr
-            smoothed = self._smoother.process(raw, end_s)
+            averaged = self._smoother.process(raw, end_s)
+            # the model's temperature calibrates what is shown: the smoothed probabilities (ser-calibrate fits it so);
+            # arousal/valence read the average itself, as a clip's do (the mean of its raw windows)
+            smoothed = self.model.info.calibration.apply(averaged)
             best = int(np.argmax(smoothed))
-            affect = self.model.affect(smoothed)
+            affect = self.model.affect(averaged)
             compute_ms = (time.perf_counter() - t0) * MS
             # audio that arrived after the window's last sample before we could decide (VAD look-ahead, block size)
             waited_ms = max(0, self._pipeline.state.samples_in - wf.window.end) / sr * MS

@@ -46,8 +46,9 @@ def _round_map(values: Mapping[str, float], decimals: int) -> dict[str, float | 
 class WindowEvent:
     """A classified window. Times are audio time of the stream in seconds; ``probs`` are smoothed,
     ``raw_probs`` are the model's output for this window alone; ``latency_ms`` holds at least ``features``,
-    ``inference`` and ``total``. ``arousal`` / ``valence`` in [-1, 1] come from the smoothed probabilities
-    (None when the model's labels have no mapping); ``uncertain`` is set when ``confidence`` is below the model's
+    ``inference`` and ``total``. ``probs`` / ``confidence`` are calibrated when the model has a temperature.
+    ``arousal`` / ``valence`` in [-1, 1] come from the smoothed probabilities before the temperature (None when
+    the model's labels have no mapping); ``uncertain`` is set when ``confidence`` is below the model's
     (or ``--min-confidence``'s) threshold: the window keeps its label and probabilities, but the dashboard and
     the summary count it as uncertain."""
 

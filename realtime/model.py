@@ -231,10 +231,9 @@ class EmotionModel:
         """Arousal and valence ``[..., 2]`` in [-1, 1] for probabilities ``[..., n_labels]`` (None: no mapping)."""
         return None if self.info.affect is None else self.info.affect(probs)
 
-    def predict(self, features: np.ndarray, calibrated: bool = True) -> np.ndarray:
-        """Probabilities for raw features ``[batch, *feature_shape]`` -> ``[batch, n_labels]`` (float32),
-        calibrated with the model's temperature when its metadata has one (``calibrated=False``: the graph's own
-        softmax, as ser-calibrate fits it).
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Probabilities for raw features ``[batch, *feature_shape]`` -> ``[batch, n_labels]`` (float32): the
+        graph's own softmax (the model's temperature, if any, is applied by the engine to the smoothed output).
 
         A single example ``[*feature_shape]`` gives ``[n_labels]``.
         """
@@ -263,8 +262,6 @@ class EmotionModel:
                 ]
             )
         probs = np.asarray(probs, dtype=np.float32)
-        if calibrated:
-            probs = self.info.calibration.apply(probs)
         return probs[0] if single else probs
 
 

@@ -101,14 +101,23 @@ def test_old_model_runs_with_lexicon_dimensions_and_no_uncertain_state(tiny_path
     assert summary["uncertain_windows"] == 0
 
 
-def test_calibrated_model_tempers_probabilities_and_marks_uncertain_windows(tiny_paths: dict[str, object]) -> None:
+def test_calibrated_model_tempers_the_shown_probabilities_and_marks_uncertain_windows(
+    tiny_paths: dict[str, object],
+) -> None:
     plain, calibrated = load_model(tiny_paths["plain"]), load_model(tiny_paths["calibrated"])
     x = np.random.default_rng(0).normal(-40, 10, size=(3, *plain.info.feature_shape)).astype(np.float32)
-    np.testing.assert_allclose(calibrated.predict(x), temper(plain.predict(x), 2.0), atol=1e-5)
-    np.testing.assert_allclose(calibrated.predict(x, calibrated=False), plain.predict(x), atol=1e-6)
+    np.testing.assert_allclose(calibrated.predict(x), plain.predict(x), atol=1e-6)  # the graph's own softmax
     audio = speechlike(4.0, SR)
+    reference = Engine(plain, SR, EngineConfig())
+    expected = reference.feed(audio) + reference.flush()
     engine = Engine(calibrated, SR)
     events = engine.feed(audio) + engine.flush()
+    assert len(events) == len(expected)
+    for e, ref in zip(events, expected, strict=True):
+        assert e.raw_probs == pytest.approx(ref.raw_probs, abs=1e-6)
+        shown = temper(np.array([ref.probs[k] for k in TINY_LABELS]), 2.0)
+        assert [e.probs[k] for k in TINY_LABELS] == pytest.approx(list(shown), abs=1e-5)
+        assert (e.arousal, e.valence) == pytest.approx((ref.arousal, ref.valence), abs=1e-6)
     assert events and all(e.uncertain for e in events)  # the stored threshold 0.99 is above every window
     assert engine.summary.to_dict()["uncertain_windows"] == len(events)
     assert engine.summary.dominant is None

@@ -9,9 +9,11 @@ Example (the validation speakers of a ser-train run; the head learns from its tr
 Every clip goes through the live engine (``ser-live --file`` windows, smoothing and all), with the model's own
 softmax (any earlier calibration removed). Then:
 
-- **temperature** T: minimises the negative log-likelihood of the true label over the fitting windows (grid
-  search); expected calibration error (ECE, ``ECE_BINS`` equal-width bins of the top probability) before and
-  after, on the fitting windows and on the run's test speakers when they are given;
+- **temperature** T: the engine applies it to the *smoothed* probabilities (the confidence ser-live shows), so it
+  minimises the negative log-likelihood of the true label over the fitting windows after the engine's smoothing
+  (grid search); kept only when it lowers the expected calibration error (ECE, ``ECE_BINS`` equal-width bins of
+  the top probability) of those windows, else T = 1. ECE before/after on the fitting speakers and on the run's
+  test speakers when given, and the ECE of the raw (unsmoothed) windows, which T leaves alone;
 - **min_confidence**: the lowest threshold on the calibrated, smoothed top probability (what the dashboard shows)
   at which the windows kept are right at least ``--target-accuracy`` of the time on the fitting speakers; the
   windows below it are reported as *uncertain*;
@@ -157,6 +159,7 @@ def nll(probs: np.ndarray, truth: np.ndarray) -> float:
 
 
 def fit_temperature(probs: np.ndarray, truth: np.ndarray) -> float:
+    """The grid temperature with the lowest NLL of ``temper(probs, T)``."""
     losses = [nll(temper(probs, t).astype(np.float64), truth) for t in TEMPERATURE_GRID]
     return float(TEMPERATURE_GRID[int(np.argmin(losses))])
 
@@ -265,34 +268,55 @@ def run(args: argparse.Namespace) -> int:
           f"{len(parts['train'])} training clips through the engine", flush=True)
     fit = score(model, parts["fit"])
     ok = fit.truth >= 0
-    temperature = fit_temperature(fit.probs[ok], fit.truth[ok])
-    calibrated = temper(fit.probs, temperature).astype(np.float64)
     smoothing = SmoothingConfig(alpha=DEFAULT_SMOOTHING_ALPHA, reset_after_s=DEFAULT_SMOOTHING_RESET_S)  # the engine's
-    smooth = smoothed(fit, calibrated, smoothing)
+
+    def figures(scored: Scored, temperature: float) -> dict[str, Any]:
+        """Calibration of the smoothed windows (the confidence ser-live shows; the engine applies T to them) at T
+        and at 1, and of the raw windows (``raw_probs``, which T does not touch)."""
+        m = scored.truth >= 0
+        t = scored.truth[m]
+        before = smoothed(scored, scored.probs, smoothing)
+        after = temper(before, temperature).astype(np.float64)
+        return {
+            "windows": int(m.sum()), "clips": len(scored.clips),
+            "ece_before": ece(before[m], t), "ece_after": ece(after[m], t),
+            "nll_before": nll(before[m], t), "nll_after": nll(after[m], t),
+            "ece_raw_windows": ece(scored.probs[m], t),
+            "_shown": after,
+        }
+
+    shown = smoothed(fit, fit.probs, smoothing)
+    fitted = fit_temperature(shown[ok], fit.truth[ok])
+    fit_figures = figures(fit, fitted)
+    kept = fit_figures["ece_after"] < fit_figures["ece_before"]
+    temperature = fitted if kept else 1.0
+    if not kept:
+        logger.warning("temperature %.3f does not lower the validation ECE (%.4f -> %.4f): keeping T = 1",
+                       fitted, fit_figures["ece_before"], fit_figures["ece_after"])
+        fit_figures = figures(fit, temperature)
+    smooth = fit_figures.pop("_shown")
     threshold, selection = choose_threshold(smooth[ok].max(axis=1), smooth[ok].argmax(axis=1) == fit.truth[ok],
                                             args.target_accuracy)
     report: dict[str, Any] = {
         "model": str(args.model),
         "fit_speakers": sorted(fit_speakers),
+        "temperature_fitted": fitted,
+        "temperature_kept": kept,
         "temperature": temperature,
-        "fit": {
-            "windows": int(ok.sum()), "clips": len(fit.clips),
-            "ece_before": ece(fit.probs[ok], fit.truth[ok]), "ece_after": ece(calibrated[ok], fit.truth[ok]),
-            "nll_before": nll(fit.probs[ok], fit.truth[ok]), "nll_after": nll(calibrated[ok], fit.truth[ok]),
-            "ece_smoothed_after": ece(smooth[ok], fit.truth[ok]),
-        },
+        "fit": fit_figures,
         "uncertain": selection,
+        "note": "ece/nll are of the smoothed windows (the confidence ser-live shows, which T calibrates and the "
+        "uncertain threshold reads), before = T 1; ece_raw_windows: the unsmoothed softmax (raw_probs)",
     }
     test = score(model, parts["test"]) if parts["test"] else None
     if test is not None:
         tok = test.truth >= 0
-        t_cal = temper(test.probs, temperature).astype(np.float64)
-        t_smooth = smoothed(test, t_cal, smoothing)
+        test_figures = figures(test, temperature)
+        t_smooth = test_figures.pop("_shown")
         conf = t_smooth[tok].max(axis=1)
         right = t_smooth[tok].argmax(axis=1) == test.truth[tok]
-        report["test"] = {
-            "speakers": sorted(test_speakers), "windows": int(tok.sum()), "clips": len(test.clips),
-            "ece_before": ece(test.probs[tok], test.truth[tok]), "ece_after": ece(t_cal[tok], test.truth[tok]),
+        report["test"] = test_figures | {
+            "speakers": sorted(test_speakers),
             "uncertain_share": float(np.mean(conf < threshold)),
             "accuracy_kept": float(right[conf >= threshold].mean()) if np.any(conf >= threshold) else None,
             "accuracy_all": float(right.mean()),
@@ -305,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
     if args.affect in ("auto", "linear"):
         if parts["train"]:
             train = score(model, parts["train"])
-            tr_probs = train.clip_probs(temper(train.probs, temperature).astype(np.float64))
+            tr_probs = train.clip_probs()
             candidates["linear"] = fit_linear_head(labels, tr_probs, train.clip_truth)
             report["affect_head_training_clips"] = len(train.clips)
         elif args.affect == "linear":
@@ -315,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
         for part, scored in (("fit", fit), ("test", test)):
             if scored is None:
                 continue
-            clip_p = scored.clip_probs(temper(scored.probs, temperature).astype(np.float64))
+            clip_p = scored.clip_probs()  # a clip's verdict: the mean of its raw windows (EmotionRecognizer.predict)
             coords, known, valenced = affect_truth(labels, scored.clip_truth)
             affect_report.setdefault(name, {})[part] = affect_scores(amap(clip_p), coords, known, valenced)
     report["affect"] = affect_report
@@ -330,6 +354,7 @@ def run(args: argparse.Namespace) -> int:
     head = candidates.get(chosen)
     calibration = {
         "temperature": round(temperature, 4),
+        "temperature_fitted": round(fitted, 4),
         "min_confidence": threshold,
         "fitted_on": sorted(fit_speakers),
         "ece_before": round(report["fit"]["ece_before"], 4),
