@@ -1,5 +1,6 @@
-"""Regression test for the shipped model: it loads from package data, has what its card claims, and its outputs on
-fixed synthetic input do not drift (a change of model, features or runtime that moves them fails here)."""
+"""Regression test for the shipped model: it loads from package data, has what its card claims, its outputs on
+fixed synthetic input do not drift (a change of model, features or runtime that moves them fails here), and its
+verdict on a synthesised utterance does not follow the input level."""
 
 from __future__ import annotations
 
@@ -11,22 +12,29 @@ import pytest
 from realtime import EmotionRecognizer
 from realtime.features import FeatureExtractor
 from realtime.model import bundled_model_path, load_model
+from realtime.normalize import InputNormalizer
 from realtime.pipeline import PipelineConfig
+from tests.audio_fixtures import have_espeak, speech_clip
 
 CARD = Path(__file__).resolve().parents[1] / "models" / "README.md"
 CLAIMED_LABELS = ("angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
-CLAIMED_PRESET = "logmel"
+CLAIMED_PRESET = "logmel_wide"
 CLAIMED_RECIPE = "logmel_cnn"
-# Probabilities of the bundled default.onnx for the three synthetic windows below (rounded to 1e-4).
+CLAIMED_INPUT_NORM = "window"
+# Probabilities of the bundled default.onnx (the graph's softmax, after the input normalisation) for the three
+# synthetic windows below (rounded to 1e-4).
 EXPECTED = np.array(
     [
-        [0.0227, 0.1273, 0.0120, 0.0100, 0.6633, 0.1517, 0.0129],
-        [0.2252, 0.2166, 0.1435, 0.1628, 0.0667, 0.0639, 0.1212],
-        [0.7113, 0.0397, 0.0838, 0.0943, 0.0202, 0.0299, 0.0209],
+        [0.0383, 0.0647, 0.0299, 0.0234, 0.3672, 0.4250, 0.0515],
+        [0.1016, 0.0364, 0.0570, 0.0424, 0.0607, 0.6162, 0.0857],
+        [0.0234, 0.0169, 0.8385, 0.0576, 0.0198, 0.0259, 0.0179],
     ]
 )
 TOLERANCE = 2e-4  # float32 differences between CPUs / ONNX Runtime builds; a retrained model moves far more
 INT8_TOLERANCE = 0.06
+LEVELS_DBFS = (-30.0, -20.0, -10.0)  # peak level of the utterance
+LEVEL_TOLERANCE = 0.01  # largest change of any clip probability between those levels (v1 moved by 0.28)
+UTTERANCE = "I can't believe you did that, it is really not what we agreed on at all."
 
 
 def _synthetic_windows(sample_rate: int, n: int) -> list[np.ndarray]:
@@ -40,6 +48,14 @@ def _synthetic_windows(sample_rate: int, n: int) -> list[np.ndarray]:
     return out
 
 
+def _model_input(model: object, windows: list[np.ndarray]) -> np.ndarray:
+    """The windows' features as the engine hands them to the model: features, then the input normalisation."""
+    info = model.info  # type: ignore[attr-defined]
+    extractor = FeatureExtractor(info.preset)
+    norm = InputNormalizer(info.input_norm, info.preset.n_mels, info.hop_s, info.preset.floor_db)
+    return np.stack([norm.process(extractor.window_features(w)) for w in windows])
+
+
 def test_bundled_model_is_package_data_and_matches_its_card() -> None:
     path = bundled_model_path()
     assert path.name == "default.onnx" and path.is_file()
@@ -47,8 +63,12 @@ def test_bundled_model_is_package_data_and_matches_its_card() -> None:
     assert info.labels == CLAIMED_LABELS
     assert info.preset.name == CLAIMED_PRESET
     assert info.recipe == CLAIMED_RECIPE
+    assert info.input_norm.mode == CLAIMED_INPUT_NORM
+    assert info.calibration.temperature != 1.0 and 0.0 < info.calibration.min_confidence < 1.0
+    assert info.affect is not None
     card = CARD.read_text(encoding="utf-8")
-    for claim in (*CLAIMED_LABELS, CLAIMED_PRESET, CLAIMED_RECIPE, "CC BY-NC-SA 4.0", "CC BY-NC-ND 4.0"):
+    for claim in (*CLAIMED_LABELS, CLAIMED_PRESET, CLAIMED_RECIPE, "CC BY-NC-SA 4.0", "CC BY-NC-ND 4.0", "NRC VAD",
+                  f"{info.calibration.temperature:g}", f"{info.calibration.min_confidence:g}"):
         assert claim in card, f"model card does not mention {claim!r}"
     assert info.metrics["split"] == "speaker"
 
@@ -57,9 +77,7 @@ def test_bundled_model_outputs_are_stable() -> None:
     model = load_model(None)
     info = model.info
     cfg = PipelineConfig(preset=info.preset, window_s=info.window_s, hop_s=info.hop_s)
-    extractor = FeatureExtractor(info.preset)
-    feats = np.stack([extractor.window_features(w) for w in _synthetic_windows(info.sample_rate, cfg.window_samples)])
-    probs = model.predict(feats)
+    probs = model.predict(_model_input(model, _synthetic_windows(info.sample_rate, cfg.window_samples)))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(probs, EXPECTED, atol=TOLERANCE)
 
@@ -69,11 +87,29 @@ def test_int8_variant_loads_and_agrees(name: str) -> None:
     path = bundled_model_path().with_name(name)
     full, small = load_model(None), load_model(path)
     assert small.info.labels == full.info.labels
+    assert small.info.calibration == full.info.calibration and small.info.input_norm == full.info.input_norm
     cfg = PipelineConfig(preset=full.info.preset, window_s=full.info.window_s, hop_s=full.info.hop_s)
-    extractor = FeatureExtractor(full.info.preset)
-    feats = np.stack([extractor.window_features(w) for w in _synthetic_windows(16_000, cfg.window_samples)])
-    # int8 moves probabilities by a few hundredths (3e-2 at export time); window 2 is a near-tie, so compare values
+    feats = _model_input(full, _synthetic_windows(16_000, cfg.window_samples))
     np.testing.assert_allclose(small.predict(feats), full.predict(feats), atol=INT8_TOLERANCE)
+
+
+@pytest.mark.skipif(not have_espeak(), reason="needs espeak-ng (installed by .ci/run)")
+def test_verdict_does_not_follow_the_input_level(tmp_path: Path) -> None:
+    """The same synthesised utterance at -30, -20 and -10 dBFS peak: the clip probabilities agree within
+    LEVEL_TOLERANCE (the shipped model references each window to its own speech level; v1 read level as emotion)."""
+    clip = speech_clip(tmp_path, UTTERANCE)
+    rec = EmotionRecognizer()
+    peak = float(np.abs(clip.samples).max())
+    results = {db: rec.predict((clip.samples * (10 ** (db / 20) / peak)).astype(np.float32), clip.sample_rate)
+               for db in LEVELS_DBFS}
+    for db, result in results.items():
+        assert result.speech_detected and len(result.windows) >= 3, db
+    ref = results[LEVELS_DBFS[1]]
+    for db, result in results.items():
+        diff = max(abs(result.probs[k] - ref.probs[k]) for k in CLAIMED_LABELS)
+        assert diff <= LEVEL_TOLERANCE, f"{db} dBFS moves a probability by {diff:.3f}"
+        assert result.label == ref.label
+        assert result.arousal == pytest.approx(ref.arousal, abs=LEVEL_TOLERANCE)
 
 
 def test_demo_runs_through_the_bundled_model() -> None:
@@ -81,3 +117,4 @@ def test_demo_runs_through_the_bundled_model() -> None:
     result = EmotionRecognizer().predict_file(demo)
     assert result.speech_detected and len(result.windows) >= 10
     assert result.label in CLAIMED_LABELS
+    assert result.arousal is not None and -1.0 <= result.arousal <= 1.0

@@ -96,6 +96,17 @@ def test_ser_calibrate_writes_a_calibrated_model_and_a_report(corpus: dict[str, 
     assert events and all(e.uncertain == (e.confidence < cal.min_confidence) for e in events)
 
 
+def test_a_fixed_temperature_is_stored_and_the_fitted_one_reported(corpus: dict[str, Path], tmp_path: Path) -> None:
+    out, report = tmp_path / "fixed.onnx", tmp_path / "fixed.json"
+    assert calibrate_main([str(corpus["model"]), "--data", f"ravdess={corpus['root'] / 'ravdess'}", "--speakers",
+                           "ravdess:03,ravdess:04", "-o", str(out), "--temperature", "1", "--report", str(report)]) == 0
+    figures = json.loads(report.read_text())
+    assert figures["temperature"] == 1.0 and not figures["temperature_kept"]
+    assert figures["fit"]["ece_after"] == pytest.approx(figures["fit"]["ece_before"])
+    assert "ece_after" in figures["fit_at_fitted_temperature"]
+    assert load_model(out).info.calibration.temperature == 1.0
+
+
 def test_ser_calibrate_bad_input(corpus: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = calibrate_main([str(corpus["model"]), "--data", f"ravdess={corpus['root'] / 'ravdess'}",
                            "--speakers", "ravdess:99", "-o", str(tmp_path / "x.onnx")])
