@@ -33,7 +33,7 @@ PAUSE_COLOR = "0.92"
 AFFECT_COLORS = {"arousal": "tab:orange", "valence": "tab:purple"}
 MARKDOWN_SUFFIX = ".md"
 # rich colour names (the dashboard's) -> matplotlib: the ones it lacks, or draws too faintly on white
-COLOR_NAMES = {"white": "0.45", "yellow": "goldenrod", "bright_blue": "royalblue", "bright_yellow": "gold"}
+COLOR_NAMES = {"white": "0.15", "yellow": "goldenrod", "bright_blue": "royalblue", "bright_yellow": "gold"}
 
 
 def require_matplotlib() -> None:
