@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from realtime.api import clip_prediction
 from realtime.audio import audio_info, iter_audio_blocks
 from realtime.engine import Engine, EngineConfig
 from realtime.errors import UserError
@@ -144,14 +145,12 @@ class FileScorer:
             "uncertain_windows": sum(e.uncertain for e in events),
         }
         probs = {label: None for label in self.labels}
-        if events:  # the clip verdict of EmotionRecognizer.predict_file: mean raw probabilities of its windows
-            mean = np.mean([[e.raw_probs[label] for label in self.labels] for e in events], axis=0)
-            best = int(np.argmax(mean))
-            row["label"], row["confidence"] = self.labels[best], _r(mean[best])
-            affect = engine.model.affect(mean)
-            if affect is not None:
-                row["arousal"], row["valence"] = _r(affect[0]), _r(affect[1])
-            probs = {label: _r(p) for label, p in zip(self.labels, mean, strict=True)}
+        verdict = clip_prediction(engine.model, events)  # EmotionRecognizer.predict_file's verdict
+        if verdict.label is not None:
+            row["label"], row["confidence"] = verdict.label, _r(verdict.confidence)
+            if verdict.arousal is not None and verdict.valence is not None:
+                row["arousal"], row["valence"] = _r(verdict.arousal), _r(verdict.valence)
+            probs = {label: _r(p) for label, p in verdict.probs.items()}
         row.update({f"prob_{label}": p for label, p in probs.items()})
         return row, events
 

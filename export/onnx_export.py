@@ -364,15 +364,20 @@ def _convert(model: Any, run: _RunConfig, opset: int) -> onnx.ModelProto:
     return proto
 
 
-def _describe(proto: onnx.ModelProto, metadata_json: str, metadata: Mapping[str, Any]) -> None:
-    """Set the ser-live metadata, producer and doc string (replacing any previous ``ser_live`` entry)."""
-    import tf2onnx
-
+def set_metadata(proto: onnx.ModelProto, metadata_json: str) -> None:
+    """Put ``metadata_json`` in the model's ``ser_live`` entry, replacing any previous one (other entries kept)."""
     kept = [(p.key, p.value) for p in proto.metadata_props if p.key != METADATA_KEY]
     del proto.metadata_props[:]
     for key, value in [*kept, (METADATA_KEY, metadata_json)]:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
+
+
+def _describe(proto: onnx.ModelProto, metadata_json: str, metadata: Mapping[str, Any]) -> None:
+    """Set the ser-live metadata, producer and doc string (replacing any previous ``ser_live`` entry)."""
+    import tf2onnx
+
+    set_metadata(proto, metadata_json)
     proto.producer_name = PRODUCER_NAME
     proto.producer_version = PROJECT_VERSION
     shape = ", ".join(str(d) for d in metadata["feature_shape"])

@@ -26,6 +26,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -144,13 +145,18 @@ class AffectMap:
             d["source"] = LEXICON_CITATION
         return d
 
+    @cached_property
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """coords, bias and the known-label mask as arrays, made once (the engine calls this every window)."""
+        return (np.asarray(self.coords, dtype=np.float64), np.asarray(self.bias, dtype=np.float64),
+                np.asarray(self.known, dtype=np.float64))
+
     def __call__(self, probs: np.ndarray) -> np.ndarray:
         p = np.asarray(probs, dtype=np.float64)
-        coords = np.asarray(self.coords, dtype=np.float64)
+        coords, bias, mask = self._arrays
         if self.method == METHOD_LINEAR:
-            out = np.tanh(np.log(np.maximum(p, LOG_FLOOR)) @ coords + np.asarray(self.bias))
+            out = np.tanh(np.log(np.maximum(p, LOG_FLOOR)) @ coords + bias)
         else:
-            mask = np.asarray(self.known, dtype=np.float64)
             mass = np.maximum((p * mask).sum(axis=-1, keepdims=True), LOG_FLOOR)
             out = (p * mask) @ coords / mass
         return np.clip(out, -1.0, 1.0)

@@ -102,16 +102,21 @@ class EmotionRecognizer:
         return self._aggregate(self.stream(iter_audio_blocks(path, block), info.sample_rate))
 
     def _aggregate(self, events: Iterable[WindowEvent]) -> Prediction:
-        windows = list(events)
-        if not windows:
-            return Prediction(None, {}, [])
-        mean = np.mean([[w.raw_probs[label] for label in self.labels] for w in windows], axis=0)
-        best = int(np.argmax(mean))
-        affect = self.model.affect(mean)
-        return Prediction(
-            self.labels[best],
-            dict(zip(self.labels, map(float, mean), strict=True)),
-            windows,
-            arousal=None if affect is None else float(affect[0]),
-            valence=None if affect is None else float(affect[1]),
-        )
+        return clip_prediction(self.model, list(events))
+
+
+def clip_prediction(model: EmotionModel, windows: list[WindowEvent]) -> Prediction:
+    """A clip's verdict from its window events: the mean of their raw probabilities, and its arousal/valence."""
+    if not windows:
+        return Prediction(None, {}, [])
+    labels = model.labels
+    mean = np.mean([[w.raw_probs[label] for label in labels] for w in windows], axis=0)
+    best = int(np.argmax(mean))
+    affect = model.affect(mean)
+    return Prediction(
+        labels[best],
+        dict(zip(labels, map(float, mean), strict=True)),
+        windows,
+        arousal=None if affect is None else float(affect[0]),
+        valence=None if affect is None else float(affect[1]),
+    )

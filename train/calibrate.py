@@ -53,6 +53,7 @@ from realtime.errors import UserError
 from realtime.model import METADATA_KEY, EmotionModel, load_model
 from realtime.smoothing import Smoother, SmoothingConfig
 from realtime.tooling import basic_logging, run_tool
+from train.eval_cli import run_speakers
 from train.fileio import atomic_write, write_json
 from train.metrics import affect_scores, affect_truth
 
@@ -66,7 +67,6 @@ MIN_COVERAGE = 0.1  # a threshold must keep at least this share of the windows
 RIDGE = 1e-2
 TARGET_SQUASH = 0.9  # lexicon coordinates are scaled by this before atanh (|y| < 1)
 AFFECT_CHOICES = ("auto", "lexicon", "linear")
-RUN_METRICS = "metrics.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,7 +122,7 @@ class Scored:
 
 
 def score(model: EmotionModel, records: Sequence[Any]) -> Scored:
-    from train.robustness import _run, load_clips
+    from train.robustness import load_clips, replay
 
     clips, bad = load_clips(records)
     for path, reason in bad:
@@ -131,7 +131,7 @@ def score(model: EmotionModel, records: Sequence[Any]) -> Scored:
     probs, ends, owner, truth = [], [], [], []
     for k, clip in enumerate(clips):
         engine = engines.setdefault(clip.rate, Engine(model, clip.rate, EngineConfig(min_confidence=0.0)))
-        events = _run(engine, clip.samples, clip.rate)
+        events = replay(engine, clip.samples, clip.rate)
         label = model.labels.index(clip.record.label) if clip.record.label in model.labels else -1
         for e in events:
             probs.append([e.raw_probs[name] for name in model.labels])
@@ -207,22 +207,12 @@ def fit_linear_head(labels: Sequence[str], probs: np.ndarray, truth: np.ndarray)
     return AffectMap.linear(labels, w[:-1], w[-1])
 
 
-def _speakers_of(run: Path, part: str) -> set[str]:
-    path = run / RUN_METRICS
-    try:
-        metrics = json.loads(path.read_text())
-        speakers = metrics["counts"][part]["speaker"] if part != "test" else metrics["test_speakers"]
-    except FileNotFoundError:
-        raise UserError(f"{path} not found: pass --run a ser-train run folder") from None
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise UserError(f"{path} does not list the {part} speakers ({err}): pass a ser-train run folder") from None
-    return {str(s) for s in speakers}
-
-
 def write_calibrated(source: Path, target: Path, calibration: Mapping[str, Any], affect: Mapping[str, Any]) -> None:
     """Copy ``source`` to ``target`` (atomically) with ``calibration`` and ``affect`` in its ser_live metadata."""
     import onnx
     from google.protobuf.message import DecodeError
+
+    from export.onnx_export import set_metadata
 
     try:
         proto = onnx.load(str(source))
@@ -232,11 +222,7 @@ def write_calibrated(source: Path, target: Path, calibration: Mapping[str, Any],
     if METADATA_KEY not in entries:
         raise UserError(f"{source} is not a ser-live model (no '{METADATA_KEY}' metadata): export it with ser-export")
     meta = json.loads(entries[METADATA_KEY]) | {CALIBRATION_KEY: dict(calibration), AFFECT_KEY: dict(affect)}
-    entries[METADATA_KEY] = json.dumps(meta)
-    del proto.metadata_props[:]
-    for key, value in entries.items():
-        item = proto.metadata_props.add()
-        item.key, item.value = key, value
+    set_metadata(proto, json.dumps(meta))
     data = proto.SerializeToString()
     try:
         atomic_write(target, lambda fh: fh.write(data))
@@ -260,8 +246,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_corpora([parse_data_spec(s) for s in args.data], keep_calm=args.keep_calm)
     records = list(loaded.records)
     if args.run is not None:
-        fit_speakers, test_speakers = _speakers_of(args.run, "val"), _speakers_of(args.run, "test")
-        train_speakers = _speakers_of(args.run, "train")
+        fit_speakers, test_speakers = run_speakers(args.run, "val"), run_speakers(args.run, "test")
+        train_speakers = run_speakers(args.run, "train")
     else:
         fit_speakers = {s.strip() for s in args.speakers.split(",") if s.strip()}
         test_speakers, train_speakers = set(), set()
@@ -275,12 +261,12 @@ def run(args: argparse.Namespace) -> int:
     ok = fit.truth >= 0
     smoothing = SmoothingConfig(alpha=DEFAULT_SMOOTHING_ALPHA, reset_after_s=DEFAULT_SMOOTHING_RESET_S)  # the engine's
 
-    def figures(scored: Scored, temperature: float) -> dict[str, Any]:
+    def figures(scored: Scored, temperature: float, before: np.ndarray | None = None) -> dict[str, Any]:
         """Calibration of the smoothed windows (the confidence ser-live shows; the engine applies T to them) at T
         and at 1, and of the raw windows (``raw_probs``, which T does not touch)."""
         m = scored.truth >= 0
         t = scored.truth[m]
-        before = smoothed(scored, scored.probs, smoothing)
+        before = smoothed(scored, scored.probs, smoothing) if before is None else before
         after = temper(before, temperature).astype(np.float64)
         return {
             "windows": int(m.sum()), "clips": len(scored.clips),
@@ -292,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
 
     shown = smoothed(fit, fit.probs, smoothing)
     fitted = fit_temperature(shown[ok], fit.truth[ok])
-    fit_figures = figures(fit, fitted)
+    fit_figures = figures(fit, fitted, shown)
     fitted_figures = {k: v for k, v in fit_figures.items() if k != "_shown"}
     kept = fit_figures["ece_after"] < fit_figures["ece_before"] and args.temperature is None
     temperature = fitted if kept else (1.0 if args.temperature is None else args.temperature)
@@ -300,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
         logger.warning("temperature %.3f does not lower the validation ECE (%.4f -> %.4f): keeping T = 1",
                        fitted, fit_figures["ece_before"], fit_figures["ece_after"])
     if not kept:
-        fit_figures = figures(fit, temperature)
+        fit_figures = figures(fit, temperature, shown)
     smooth = fit_figures.pop("_shown")
     threshold, selection = choose_threshold(smooth[ok].max(axis=1), smooth[ok].argmax(axis=1) == fit.truth[ok],
                                             args.target_accuracy)

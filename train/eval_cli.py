@@ -83,7 +83,8 @@ def _conditions(arg: str) -> list[str]:
     return [CLEAN, *[c for c in chosen if c != CLEAN]]  # agreement needs the clean verdicts
 
 
-def _run_speakers(run: Path) -> set[str]:
+def run_speakers(run: Path, part: str = "test") -> set[str]:
+    """The speakers of a ser-train run's ``test`` (its ``test_speakers``), ``val`` or ``train`` part."""
     path = run / RUN_METRICS if run.is_dir() else run
     try:
         metrics = json.loads(path.read_text())
@@ -91,9 +92,16 @@ def _run_speakers(run: Path) -> set[str]:
         raise UserError(f"{path} not found: pass --run a ser-train run folder (it holds {RUN_METRICS})") from None
     except (OSError, json.JSONDecodeError) as err:
         raise UserError(f"{path} is not a readable metrics file ({err}): pass a ser-train run folder") from None
-    speakers = metrics.get("test_speakers") if isinstance(metrics, dict) else None
+    speakers: Any = None
+    if isinstance(metrics, dict):
+        if part == "test":
+            speakers = metrics.get("test_speakers")
+        else:
+            part_counts = (metrics.get("counts") or {}).get(part) or {}
+            speakers = list(part_counts.get("speaker") or {}) if isinstance(part_counts, dict) else None
     if not isinstance(speakers, list) or not speakers:
-        raise UserError(f"{path} lists no test_speakers: pass a ser-train run folder")
+        name = "test_speakers" if part == "test" else f"{part} speakers"
+        raise UserError(f"{path} lists no {name}: pass a ser-train run folder")
     return {str(s) for s in speakers}
 
 
@@ -104,7 +112,7 @@ def _records(args: argparse.Namespace) -> list[Any]:
     records = list(loaded.records)
     keep: set[str] | None = None
     if args.run is not None:
-        keep = _run_speakers(args.run)
+        keep = run_speakers(args.run)
     elif args.speakers:
         keep = {s.strip() for s in args.speakers.split(",") if s.strip()}
     if keep is not None:

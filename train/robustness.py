@@ -127,7 +127,8 @@ def load_clips(records: Sequence[Record], progress: Callable[[int], None] | None
     return clips, bad
 
 
-def _run(engine: Engine, samples: np.ndarray, rate: int) -> list[Any]:
+def replay(engine: Engine, samples: np.ndarray, rate: int) -> list[Any]:
+    """A clip through a reset engine, fed as `ser-live --file --fast` feeds it; its window events."""
     engine.reset()
     step = max(1, int(FEED_BLOCK_S * rate))
     events = []
@@ -176,7 +177,7 @@ def score_condition(
                 parts += [samples, pause]
                 position += len(samples) + len(pause)
             stream = np.clip(np.concatenate(parts) * gain, -CLIP_LEVEL, CLIP_LEVEL)
-            events = _run(engine_for(rate), stream, rate)
+            events = replay(engine_for(rate), stream, rate)
             for i, start_s, end_s in spans:
                 inside = [e for e in events if start_s <= (e.start_s + e.end_s) / 2 < end_s]
                 probs = _mean_probs(inside, labels)
@@ -190,7 +191,7 @@ def score_condition(
         engine = engine_for(clip.rate)
         hop_s = engine.hop_s
         samples = degrade(clip.samples, clip.rate, condition, clip_rng(seed, clip.record, condition), hop_s)
-        probs = _mean_probs(_run(engine, samples, clip.rate), labels)
+        probs = _mean_probs(replay(engine, samples, clip.rate), labels)
         if probs is not None:
             result.probs[i] = probs
         if progress is not None:
