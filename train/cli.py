@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from realtime import __version__
+from realtime.affect import LEXICON_CITATION
 from realtime.cli import HelpFormatter
 from realtime.errors import UserError
 from realtime.features import PRESETS, get_preset
@@ -48,6 +49,7 @@ AUGMENT_CHOICES = ("none", "seed", "strong", "channel")
 INPUT_NORM_CHOICES = ("auto", *MODES)
 DEFAULT_INPUT_NORM = "auto"
 DEFAULT_SESSION_RESTART = 0.0
+DEFAULT_AFFECT_WEIGHT = 0.0  # train.models.DEFAULT_AFFECT_WEIGHT (not imported: it loads Keras)
 SPLIT_CHOICES = ("random", "speaker", "corpus")
 PARITY_ROWS = 256  # validation windows saved for ser-export's parity check
 RECIPE_CHOICES = ("seed180", "seed162", "logmel_cnn", "logmel_cnn2d")
@@ -162,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
     t.add_argument(
         "--balance-corpora", action="store_true", help="weight windows so that every corpus counts equally"
+    )
+    t.add_argument(
+        "--affect-weight", type=float, default=DEFAULT_AFFECT_WEIGHT,
+        help="add an arousal/valence output trained with the classes (multi-task; targets: the NRC VAD lexicon "
+        "coordinates of each clip's label, so every corpus teaches it), its loss weighted so; 0 = no such head",
     )
     t.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (splits, init, augmentation)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="run folder to write")
@@ -342,7 +349,11 @@ def train_one(
     hyper = replace(models.TrainHyperParams(), **{k: v for k, v in overrides.items() if v is not None})
     models.set_seeds(args.seed)
     model = models.build_model(args.recipe, models.model_input_shape(shape), len(labels), seed=args.seed)
-    models.compile_model(model, hyper.learning_rate, label_smoothing=hyper.label_smoothing)
+    targets = affect_targets(labels) if args.affect_weight > 0 else None
+    if targets is not None:
+        model = models.with_affect_head(model, seed=args.seed)
+    models.compile_model(model, hyper.learning_rate, label_smoothing=hyper.label_smoothing,
+                         affect_weight=args.affect_weight)
     n_cls = len(labels)
 
     def prep(x: np.ndarray) -> np.ndarray:
@@ -358,8 +369,9 @@ def train_one(
         weights *= corpus_weights([train_clips[g].record.corpus for g in g_tr])
     t0 = time.time()
     history = model.fit(
-        Batches(x_tr, y_tr, weights, n_cls, hyper.batch_size, prep, seed=args.seed),
-        validation_data=Batches(x_va, y_va, None, n_cls, hyper.batch_size, prep, seed=args.seed, shuffle=False),
+        Batches(x_tr, y_tr, weights, n_cls, hyper.batch_size, prep, seed=args.seed, affect=targets),
+        validation_data=Batches(x_va, y_va, None, n_cls, hyper.batch_size, prep, seed=args.seed, shuffle=False,
+                                affect=targets),
         epochs=hyper.epochs,
         callbacks=callbacks,
         verbose=0,
@@ -368,7 +380,7 @@ def train_one(
     model.save(out / "model.keras")
     ckpt.unlink(missing_ok=True)
 
-    probs = model.predict(prep(x_te), verbose=0, batch_size=512)
+    probs, head = models.split_outputs(model.predict(prep(x_te), verbose=0, batch_size=512))
     ids = list(range(len(eval_labels)))
     window_metrics = scores.metrics_dict(y_te, probs.argmax(axis=1), ids, eval_labels)
     clip_ids, clip_probs = pool_by_clip(probs, g_te)
@@ -391,6 +403,7 @@ def train_one(
             "test labels the training set lacks: %s (%d clips; recall 0, counted)", ", ".join(test_only),
             int(np.sum(~known)),
         )
+    affect_figures = test_affect(eval_labels, labels, clip_true, clip_probs, g_te, clip_ids, head)
     skipped = {path for path, _ in builder.report.unreadable or []}
 
     def used(idx: np.ndarray) -> list[Any]:
@@ -421,6 +434,7 @@ def train_one(
         "extraction": builder.report.to_dict(),
         "no_speech_window_clips": len(builder.report.no_speech or []),
         "input_normalization": input_norm.mode,
+        "affect": affect_figures,
         "augment": args.augment,
         "epochs_run": len(history.history.get("loss", [])),
         "train_seconds": round(train_s, 1),
@@ -435,6 +449,9 @@ def train_one(
         "input_normalization": input_norm.to_dict(),
         "session_restart": args.session_restart,
         "augment": None if augment is None else asdict(augment),
+        "affect_head": None if targets is None else {
+            "weight": args.affect_weight, "output": models.AFFECT_OUTPUT, "targets": LEXICON_CITATION,
+        },
         "hyper": asdict(hyper),
         "split": split.name,
         "seed": args.seed,
@@ -458,6 +475,45 @@ def train_one(
     return metrics
 
 
+def affect_targets(labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per label: its (arousal, valence) target, from the NRC VAD lexicon, and whether it has one (weight 0 if
+    not). UserError when no label has coordinates (nothing to teach the head)."""
+    from realtime.affect import lexicon_coordinates
+
+    found = [lexicon_coordinates(label) for label in labels]
+    if not any(c is not None for c in found):
+        raise UserError(
+            f"no label of {', '.join(labels)} has arousal/valence coordinates: train without --affect-weight"
+        )
+    coords = np.array([(0.0, 0.0) if c is None else c for c in found], dtype=np.float32)
+    return coords, np.array([c is not None for c in found], dtype=np.float32)
+
+
+def test_affect(
+    eval_labels: Sequence[str],
+    labels: Sequence[str],
+    clip_true: np.ndarray,
+    clip_probs: np.ndarray,
+    groups: np.ndarray,
+    clip_ids: np.ndarray,
+    head: np.ndarray | None,
+) -> dict[str, Any]:
+    """Binary arousal/valence accuracy of the test clips: the lexicon mapping of the clip probabilities, and the
+    trained head (mean of its window outputs) when the model has one."""
+    from realtime.affect import AffectMap
+    from train import metrics as scores
+
+    coords, known, valenced = scores.affect_truth(list(eval_labels), clip_true)
+    out: dict[str, Any] = {}
+    lexicon = AffectMap.lexicon(labels)
+    if lexicon is not None:
+        out["lexicon"] = scores.affect_scores(lexicon(clip_probs), coords, known, valenced)
+    if head is not None:
+        pooled = np.stack([head[groups == c].mean(axis=0) for c in clip_ids]) if len(clip_ids) else head[:0]
+        out["head"] = scores.affect_scores(pooled, coords, known, valenced)
+    return out
+
+
 def corpus_weights(corpora: Sequence[str]) -> np.ndarray:
     """Per-window weights giving every corpus the same total weight (mean weight 1)."""
     names, inverse, counts = np.unique(np.asarray(corpora), return_inverse=True, return_counts=True)
@@ -471,6 +527,8 @@ class Batches:
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         import keras
 
+        from train.models import AFFECT_OUTPUT, PROBS_OUTPUT
+
         class _Batches(keras.utils.PyDataset):
             def __init__(
                 self,
@@ -482,10 +540,11 @@ class Batches:
                 prep: Any,
                 seed: int,
                 shuffle: bool = True,
+                affect: tuple[np.ndarray, np.ndarray] | None = None,
             ) -> None:
                 super().__init__()
                 self.x, self.y, self.w, self.n_cls, self.bs, self.prep = x, y, w, n_cls, batch_size, prep
-                self.shuffle = shuffle
+                self.shuffle, self.affect = shuffle, affect
                 self.rng = np.random.default_rng(seed)
                 self.order = self.rng.permutation(len(x)) if shuffle else np.arange(len(x))
 
@@ -495,6 +554,11 @@ class Batches:
             def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
                 idx = np.sort(self.order[i * self.bs : (i + 1) * self.bs])
                 onehot = np.eye(self.n_cls, dtype=np.float32)[self.y[idx]]
+                if self.affect is not None:  # two outputs: class targets and arousal/valence targets
+                    coords, known = self.affect
+                    w = np.ones(len(idx), np.float32) if self.w is None else self.w[idx]
+                    y = {PROBS_OUTPUT: onehot, AFFECT_OUTPUT: coords[self.y[idx]]}
+                    return self.prep(self.x[idx]), y, {PROBS_OUTPUT: w, AFFECT_OUTPUT: w * known[self.y[idx]]}
                 if self.w is None:
                     return self.prep(self.x[idx]), onehot
                 return self.prep(self.x[idx]), onehot, self.w[idx]
@@ -531,7 +595,8 @@ class _RichEpochs:
 
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 logs = logs or {}
-                shown = ("loss", "accuracy", "val_loss", "val_accuracy")
+                shown = ("loss", "accuracy", "val_loss", "val_accuracy", "probs_accuracy", "val_probs_accuracy",
+                         "val_affect_loss")
                 info = " ".join(f"{k}={v:.3f}" for k, v in logs.items() if k in shown)
                 self.progress.update(self.task, advance=1, info=info)
 
@@ -548,6 +613,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--session-restart must be a probability in [0, 1], got {args.session_restart}")
     if args.folds == 1 or args.folds < 0:
         raise UserError("--folds must be 0 (one split) or at least 2")
+    if not args.affect_weight >= 0:
+        raise UserError(f"--affect-weight must be 0 (no affect head) or positive, got {args.affect_weight}")
     specs = [parse_data_spec(s) for s in args.data]
     limit = parse_limits(args.limit)
     loaded = load_corpora(specs, keep_calm=args.keep_calm)

@@ -99,6 +99,13 @@ LOGMEL2D_POOL = (2, 2)
 LOGMEL2D_DENSE = 64
 LOGMEL2D_DROPOUT_HEAD = 0.3
 
+# --- affect head (issue 11, way b) -----------------------------------------------------------------------------
+PROBS_OUTPUT = "probs"
+AFFECT_OUTPUT = "affect"
+"""With an affect head a model has two outputs: ``probs`` (softmax) and ``affect`` ([arousal, valence], tanh)."""
+AFFECT_UNITS = 2
+DEFAULT_AFFECT_WEIGHT = 0.0  # weight of the affect (MSE) loss next to the class loss; 0 = no affect head
+
 MAX_PARAMS = 1_000_000
 """Upper bound on the size of any recipe that may ship (issue 6)."""
 
@@ -409,6 +416,31 @@ def build_model(recipe: str, input_shape: tuple[int, ...], n_classes: int, seed:
     return model
 
 
+def with_affect_head(model: keras.Model, seed: int) -> keras.Model:
+    """``model`` with a second output: ``affect`` = tanh(Dense 2) on the features that feed its softmax layer.
+
+    The two outputs share every layer but the last: the class loss and the arousal/valence loss train the same
+    network (multi-task). Outputs are a dict ``{"probs": ..., "affect": ...}``.
+    """
+    softmax = model.layers[-1]
+    affect = layers.Dense(
+        AFFECT_UNITS, activation="tanh", kernel_initializer=keras.initializers.GlorotUniform(seed=int(seed)),
+        name=AFFECT_OUTPUT,
+    )(softmax.input)
+    return keras.Model(model.inputs, {PROBS_OUTPUT: model.outputs[0], AFFECT_OUTPUT: affect}, name=model.name)
+
+
+def has_affect_head(model: keras.Model) -> bool:
+    return AFFECT_OUTPUT in list(getattr(model, "output_names", None) or [])
+
+
+def split_outputs(outputs: object) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(probs, affect or None)`` from what a model returns: one array, or the dict of a model with a head."""
+    if isinstance(outputs, dict):
+        return np.asarray(outputs[PROBS_OUTPUT]), np.asarray(outputs[AFFECT_OUTPUT])
+    return np.asarray(outputs), None
+
+
 def count_params(model: keras.Model) -> tuple[int, int]:
     """``(total, trainable)`` parameter counts."""
     trainable = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
@@ -416,14 +448,26 @@ def count_params(model: keras.Model) -> tuple[int, int]:
 
 
 def compile_model(
-    model: keras.Model, learning_rate: float = DEFAULT_LEARNING_RATE, label_smoothing: float = DEFAULT_LABEL_SMOOTHING
+    model: keras.Model,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    label_smoothing: float = DEFAULT_LABEL_SMOOTHING,
+    affect_weight: float = DEFAULT_AFFECT_WEIGHT,
 ) -> keras.Model:
-    """Adam + categorical cross-entropy (one-hot targets, optional label smoothing) + accuracy; returns ``model``."""
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-        metrics=["accuracy"],
-    )
+    """Adam + categorical cross-entropy (one-hot targets, optional label smoothing) + accuracy; returns ``model``.
+
+    A model with an affect head (:func:`with_affect_head`) also gets mean squared error on ``affect``, weighted
+    ``affect_weight``; its metrics are then named ``probs_accuracy``, ``affect_loss``, ...
+    """
+    classes = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    if has_affect_head(model):
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+            loss={PROBS_OUTPUT: classes, AFFECT_OUTPUT: keras.losses.MeanSquaredError()},
+            loss_weights={PROBS_OUTPUT: 1.0, AFFECT_OUTPUT: float(affect_weight)},
+            metrics={PROBS_OUTPUT: ["accuracy"]},
+        )
+        return model
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=classes, metrics=["accuracy"])
     return model
 
 
