@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from realtime import __version__ as PROJECT_VERSION  # noqa: N812
+from realtime.affect import AFFECT_KEY, AFFECT_OUTPUT, DIMENSIONS, AffectMap
 from realtime.errors import UserError
 from realtime.model import (
     FORMAT_VERSION,
@@ -282,12 +283,32 @@ def _load_keras(path: Path) -> Any:
     return model
 
 
+def has_affect_head(model: Any) -> bool:
+    """Whether a Keras model has the trained arousal/valence output (``ser-train --affect-weight``)."""
+    return AFFECT_OUTPUT in list(getattr(model, "output_names", None) or [])
+
+
+def split_outputs(outputs: Any) -> tuple[Any, Any]:
+    """``(probs, affect or None)`` of a Keras model call: one tensor, or the dict of a model with a head."""
+    if isinstance(outputs, Mapping):
+        return outputs[OUTPUT_NAME], outputs[AFFECT_OUTPUT]
+    return outputs, None
+
+
 def _check_model_shapes(model: Any, run: _RunConfig) -> None:
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
+    head = has_affect_head(model)
+    if len(model.inputs) != 1 or len(model.outputs) != 1 + head:
         raise UserError(
-            f"the Keras model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
-            "ser-live needs one of each"
+            f"the Keras model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; ser-live needs "
+            f"one input and one output (probs), or two (probs and {AFFECT_OUTPUT})"
         )
+    if head:
+        names = list(model.output_names)
+        if sorted(names) != sorted([OUTPUT_NAME, AFFECT_OUTPUT]):
+            raise UserError(f"the Keras model's outputs are {names}, not {OUTPUT_NAME} and {AFFECT_OUTPUT}")
+        width = model.outputs[names.index(AFFECT_OUTPUT)].shape[-1]
+        if width != len(DIMENSIONS):
+            raise UserError(f"the model's {AFFECT_OUTPUT} output has {width} values, not {len(DIMENSIONS)}")
     expected = model_input_shape(run.feature_shape)
     got = tuple(model.inputs[0].shape[1:])
     if len(got) != len(expected) or any(g is not None and g != e for g, e in zip(got, expected, strict=True)):
@@ -295,7 +316,8 @@ def _check_model_shapes(model: Any, run: _RunConfig) -> None:
             f"the Keras model takes input {got} but feature_shape {list(run.feature_shape)} gives "
             f"{expected}: the model and config.json are from different runs"
         )
-    n_out = model.outputs[0].shape[-1]
+    probs_index = list(model.output_names).index(OUTPUT_NAME) if head else 0
+    n_out = model.outputs[probs_index].shape[-1]
     if n_out != len(run.labels):
         raise UserError(
             f"the Keras model has {n_out} outputs but config.json lists {len(run.labels)} labels: "
@@ -303,8 +325,11 @@ def _check_model_shapes(model: Any, run: _RunConfig) -> None:
         )
 
 
-def build_metadata(config: Mapping[str, Any], feature_shape: Sequence[int]) -> dict[str, Any]:
-    """The ``ser_live`` metadata dict (ARCHITECTURE.md "Model file (ONNX)")."""
+def build_metadata(
+    config: Mapping[str, Any], feature_shape: Sequence[int], affect_head: bool = False
+) -> dict[str, Any]:
+    """The ``ser_live`` metadata dict (ARCHITECTURE.md "Model file (ONNX)"); ``affect_head``: the graph has the
+    trained ``affect`` output, which the metadata then names as the model's arousal/valence."""
     metrics = dict(config.get("metrics") or {})
     if "split" in config and "split" not in metrics:
         metrics["split"] = config["split"]
@@ -313,6 +338,9 @@ def build_metadata(config: Mapping[str, Any], feature_shape: Sequence[int]) -> d
     input_norm = InputNormConfig.from_dict(config.get("input_normalization"))
     if input_norm.enabled:  # models without it stay byte-for-byte what they were
         extra["input_normalization"] = input_norm.to_dict()
+    if affect_head:
+        trained = dict(config.get("affect_head") or {})
+        extra[AFFECT_KEY] = AffectMap.head(config["labels"]).to_dict() | {"loss_weight": trained.get("weight")}
     return {
         "format_version": FORMAT_VERSION,
         "labels": list(config["labels"]),
@@ -346,7 +374,11 @@ def _convert(model: Any, run: _RunConfig, opset: int) -> onnx.ModelProto:
     def serve(features: Any) -> dict[str, Any]:
         # Constants made inside the function become graph initializers (outside ones would be graph inputs).
         x = tf.reshape((features - tf.constant(run.mean)) / tf.constant(run.std), input_shape)
-        return {OUTPUT_NAME: tf.identity(model(x, training=False), name=OUTPUT_NAME)}
+        probs, affect = split_outputs(model(x, training=False))
+        out = {OUTPUT_NAME: tf.identity(probs, name=OUTPUT_NAME)}
+        if affect is not None:
+            out[AFFECT_OUTPUT] = tf.identity(affect, name=AFFECT_OUTPUT)
+        return out
 
     try:
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=opset)
@@ -354,12 +386,13 @@ def _convert(model: Any, run: _RunConfig, opset: int) -> onnx.ModelProto:
         raise ExportError(f"tf2onnx could not convert the model at opset {opset}: {_one_line(err)}") from None
     inputs = [i.name for i in proto.graph.input]
     outputs = [o.name for o in proto.graph.output]
-    if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
+    expected = sorted([OUTPUT_NAME, AFFECT_OUTPUT] if has_affect_head(model) else [OUTPUT_NAME])
+    if inputs != [INPUT_NAME] or sorted(outputs) != expected:
         raise ExportError(
             f"the converted graph has inputs {inputs} and outputs {outputs}, expected "
-            f"['{INPUT_NAME}'] and ['{OUTPUT_NAME}']"
+            f"['{INPUT_NAME}'] and {expected}"
         )
-    for value in (proto.graph.input[0], proto.graph.output[0]):
+    for value in (proto.graph.input[0], *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM_NAME
     return proto
 
@@ -415,28 +448,42 @@ def _parity_features(run: _RunConfig, run_dir: Path | None) -> tuple[np.ndarray,
     return (noise * run.std + run.mean).astype(np.float32), "generated"
 
 
-def _keras_predict(model: Any, run: _RunConfig, features: np.ndarray) -> np.ndarray:
+Outputs = tuple[np.ndarray, "np.ndarray | None"]
+"""A model's probabilities and, with a trained head, its arousal/valence."""
+
+
+def _keras_predict(model: Any, run: _RunConfig, features: np.ndarray) -> Outputs:
     """The reference: numpy standardisation, reshape to the model input, Keras forward pass."""
     x = ((features - run.mean) / run.std).astype(np.float32)
     x = x.reshape((len(features), *model_input_shape(run.feature_shape)))
-    return np.asarray(model(x, training=False), dtype=np.float32)
+    probs, affect = split_outputs(model(x, training=False))
+    return np.asarray(probs, dtype=np.float32), None if affect is None else np.asarray(affect, dtype=np.float32)
 
 
-def _onnx_predict(model_bytes: bytes, features: np.ndarray) -> np.ndarray:
+def _onnx_predict(model_bytes: bytes, features: np.ndarray, affect_head: bool = False) -> Outputs:
     import onnxruntime as ort
 
     session = ort.InferenceSession(model_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"])
-    return np.asarray(session.run([OUTPUT_NAME], {INPUT_NAME: features})[0], dtype=np.float32)
+    names = [OUTPUT_NAME, AFFECT_OUTPUT] if affect_head else [OUTPUT_NAME]
+    out = [np.asarray(o, dtype=np.float32) for o in session.run(names, {INPUT_NAME: features})]
+    return out[0], out[1] if affect_head else None
 
 
-def _compare(reference: np.ndarray, probs: np.ndarray, rows: int, source: str) -> ParityReport:
-    if probs.shape != reference.shape:
-        raise ExportError(f"ONNX Runtime output shape {probs.shape} differs from Keras {reference.shape}")
+def _compare(reference: Outputs, got: Outputs, rows: int, source: str) -> ParityReport:
+    """Largest difference over every output; argmax agreement of the probabilities."""
+    diffs = []
+    for ref, out in zip(reference, got, strict=True):
+        if ref is None:
+            continue
+        if out is None or out.shape != ref.shape:
+            shape = None if out is None else out.shape
+            raise ExportError(f"ONNX Runtime output shape {shape} differs from Keras {ref.shape}")
+        diffs.append(float(np.max(np.abs(ref - out))))
     return ParityReport(
         rows=rows,
         source=source,
-        max_abs_diff=float(np.max(np.abs(reference - probs))),
-        argmax_agreement=float(np.mean(np.argmax(reference, axis=1) == np.argmax(probs, axis=1))),
+        max_abs_diff=max(diffs),
+        argmax_agreement=float(np.mean(np.argmax(reference[0], axis=1) == np.argmax(got[0], axis=1))),
     )
 
 
@@ -510,7 +557,8 @@ def export_model(
 
     model = _load_keras(keras_path)
     _check_model_shapes(model, run)
-    metadata = build_metadata(run.raw, run.feature_shape)
+    head = has_affect_head(model)
+    metadata = build_metadata(run.raw, run.feature_shape, affect_head=head)
     metadata_json = json.dumps(metadata, allow_nan=False)
 
     proto = _convert(model, run, opset)
@@ -519,8 +567,8 @@ def export_model(
 
     features, parity_source = _parity_features(run, run_dir)
     reference = _keras_predict(model, run, features)
-    _check_probabilities(reference)
-    parity = _compare(reference, _onnx_predict(model_bytes, features), len(features), parity_source)
+    _check_probabilities(reference[0])
+    parity = _compare(reference, _onnx_predict(model_bytes, features, head), len(features), parity_source)
     logger.info(
         "parity on %d %s rows: max |diff| %.3g, argmax agreement %.1f%%",
         parity.rows,
@@ -547,7 +595,8 @@ def export_model(
             quantized_path = int8_path(output)
             with _temporary_sibling(quantized_path) as int8_tmp:
                 quantized = _export_int8(
-                    float_tmp, int8_tmp, quantized_path, metadata_json, metadata, reference, features, parity_source
+                    float_tmp, int8_tmp, quantized_path, metadata_json, metadata, reference, features, parity_source,
+                    head,
                 )
                 os.replace(float_tmp, output)
                 os.replace(int8_tmp, quantized_path)
@@ -577,9 +626,10 @@ def _export_int8(
     final_path: Path,
     metadata_json: str,
     metadata: Mapping[str, Any],
-    reference: np.ndarray,
+    reference: Outputs,
     features: np.ndarray,
     parity_source: str,
+    affect_head: bool = False,
 ) -> QuantizedReport:
     """Quantise ``float_tmp`` into ``int8_tmp`` (metadata re-added) and measure its parity against Keras."""
     import onnx
@@ -591,7 +641,7 @@ def _export_int8(
         raise ExportError(f"int8 quantisation failed ({_one_line(err)}); nothing written") from None
     _describe(proto, metadata_json, metadata)  # quantize_dynamic may drop metadata_props
     data = proto.SerializeToString()
-    parity = _compare(reference, _onnx_predict(data, features), len(features), parity_source)
+    parity = _compare(reference, _onnx_predict(data, features, affect_head), len(features), parity_source)
     _write_bytes(int8_tmp, data)
     logger.info(
         "int8 parity: max |diff| %.3g, argmax agreement %.1f%%", parity.max_abs_diff, 100 * parity.argmax_agreement

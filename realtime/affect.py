@@ -11,7 +11,9 @@ know contributes nothing (the others are renormalised), and a model whose labels
 dimensions (``None``).
 
 A model file may instead carry a fitted linear head (``metadata["affect"]``, method ``linear``: arousal and
-valence = tanh(W . log p + b)), written by ``ser-calibrate``; see :class:`AffectMap`.
+valence = tanh(W . log p + b)), written by ``ser-calibrate``; or a head trained with the network (method
+``head``: the graph has a second output ``affect`` = [arousal, valence], ``ser-train --affect-weight``), whose
+values the engine smooths like the probabilities; see :class:`AffectMap`.
 
 **Calibration.** ``metadata["calibration"]`` may hold a ``temperature`` T and ``min_confidence``, both fitted on
 validation speakers by ``ser-calibrate``. The engine applies T to the *smoothed* probabilities of each window (the
@@ -70,6 +72,9 @@ LEXICON_WORD: dict[str, str] = {
 }
 METHOD_LEXICON = "lexicon"
 METHOD_LINEAR = "linear"
+METHOD_HEAD = "head"  # the graph's own output AFFECT_OUTPUT
+AFFECT_OUTPUT = "affect"
+METHODS = (METHOD_LEXICON, METHOD_LINEAR, METHOD_HEAD)
 AFFECT_KEY = "affect"
 CALIBRATION_KEY = "calibration"
 LOG_FLOOR = 1e-7  # probabilities are floored here before a log (a linear head on log-probabilities)
@@ -91,7 +96,8 @@ class AffectMap:
 
     ``method`` ``lexicon``: ``coords`` is ``[n_labels, 2]`` and the result is the probability-weighted mean over
     the labels with coordinates (``known``). ``linear``: ``weights`` ``[n_labels, 2]`` and ``bias`` ``[2]``, the
-    result is tanh(log p . W + b).
+    result is tanh(log p . W + b). ``head``: the values come from the graph (:attr:`from_graph`); calling the map
+    is then an error: use :meth:`values`.
     """
 
     labels: tuple[str, ...]
@@ -122,16 +128,39 @@ class AffectMap:
         return cls(tuple(labels), METHOD_LINEAR, rows, (True,) * len(labels), (float(bias[0]), float(bias[1])))
 
     @classmethod
+    def head(cls, labels: Sequence[str]) -> AffectMap:
+        """Arousal and valence from the graph's ``affect`` output (a head trained with the network)."""
+        return cls(tuple(labels), METHOD_HEAD, (), ())
+
+    @property
+    def from_graph(self) -> bool:
+        return self.method == METHOD_HEAD
+
+    @classmethod
     def for_model(
-        cls, labels: Sequence[str], meta: Mapping[str, Any] | None, source: str = "model"
+        cls,
+        labels: Sequence[str],
+        meta: Mapping[str, Any] | None,
+        source: str = "model",
+        graph_head: bool = False,
     ) -> AffectMap | None:
-        """The model's own head when its metadata has one, else the lexicon mapping (None: no known label)."""
+        """What the metadata names: the lexicon mapping (also when it names nothing; None: no known label), a
+        linear head, or the graph's own head (``graph_head``: the graph has an ``affect`` output)."""
         if not meta:
             return cls.lexicon(labels)
-        if not isinstance(meta, Mapping) or meta.get("method") not in (METHOD_LEXICON, METHOD_LINEAR):
-            raise UserError(f"{source}: the metadata 'affect' is not a lexicon or linear head: re-run ser-calibrate")
+        if not isinstance(meta, Mapping) or meta.get("method") not in METHODS:
+            raise UserError(
+                f"{source}: the metadata 'affect' is not a lexicon, linear or trained head: re-run ser-calibrate"
+            )
         if meta["method"] == METHOD_LEXICON:
             return cls.lexicon(labels)
+        if meta["method"] == METHOD_HEAD:
+            if not graph_head:
+                raise UserError(
+                    f"{source}: the metadata names a trained affect head but the graph has no '{AFFECT_OUTPUT}' "
+                    "output: re-export it with ser-export"
+                )
+            return cls.head(labels)
         try:
             return cls.linear(labels, np.asarray(meta["weights"], dtype=np.float64), list(meta["bias"]))
         except (KeyError, TypeError, ValueError) as err:
@@ -139,7 +168,9 @@ class AffectMap:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"method": self.method, "dimensions": list(DIMENSIONS)}
-        if self.method == METHOD_LINEAR:
+        if self.method == METHOD_HEAD:
+            d |= {"output": AFFECT_OUTPUT, "targets": LEXICON_CITATION}
+        elif self.method == METHOD_LINEAR:
             d |= {"weights": [list(row) for row in self.coords], "bias": list(self.bias), "inputs": "log_probs"}
         else:
             d["source"] = LEXICON_CITATION
@@ -151,7 +182,18 @@ class AffectMap:
         return (np.asarray(self.coords, dtype=np.float64), np.asarray(self.bias, dtype=np.float64),
                 np.asarray(self.known, dtype=np.float64))
 
+    def values(self, probs: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
+        """Arousal and valence ``[..., 2]``: the graph head's output ``head`` for a trained head, else the map of
+        ``probs``."""
+        if self.from_graph:
+            if head is None:
+                raise ValueError("a trained affect head needs the graph's affect output")
+            return np.clip(np.asarray(head, dtype=np.float64), -1.0, 1.0)
+        return self(probs)
+
     def __call__(self, probs: np.ndarray) -> np.ndarray:
+        if self.from_graph:
+            raise ValueError("a trained affect head reads the graph's output, not probabilities: use values()")
         p = np.asarray(probs, dtype=np.float64)
         coords, bias, mask = self._arrays
         if self.method == METHOD_LINEAR:

@@ -31,7 +31,8 @@ DEFAULT_BLOCK_S = 0.1
 @dataclass(frozen=True)
 class Prediction:
     """A clip's emotion: the mean of its speech windows' (unsmoothed) probabilities, and the arousal and valence
-    (each in [-1, 1]) of that mean (None when the model's labels have no mapping: ``realtime.affect``).
+    (each in [-1, 1]) of that mean, or the mean of the windows' own values for a model with a trained affect head
+    (None when the model's labels have no mapping: ``realtime.affect``).
 
     ``label`` is None and ``probs`` empty when the clip holds no window with enough speech.
     """
@@ -105,6 +106,15 @@ class EmotionRecognizer:
         return clip_prediction(self.model, list(events))
 
 
+def clip_affect(model: EmotionModel, windows: list[WindowEvent], mean_probs: np.ndarray) -> np.ndarray | None:
+    """A clip's arousal and valence: the mean of its windows' own head outputs for a model with a trained head,
+    else the model's map of the clip's mean raw probabilities ``mean_probs`` (None: no mapping)."""
+    if model.has_head:
+        head = np.mean([[w.raw_arousal, w.raw_valence] for w in windows], axis=0) if windows else None
+        return model.affect(mean_probs, head)
+    return model.affect(mean_probs)
+
+
 def clip_prediction(model: EmotionModel, windows: list[WindowEvent]) -> Prediction:
     """A clip's verdict from its window events: the mean of their raw probabilities, and its arousal/valence."""
     if not windows:
@@ -112,7 +122,7 @@ def clip_prediction(model: EmotionModel, windows: list[WindowEvent]) -> Predicti
     labels = model.labels
     mean = np.mean([[w.raw_probs[label] for label in labels] for w in windows], axis=0)
     best = int(np.argmax(mean))
-    affect = model.affect(mean)
+    affect = clip_affect(model, windows, mean)
     return Prediction(
         labels[best],
         dict(zip(labels, map(float, mean), strict=True)),

@@ -157,8 +157,8 @@ class Engine:
                 return
             t0 = time.perf_counter()
             classified = [w.features for w in pending if w.features is not None]
-            raw = self.model.predict(np.stack(classified)) if classified else None
-            events.extend(self._events(list(pending), t0, raw))
+            raw, head = self.model.run(np.stack(classified)) if classified else (None, None)
+            events.extend(self._events(list(pending), t0, raw, head))
             pending.clear()
 
         for block in blocks:
@@ -172,7 +172,11 @@ class Engine:
         return events
 
     def _events(
-        self, windows: list[WindowFeatures], t0: float, batch_probs: np.ndarray | None = None
+        self,
+        windows: list[WindowFeatures],
+        t0: float,
+        batch_probs: np.ndarray | None = None,
+        batch_head: np.ndarray | None = None,
     ) -> list[WindowEvent]:
         sr = self.pipeline_config.sample_rate
         self.summary.speech_s = self._pipeline.state.speech_samples / sr
@@ -186,18 +190,24 @@ class Engine:
                 continue
             t_inf = time.perf_counter()
             if batch_probs is None:
-                raw = self.model.predict(wf.features[None])[0]
+                probs, heads = self.model.run(wf.features[None])
+                raw, head = probs[0], None if heads is None else heads[0]
                 inference_ms = (time.perf_counter() - t_inf) * MS
             else:
-                raw, inference_ms = batch_probs[row], batch_ms
+                raw, head = batch_probs[row], None if batch_head is None else batch_head[row]
+                inference_ms = batch_ms
                 row += 1
             end_s = wf.window.end / sr
-            averaged = self._smoother.process(raw, end_s)
+            n = len(raw)
+            # a trained affect head's output is averaged with the probabilities (one moving average, same resets)
+            averaged_all = self._smoother.process(raw if head is None else np.concatenate([raw, head]), end_s)
+            averaged, averaged_head = averaged_all[:n], None if head is None else averaged_all[n:]
             # the model's temperature calibrates what is shown: the smoothed probabilities (ser-calibrate fits it so);
             # arousal/valence read the average itself, as a clip's do (the mean of its raw windows)
             smoothed = self.model.info.calibration.apply(averaged)
             best = int(np.argmax(smoothed))
-            affect = self.model.affect(averaged)
+            affect = self.model.affect(averaged, averaged_head)
+            raw_affect = self.model.affect(raw, head)
             compute_ms = (time.perf_counter() - t0) * MS
             # audio that arrived after the window's last sample before we could decide (VAD look-ahead, block size)
             waited_ms = max(0, self._pipeline.state.samples_in - wf.window.end) / sr * MS
@@ -212,6 +222,8 @@ class Engine:
                 arousal=None if affect is None else float(affect[0]),
                 valence=None if affect is None else float(affect[1]),
                 uncertain=bool(smoothed[best] < self.min_confidence),
+                raw_arousal=None if raw_affect is None else float(raw_affect[0]),
+                raw_valence=None if raw_affect is None else float(raw_affect[1]),
                 latency_ms={
                     "features": wf.features_ms,
                     "inference": inference_ms,

@@ -48,9 +48,10 @@ class WindowEvent:
     ``raw_probs`` are the model's output for this window alone; ``latency_ms`` holds at least ``features``,
     ``inference`` and ``total``. ``probs`` / ``confidence`` are calibrated when the model has a temperature.
     ``arousal`` / ``valence`` in [-1, 1] come from the smoothed probabilities before the temperature (None when
-    the model's labels have no mapping); ``uncertain`` is set when ``confidence`` is below the model's
-    (or ``--min-confidence``'s) threshold: the window keeps its label and probabilities, but the dashboard and
-    the summary count it as uncertain."""
+    the model's labels have no mapping), or from the model's trained head smoothed like the probabilities;
+    ``raw_arousal`` / ``raw_valence`` are this window's alone (as ``raw_probs``); ``uncertain`` is set when
+    ``confidence`` is below the model's (or ``--min-confidence``'s) threshold: the window keeps its label and
+    probabilities, but the dashboard and the summary count it as uncertain."""
 
     start_s: float
     end_s: float
@@ -63,6 +64,8 @@ class WindowEvent:
     arousal: float | None = None
     valence: float | None = None
     uncertain: bool = False
+    raw_arousal: float | None = None
+    raw_valence: float | None = None
 
     @property
     def shown_label(self) -> str:
@@ -81,6 +84,8 @@ class WindowEvent:
             "speech_ratio": _round(self.speech_ratio, RATIO_DECIMALS),
             "arousal": None if self.arousal is None else _round(self.arousal, AFFECT_DECIMALS),
             "valence": None if self.valence is None else _round(self.valence, AFFECT_DECIMALS),
+            "raw_arousal": None if self.raw_arousal is None else _round(self.raw_arousal, AFFECT_DECIMALS),
+            "raw_valence": None if self.raw_valence is None else _round(self.raw_valence, AFFECT_DECIMALS),
             "uncertain": bool(self.uncertain),
             "latency_ms": _round_map(self.latency_ms, LATENCY_DECIMALS),
         }
@@ -102,6 +107,8 @@ class WindowEvent:
             arousal=_optional_float(d.get("arousal")),
             valence=_optional_float(d.get("valence")),
             uncertain=bool(d.get("uncertain", False)),
+            raw_arousal=_optional_float(d.get("raw_arousal")),
+            raw_valence=_optional_float(d.get("raw_valence")),
         )
 
 

@@ -2,7 +2,8 @@
 
 A ser-live model is one ONNX file (written by ``ser-export``) whose input ``features`` takes *raw* features
 ``[batch, *feature_shape]`` (the standardisation is inside the graph) and whose output ``probs`` is
-``[batch, n_labels]`` softmax probabilities. Everything else the runtime needs (labels, feature preset, window, hop,
+``[batch, n_labels]`` softmax probabilities (a model with a trained arousal/valence head has a second output
+``affect``, ``[batch, 2]``). Everything else the runtime needs (labels, feature preset, window, hop,
 ...) is JSON in ``metadata_props["ser_live"]``. This module never imports TensorFlow, Keras, librosa or scipy.
 """
 
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnxruntime as ort
 
-from realtime.affect import AFFECT_KEY, CALIBRATION_KEY, AffectMap, Calibration
+from realtime.affect import AFFECT_KEY, AFFECT_OUTPUT, CALIBRATION_KEY, DIMENSIONS, AffectMap, Calibration
 from realtime.errors import UserError
 from realtime.normalize import InputNormConfig
 
@@ -133,7 +134,13 @@ class ModelInfo:
         return FeaturePreset.from_dict(dict(self.preset_config))
 
     @classmethod
-    def from_metadata(cls, meta: Mapping[str, Any], feature_shape: Sequence[int], source: str = "model") -> ModelInfo:
+    def from_metadata(
+        cls,
+        meta: Mapping[str, Any],
+        feature_shape: Sequence[int],
+        source: str = "model",
+        graph_outputs: Sequence[str] = (OUTPUT_NAME,),
+    ) -> ModelInfo:
         """Validate the ``ser_live`` metadata dict; raise UserError naming ``source`` when it is unusable."""
         fix = "re-export it with ser-export"
         if not isinstance(meta, Mapping):
@@ -177,7 +184,7 @@ class ModelInfo:
         except UserError as err:
             raise UserError(f"{source}: {err}") from None
         calibration = Calibration.from_metadata(meta.get(CALIBRATION_KEY), source)
-        affect = AffectMap.for_model(labels, meta.get(AFFECT_KEY), source)
+        affect = AffectMap.for_model(labels, meta.get(AFFECT_KEY), source, graph_head=AFFECT_OUTPUT in graph_outputs)
         declared = meta.get("feature_shape")
         if declared is not None and tuple(declared) != shape:
             raise UserError(
@@ -215,6 +222,12 @@ class EmotionModel:
         self.provider: str = session.get_providers()[0]
         self._feature_shape = info.feature_shape
         self._n_labels = info.n_labels
+        self.graph_has_head = AFFECT_OUTPUT in [o.name for o in session.get_outputs()]
+
+    @property
+    def has_head(self) -> bool:
+        """Whether arousal/valence come from the graph's trained head (the metadata says so)."""
+        return self.info.affect is not None and self.info.affect.from_graph
 
     @property
     def name(self) -> str:
@@ -227,9 +240,11 @@ class EmotionModel:
     def __repr__(self) -> str:
         return f"EmotionModel({str(self.path)!r}, provider={self.provider!r}, labels={list(self.labels)})"
 
-    def affect(self, probs: np.ndarray) -> np.ndarray | None:
-        """Arousal and valence ``[..., 2]`` in [-1, 1] for probabilities ``[..., n_labels]`` (None: no mapping)."""
-        return None if self.info.affect is None else self.info.affect(probs)
+    def affect(self, probs: np.ndarray, head: np.ndarray | None = None) -> np.ndarray | None:
+        """Arousal and valence ``[..., 2]`` in [-1, 1] (None: the model has no mapping): for a model with a trained
+        head, its output ``head`` (as :meth:`run` gives it, or averaged like the probabilities); otherwise the
+        model's map of the probabilities ``[..., n_labels]``."""
+        return None if self.info.affect is None else self.info.affect.values(probs, head)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Probabilities for raw features ``[batch, *feature_shape]`` -> ``[batch, n_labels]`` (float32): the
@@ -237,6 +252,17 @@ class EmotionModel:
 
         A single example ``[*feature_shape]`` gives ``[n_labels]``.
         """
+        return self._run(features, [OUTPUT_NAME])[0]
+
+    def run(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`predict` and, for a model with a trained affect head, its ``[batch, 2]`` output (else None), in
+        one graph call."""
+        if not self.has_head:
+            return self.predict(features), None
+        probs, head = self._run(features, [OUTPUT_NAME, AFFECT_OUTPUT])
+        return probs, head
+
+    def _run(self, features: np.ndarray, names: list[str]) -> list[np.ndarray]:
         x = np.asarray(features, dtype=np.float32)
         given = x.shape
         single = given == self._feature_shape
@@ -250,19 +276,13 @@ class EmotionModel:
             )
         n = x.shape[0]
         if n == 0:
-            return np.zeros((0, self._n_labels), dtype=np.float32)
+            widths = {OUTPUT_NAME: self._n_labels, AFFECT_OUTPUT: len(DIMENSIONS)}
+            return [np.zeros((0, widths[name]), dtype=np.float32) for name in names]
         x = np.ascontiguousarray(x)
-        if n <= MAX_BATCH_ROWS:
-            probs = self._session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-        else:
-            probs = np.concatenate(
-                [
-                    self._session.run([OUTPUT_NAME], {INPUT_NAME: x[i : i + MAX_BATCH_ROWS]})[0]
-                    for i in range(0, n, MAX_BATCH_ROWS)
-                ]
-            )
-        probs = np.asarray(probs, dtype=np.float32)
-        return probs[0] if single else probs
+        parts = [self._session.run(names, {INPUT_NAME: x[i : i + MAX_BATCH_ROWS]}) for i in range(0, n, MAX_BATCH_ROWS)]
+        out = [np.asarray(np.concatenate([p[k] for p in parts]) if len(parts) > 1 else parts[0][k], dtype=np.float32)
+               for k in range(len(names))]
+        return [o[0] for o in out] if single else out
 
 
 def _package_file(name: str, missing: str) -> Path:
@@ -379,7 +399,8 @@ def load_model(
             f"{source} is not an ONNX model (onnxruntime cannot load it): pass a .onnx file made by ser-export"
         ) from None
     meta = read_metadata(session, source)
-    info = ModelInfo.from_metadata(meta, _graph_feature_shape(session, source), source)
+    outputs = [o.name for o in session.get_outputs()]
+    info = ModelInfo.from_metadata(meta, _graph_feature_shape(session, source), source, graph_outputs=outputs)
     _check_preset(info, source)
     model = EmotionModel(session, info, model_path)
     if providers[0] == CUDA_PROVIDER and model.provider != CUDA_PROVIDER:

@@ -10,8 +10,9 @@ from realtime.api import EmotionRecognizer
 from realtime.engine import Engine, EngineConfig
 from realtime.errors import UserError
 from realtime.model import load_model
+from realtime.smoothing import Smoother, SmoothingConfig
 from tests.audio_fixtures import voiced_tone
-from tests.tiny_model import TINY_LABELS, make_tiny_model
+from tests.tiny_model import TINY_LABELS, make_tiny_model, tiny_affect_reference
 
 SR = 16000
 
@@ -82,7 +83,8 @@ def tiny_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         root / "calibrated.onnx", preset_name="logmel",
         metadata_overrides={"calibration": {"temperature": 2.0, "min_confidence": 0.99}},
     )
-    return {"plain": plain, "calibrated": calibrated}
+    head = make_tiny_model(root / "head.onnx", preset_name="logmel", affect_head=True)
+    return {"plain": plain, "calibrated": calibrated, "head": head}
 
 
 def test_old_model_runs_with_lexicon_dimensions_and_no_uncertain_state(tiny_paths: dict[str, object]) -> None:
@@ -133,3 +135,44 @@ def test_prediction_carries_the_clip_dimensions(tiny_paths: dict[str, object]) -
     assert pred.speech_detected and pred.arousal is not None and pred.valence is not None
     mean = np.array([pred.probs[k] for k in TINY_LABELS])
     assert (pred.arousal, pred.valence) == pytest.approx(tuple(AffectMap.lexicon(TINY_LABELS)(mean)), abs=1e-6)
+
+
+def test_trained_head_values_come_from_the_graph_smoothed_like_the_probabilities(
+    tiny_paths: dict[str, object],
+) -> None:
+    """A model with a trained affect head: each window's raw arousal/valence is the graph's output for it, the
+    shown values are the engine's moving average of them (same resets as the probabilities), and a clip's are
+    the mean of its windows'; the probabilities are those of the same graph without the head."""
+    model, plain = load_model(tiny_paths["head"]), load_model(tiny_paths["plain"])
+    assert model.has_head and model.graph_has_head and not plain.has_head
+    x = np.random.default_rng(1).normal(-40, 10, size=(4, *model.info.feature_shape)).astype(np.float32)
+    probs, head = model.run(x)
+    np.testing.assert_allclose(probs, plain.predict(x), atol=1e-6)
+    np.testing.assert_allclose(head, tiny_affect_reference(x, model.info.feature_shape), atol=1e-5)
+    assert plain.run(x)[1] is None
+    with pytest.raises(ValueError, match="graph"):
+        model.info.affect(probs)  # a trained head cannot be read off the probabilities
+
+    audio = speechlike(5.0, SR)
+    engine = Engine(model, SR)
+    events = engine.feed(audio) + engine.flush()
+    assert len(events) > 2
+    smoother = Smoother(SmoothingConfig(alpha=engine.config.smoothing_alpha,
+                                        reset_after_s=engine.config.smoothing_reset_s))
+    values = [(e.raw_arousal, e.raw_valence) for e in events]
+    assert len({round(a, 4) for a, _ in values}) > 1  # the windows differ: the average is a real test
+    for e in events:
+        expect = smoother.process(np.array([e.raw_arousal, e.raw_valence]), e.end_s)
+        assert (e.arousal, e.valence) == pytest.approx(tuple(expect), abs=1e-5)
+    # the same windows in a batch (ser-batch's path) give the same values
+    batched = Engine(model, SR).run_batched([audio])
+    np.testing.assert_allclose([(e.raw_arousal, e.arousal, e.valence) for e in batched],
+                               [(e.raw_arousal, e.arousal, e.valence) for e in events], atol=1e-5)
+    pred = EmotionRecognizer(tiny_paths["head"]).predict(audio, SR)
+    assert (pred.arousal, pred.valence) == pytest.approx(tuple(np.mean(values, axis=0)), abs=1e-5)
+
+
+def test_metadata_naming_a_head_the_graph_lacks_is_refused(tmp_path: object) -> None:
+    bad = make_tiny_model(tmp_path / "bad.onnx", metadata_overrides={"affect": {"method": "head"}})
+    with pytest.raises(UserError, match="no 'affect' output: re-export"):
+        load_model(bad)

@@ -59,12 +59,13 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("calib")
     write_ravdess_tree(root / "ravdess", actors=4, unreadable=False)
     model = make_tiny_model(root / "tiny.onnx", preset_name="logmel")
+    head = make_tiny_model(root / "head.onnx", preset_name="logmel", affect_head=True)
     run = root / "run"
     run.mkdir()
     counts = {part: {"speaker": {f"ravdess:{a:02d}": 7 for a in actors}}
               for part, actors in (("train", (1, 2)), ("val", (3,)), ("test", (4,)))}
     (run / "metrics.json").write_text(json.dumps({"counts": counts, "test_speakers": ["ravdess:04"]}))
-    return {"root": root, "model": model, "run": run}
+    return {"root": root, "model": model, "head": head, "run": run}
 
 
 def test_ser_calibrate_writes_a_calibrated_model_and_a_report(corpus: dict[str, Path], tmp_path: Path) -> None:
@@ -105,6 +106,25 @@ def test_a_fixed_temperature_is_stored_and_the_fitted_one_reported(corpus: dict[
     assert figures["fit"]["ece_after"] == pytest.approx(figures["fit"]["ece_before"])
     assert "ece_after" in figures["fit_at_fitted_temperature"]
     assert load_model(out).info.calibration.temperature == 1.0
+
+
+def test_a_trained_head_competes_with_the_mappings(corpus: dict[str, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A model with a trained affect head: the head is scored next to the lexicon and the linear head, on the same
+    clips, and ``--affect head`` keeps it (the graph output stays the model's arousal/valence)."""
+    out, report = tmp_path / "head.onnx", tmp_path / "head.json"
+    data = ["--data", f"ravdess={corpus['root'] / 'ravdess'}", "--run", str(corpus["run"]), "-o", str(out)]
+    assert calibrate_main([str(corpus["head"]), *data, "--report", str(report)]) == 0
+    figures = json.loads(report.read_text())
+    assert set(figures["affect"]) == {"head", "lexicon", "linear"}
+    assert figures["affect"]["head"]["fit"] != figures["affect"]["lexicon"]["fit"]
+    assert load_model(out).has_head == (figures["affect_chosen"] == "head")
+    assert calibrate_main([str(corpus["head"]), *data, "--affect", "head", "--report", str(report)]) == 0
+    assert json.loads(report.read_text())["affect_chosen"] == "head" and load_model(out).has_head
+    # a model without a head cannot be asked for one
+    code = calibrate_main([str(corpus["model"]), "--data", f"ravdess={corpus['root'] / 'ravdess'}", "--speakers",
+                           "ravdess:03", "-o", str(tmp_path / "x.onnx"), "--affect", "head"])
+    assert code == 2 and "no trained affect head" in capsys.readouterr().err
 
 
 def test_ser_calibrate_bad_input(corpus: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

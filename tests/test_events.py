@@ -51,18 +51,21 @@ def test_window_event_to_dict_rounds_and_types() -> None:
     assert d["latency_ms"] == {"features": 0.123, "inference": 1.0, "total": 2.0}
     assert set(d) == {
         "type", "start_s", "end_s", "label", "confidence", "probs", "raw_probs", "speech_ratio", "latency_ms",
-        "arousal", "valence", "uncertain",
+        "arousal", "valence", "uncertain", "raw_arousal", "raw_valence",
     }  # fmt: skip
     assert d["arousal"] is None and d["valence"] is None and d["uncertain"] is False
 
 
 def test_window_event_affect_and_uncertain_round_trip() -> None:
-    ev = _event(arousal=0.123456, valence=-0.5, uncertain=True)
+    ev = _event(arousal=0.123456, valence=-0.5, uncertain=True, raw_arousal=0.25, raw_valence=-0.75)
     d = json.loads(json.dumps(ev.to_dict()))
     assert d["arousal"] == 0.1235 and d["valence"] == -0.5 and d["uncertain"] is True
+    assert d["raw_arousal"] == 0.25 and d["raw_valence"] == -0.75
     back = WindowEvent.from_dict(d)
     assert back.uncertain and back.shown_label == "uncertain" and back.valence == -0.5
-    old = {k: v for k, v in d.items() if k not in ("arousal", "valence", "uncertain")}  # JSONL of older versions
+    assert back.raw_arousal == 0.25 and back.raw_valence == -0.75
+    # JSONL of older versions
+    old = {k: v for k, v in d.items() if k not in ("arousal", "valence", "uncertain", "raw_arousal", "raw_valence")}
     legacy = WindowEvent.from_dict(old)
     assert legacy.arousal is None and not legacy.uncertain and legacy.shown_label == legacy.label
 

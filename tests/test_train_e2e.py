@@ -323,3 +323,59 @@ def test_corpus_split_errors_are_one_line(two_corpora: dict[str, Path], tmp_path
     assert "needs another corpus to train on besides ravdess" in capsys.readouterr().err
     assert main([*base, "--test-corpus", "ravdess"]) == 2
     assert "--test-corpus needs --split corpus" in capsys.readouterr().err
+
+
+def test_affect_head_run_exports_two_outputs_and_live_equals_keras(corpus: dict[str, Any], tmp_path: Path) -> None:
+    """--affect-weight trains an arousal/valence output with the classes; ser-export keeps it (parity-checked), the
+    model's metadata names it, and the live engine's window values are the Keras head's on the same windows."""
+    import contextlib
+    import io
+
+    import keras
+
+    from export.onnx_export import export_model
+    from realtime.api import EmotionRecognizer
+    from realtime.model import load_model
+    from realtime.pipeline import PipelineConfig
+    from train.cli import main
+    from train.corpora import Record
+    from train.dataset import FeatureBuilder, Standardizer
+    from train.models import model_input_shape
+
+    out = tmp_path / "run"
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["--data", f"ravdess={corpus['root']}", "--cache", str(corpus["cache"]), "--out", str(out),
+                     "--input-norm", "none", "--affect-weight", "0.5", *LOGMEL_ARGS])
+    assert code == 0
+    config, metrics = load(out / "config.json"), load(out / "metrics.json")
+    assert config["affect_head"]["weight"] == 0.5 and "NRC VAD" in config["affect_head"]["targets"]
+    for way in ("lexicon", "head"):
+        assert 0.0 <= metrics["affect"][way]["arousal"]["binary_accuracy"] <= 1.0
+    onnx_path = tmp_path / "model.onnx"
+    report = export_model(out, onnx_path, quantize="int8")
+    assert report.parity.passed and report.quantized is not None
+    model = load_model(onnx_path)
+    assert model.has_head and model.info.raw["affect"]["loss_weight"] == 0.5
+    assert load_model(report.quantized.path).has_head
+
+    clip = corpus["good"][5]
+    pipeline = PipelineConfig(preset=model.info.preset, window_s=config["window_s"], hop_s=config["hop_s"],
+                              min_speech_s=config["min_speech_s"])
+    [examples] = FeatureBuilder(pipeline).clip(Record(clip, "happy", "ravdess:01", "ravdess"))
+    x = Standardizer.from_dict(config["normalization"]).apply(examples.features)
+    x = x.reshape((len(x), *model_input_shape(tuple(config["feature_shape"]))))
+    keras_out = keras.saving.load_model(out / "model.keras").predict(x, verbose=0)
+    live = EmotionRecognizer(onnx_path, provider="cpu").predict_file(clip)
+    assert len(live.windows) == len(x) > 0
+    np.testing.assert_allclose([[w.raw_arousal, w.raw_valence] for w in live.windows], keras_out["affect"], atol=1e-3)
+    np.testing.assert_allclose([live.arousal, live.valence], keras_out["affect"].mean(axis=0), atol=1e-3)
+    np.testing.assert_allclose([live.probs[label] for label in LABELS], keras_out["probs"].mean(axis=0), atol=1e-3)
+
+
+def test_affect_weight_must_not_be_negative(corpus: dict[str, Any], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from train.cli import main
+
+    code = main(["--data", f"ravdess={corpus['root']}", "--out", str(tmp_path / "x"), "--affect-weight", "-1", "-q"])
+    err = capsys.readouterr().err
+    assert code != 0 and "--affect-weight must be 0" in err and "Traceback" not in err

@@ -28,6 +28,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from realtime.affect import AFFECT_OUTPUT
 from realtime.features import FeaturePreset, get_preset
 from realtime.model import FORMAT_VERSION, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
 from realtime.pipeline import PipelineConfig
@@ -67,16 +68,35 @@ def tiny_weights(feature_shape: Sequence[int], n_labels: int, seed: int = DEFAUL
     }
 
 
-def tiny_reference(features: np.ndarray, feature_shape: Sequence[int], n_labels: int = len(TINY_LABELS),
-                   seed: int = DEFAULT_SEED) -> np.ndarray:
-    """The tiny model's probabilities in numpy: ``[batch, *feature_shape] -> [batch, n_labels]``."""
-    weights = tiny_weights(feature_shape, n_labels, seed)
+def tiny_affect_weights(feature_shape: Sequence[int], seed: int = DEFAULT_SEED) -> dict[str, np.ndarray]:
+    """Parameters of the optional affect head: Gemm ``wa`` ``(width, 2)`` and ``ba``, then tanh."""
+    width = int(feature_shape[-1]) if len(feature_shape) == 2 else math.prod(feature_shape)
+    rng = np.random.default_rng(seed + 1)
+    return {
+        "wa": (rng.normal(size=(width, 2)) * WEIGHT_GAIN / math.sqrt(width)).astype(np.float32),
+        "ba": (rng.normal(size=2) * BIAS_GAIN).astype(np.float32),
+    }
+
+
+def _squashed(features: np.ndarray, feature_shape: Sequence[int], weights: Mapping[str, np.ndarray]) -> np.ndarray:
     x = np.asarray(features, dtype=np.float64)
     if len(feature_shape) == 2:
         x = x.mean(axis=1)
     z = (x.reshape(len(x), -1) - weights["mean"]) / weights["std"]
-    z = np.sign(z) * np.log1p(np.abs(z))
-    logits = z @ weights["w"] + weights["b"]
+    return np.sign(z) * np.log1p(np.abs(z))
+
+
+def tiny_affect_reference(features: np.ndarray, feature_shape: Sequence[int], seed: int = DEFAULT_SEED) -> np.ndarray:
+    """The affect head's output in numpy: ``[batch, *feature_shape] -> [batch, 2]`` (arousal, valence)."""
+    weights = tiny_weights(feature_shape, len(TINY_LABELS), seed) | tiny_affect_weights(feature_shape, seed)
+    return np.tanh(_squashed(features, feature_shape, weights) @ weights["wa"] + weights["ba"])
+
+
+def tiny_reference(features: np.ndarray, feature_shape: Sequence[int], n_labels: int = len(TINY_LABELS),
+                   seed: int = DEFAULT_SEED) -> np.ndarray:
+    """The tiny model's probabilities in numpy: ``[batch, *feature_shape] -> [batch, n_labels]``."""
+    weights = tiny_weights(feature_shape, n_labels, seed)
+    logits = _squashed(features, feature_shape, weights) @ weights["w"] + weights["b"]
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
@@ -103,7 +123,8 @@ def tiny_metadata(preset: FeaturePreset, labels: Sequence[str], window_s: float,
     }
 
 
-def _graph(feature_shape: tuple[int, ...], n_labels: int, weights: Mapping[str, np.ndarray]) -> onnx.GraphProto:
+def _graph(feature_shape: tuple[int, ...], n_labels: int, weights: Mapping[str, np.ndarray],
+           affect_head: bool = False) -> onnx.GraphProto:
     nodes: list[onnx.NodeProto] = []
     source = INPUT_NAME
     if len(feature_shape) == 2:  # frames: mean over time
@@ -120,13 +141,18 @@ def _graph(feature_shape: tuple[int, ...], n_labels: int, weights: Mapping[str, 
         helper.make_node("Gemm", ["squashed", "w", "b"], ["logits"]),
         helper.make_node("Softmax", ["logits"], [OUTPUT_NAME], axis=-1),
     ]
+    outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", n_labels])]
+    if affect_head:
+        nodes += [helper.make_node("Gemm", ["squashed", "wa", "ba"], ["affect_logits"]),
+                  helper.make_node("Tanh", ["affect_logits"], [AFFECT_OUTPUT])]
+        outputs.append(helper.make_tensor_value_info(AFFECT_OUTPUT, TensorProto.FLOAT, ["batch", 2]))
     initializers = [numpy_helper.from_array(np.asarray(v), k) for k, v in weights.items()]
     initializers.append(numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"))
     return helper.make_graph(
         nodes,
         "ser_live_tiny",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", *feature_shape])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", n_labels])],
+        outputs,
         initializers,
     )
 
@@ -141,8 +167,12 @@ def make_tiny_model(
     *,
     seed: int = DEFAULT_SEED,
     metadata_overrides: Mapping[str, Any] | None = None,
+    affect_head: bool = False,
 ) -> Path:
     """Write a tiny ser-live model to ``path`` and return the path.
+
+    ``affect_head``: the graph also has the ``affect`` output (tanh of a second Gemm, :func:`tiny_affect_reference`)
+    and the metadata names it as the model's arousal/valence (``{"method": "head"}``).
 
     ``metadata_overrides`` replaces (or, with value ``None``, removes) keys of the ``ser_live`` metadata, for
     tests of bad model files. The file is a few kilobytes and takes milliseconds to write.
@@ -152,12 +182,15 @@ def make_tiny_model(
     feature_shape = tiny_feature_shape(preset_name, window_s, hop_s)
     weights = tiny_weights(feature_shape, len(labels), seed)
     meta = tiny_metadata(preset, labels, window_s, hop_s, min_speech_s, feature_shape, weights)
+    if affect_head:
+        meta["affect"] = {"method": "head", "output": AFFECT_OUTPUT}
+    graph_weights = weights | tiny_affect_weights(feature_shape, seed) if affect_head else weights
     for key, value in (metadata_overrides or {}).items():
         if value is None:
             meta.pop(key, None)
         else:
             meta[key] = value
-    model = helper.make_model(_graph(feature_shape, len(labels), weights),
+    model = helper.make_model(_graph(feature_shape, len(labels), graph_weights, affect_head),
                               opset_imports=[helper.make_opsetid("", OPSET)], producer_name="ser-live-tests")
     model.ir_version = IR_VERSION
     helper.set_model_props(model, {METADATA_KEY: json.dumps(meta)})

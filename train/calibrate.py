@@ -19,9 +19,10 @@ softmax (any earlier calibration removed). Then:
   windows below it are reported as *uncertain*;
 - **affect**: arousal and valence of every clip from the NRC VAD lexicon mapping (``realtime.affect``) and, with
   training speakers, from a linear head on the calibrated log-probabilities fitted to the lexicon coordinates of
-  each training clip's label (every corpus's labels teach it). Scored on the fitting speakers as binary accuracy
+  each training clip's label (every corpus's labels teach it), and from the network's own trained head when the
+  graph has one (``ser-train --affect-weight``). Scored on the fitting speakers as binary accuracy
   (arousal: the label's lexicon arousal above the scale's middle; valence likewise, over non-neutral clips) and
-  the correlation of the continuous value with that binary truth. ``--affect auto`` keeps the better one.
+  the correlation of the continuous value with that binary truth. ``--affect auto`` keeps the best.
 
 Writes the calibrated model(s) atomically and a JSON report of every figure.
 """
@@ -66,7 +67,7 @@ DEFAULT_TARGET_ACCURACY = 0.6
 MIN_COVERAGE = 0.1  # a threshold must keep at least this share of the windows
 RIDGE = 1e-2
 TARGET_SQUASH = 0.9  # lexicon coordinates are scaled by this before atanh (|y| < 1)
-AFFECT_CHOICES = ("auto", "lexicon", "linear")
+AFFECT_CHOICES = ("auto", "lexicon", "linear", "head")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store this temperature instead of the fitted one (1 = the model's own softmax); the "
                    "fitted one is still reported (default: the fitted one when it lowers the validation ECE)")
     p.add_argument("--affect", choices=AFFECT_CHOICES, default="auto",
-                   help="arousal/valence: the lexicon mapping, a fitted linear head, or the better of the two")
+                   help="arousal/valence: the lexicon mapping, a fitted linear head, the model's trained head "
+                   "(ser-train --affect-weight), or the best of those available on the fitting speakers")
     p.add_argument("--keep-calm", action="store_true", help="keep RAVDESS 'calm' clips")
     p.add_argument("--report", type=Path, default=None, help="write every figure to this JSON file")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -107,6 +109,7 @@ class Scored:
     clip: np.ndarray  # [windows] index into records
     truth: np.ndarray  # [windows] label index (-1: a label the model lacks)
     records: list[Any]
+    head: np.ndarray | None = None  # [windows, 2] a trained affect head's own outputs (None: the model has none)
 
     @property
     def clip_truth(self) -> np.ndarray:
@@ -128,20 +131,21 @@ def score(model: EmotionModel, records: Sequence[Any]) -> Scored:
     for path, reason in bad:
         logger.warning("skipped %s: %s", path, reason)
     engines: dict[int, Engine] = {}
-    probs, ends, owner, truth = [], [], [], []
+    probs, ends, owner, truth, head = [], [], [], [], []
     for k, clip in enumerate(clips):
         engine = engines.setdefault(clip.rate, Engine(model, clip.rate, EngineConfig(min_confidence=0.0)))
         events = replay(engine, clip.samples, clip.rate)
         label = model.labels.index(clip.record.label) if clip.record.label in model.labels else -1
         for e in events:
             probs.append([e.raw_probs[name] for name in model.labels])
+            head.append([e.raw_arousal, e.raw_valence])
             ends.append(e.end_s)
             owner.append(k)
             truth.append(label)
     if not probs:
         raise UserError("no clip of the chosen speakers held a speech window: check --data and the speakers")
     return Scored(np.asarray(probs, np.float64), np.asarray(ends), np.asarray(owner), np.asarray(truth),
-                  [c.record for c in clips])
+                  [c.record for c in clips], np.asarray(head, np.float64) if model.has_head else None)
 
 
 def ece(probs: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -242,6 +246,10 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
     model = load_model(args.model, provider="cpu")
     model.info = replace(model.info, calibration=Calibration())  # fit on the graph's own softmax
+    if model.graph_has_head:  # a trained head is a candidate whatever the metadata chose before
+        model.info = replace(model.info, affect=AffectMap.head(model.labels))
+    elif args.affect == "head":
+        raise UserError(f"{args.model} has no trained affect head (ser-train --affect-weight): use --affect auto")
     labels = model.labels
     loaded = load_corpora([parse_data_spec(s) for s in args.data], keep_calm=args.keep_calm)
     records = list(loaded.records)
@@ -317,6 +325,8 @@ def run(args: argparse.Namespace) -> int:
         }
     # arousal / valence on the fitting (and test) clips
     candidates: dict[str, AffectMap] = {}
+    if model.has_head:
+        candidates["head"] = AffectMap.head(labels)
     lexicon = AffectMap.lexicon(labels)
     if lexicon is not None:
         candidates["lexicon"] = lexicon
@@ -333,9 +343,10 @@ def run(args: argparse.Namespace) -> int:
         for part, scored in (("fit", fit), ("test", test)):
             if scored is None:
                 continue
-            clip_p = scored.clip_probs()  # a clip's verdict: the mean of its raw windows (EmotionRecognizer.predict)
+            # a clip's verdict: the mean of its raw windows (EmotionRecognizer.predict), of the head's outputs for it
+            values = scored.clip_probs(scored.head) if amap.from_graph else amap(scored.clip_probs())
             coords, known, valenced = affect_truth(labels, scored.clip_truth)
-            affect_report.setdefault(name, {})[part] = affect_scores(amap(clip_p), coords, known, valenced)
+            affect_report.setdefault(name, {})[part] = affect_scores(values, coords, known, valenced)
     report["affect"] = affect_report
 
     def mean_accuracy(name: str) -> float:

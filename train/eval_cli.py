@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
                 results[condition] = score_condition(
                     model, clips, condition, args.seed, lambda n, t=task: progress.advance(t, n)
                 )
-            per_model[name] = summarize(model.labels, clips, results, model.affect) | {"path": str(model.path)}
+            per_model[name] = summarize(model.labels, clips, results) | {"path": str(model.path)}
     corpora: dict[str, int] = {}
     for clip in clips:
         corpora[clip.record.corpus] = corpora.get(clip.record.corpus, 0) + 1

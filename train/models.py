@@ -40,7 +40,10 @@ import keras
 import numpy as np
 from keras import layers
 
+from export.onnx_export import has_affect_head, split_outputs  # noqa: F401 - split_outputs: for ser-train
+from realtime.affect import AFFECT_OUTPUT, DIMENSIONS
 from realtime.errors import UserError
+from realtime.model import OUTPUT_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -100,10 +103,9 @@ LOGMEL2D_DENSE = 64
 LOGMEL2D_DROPOUT_HEAD = 0.3
 
 # --- affect head (issue 11, way b) -----------------------------------------------------------------------------
-PROBS_OUTPUT = "probs"
-AFFECT_OUTPUT = "affect"
+PROBS_OUTPUT = OUTPUT_NAME
 """With an affect head a model has two outputs: ``probs`` (softmax) and ``affect`` ([arousal, valence], tanh)."""
-AFFECT_UNITS = 2
+AFFECT_UNITS = len(DIMENSIONS)
 DEFAULT_AFFECT_WEIGHT = 0.0  # weight of the affect (MSE) loss next to the class loss; 0 = no affect head
 
 MAX_PARAMS = 1_000_000
@@ -428,17 +430,6 @@ def with_affect_head(model: keras.Model, seed: int) -> keras.Model:
         name=AFFECT_OUTPUT,
     )(softmax.input)
     return keras.Model(model.inputs, {PROBS_OUTPUT: model.outputs[0], AFFECT_OUTPUT: affect}, name=model.name)
-
-
-def has_affect_head(model: keras.Model) -> bool:
-    return AFFECT_OUTPUT in list(getattr(model, "output_names", None) or [])
-
-
-def split_outputs(outputs: object) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(probs, affect or None)`` from what a model returns: one array, or the dict of a model with a head."""
-    if isinstance(outputs, dict):
-        return np.asarray(outputs[PROBS_OUTPUT]), np.asarray(outputs[AFFECT_OUTPUT])
-    return np.asarray(outputs), None
 
 
 def count_params(model: keras.Model) -> tuple[int, int]:

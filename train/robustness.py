@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from realtime.api import clip_affect
 from realtime.audio import read_audio
 from realtime.engine import Engine, EngineConfig
 from realtime.errors import UserError
@@ -95,10 +96,21 @@ def degrade(samples: np.ndarray, rate: int, condition: str, rng: np.random.Gener
 
 @dataclass
 class ConditionResult:
-    """Verdicts of one model under one condition: clip index -> mean window probabilities."""
+    """Verdicts of one model under one condition: clip index -> mean window probabilities, and -> the clip's
+    arousal and valence (``realtime.api.clip_affect``; absent when the model has no mapping)."""
 
     condition: str
     probs: dict[int, np.ndarray] = field(default_factory=dict)
+    affect: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def add(self, model: EmotionModel, index: int, events: Sequence[Any]) -> None:
+        """Record clip ``index``'s verdict from its window events (nothing when it has none)."""
+        if not events:
+            return
+        self.probs[index] = probs = np.mean([[e.raw_probs[label] for label in model.labels] for e in events], axis=0)
+        values = clip_affect(model, list(events), probs)
+        if values is not None:
+            self.affect[index] = values
 
 
 @dataclass(frozen=True)
@@ -137,11 +149,6 @@ def replay(engine: Engine, samples: np.ndarray, rate: int) -> list[Any]:
     return events + engine.flush()
 
 
-def _mean_probs(events: Iterable[Any], labels: Sequence[str]) -> np.ndarray | None:
-    rows = [[e.raw_probs[label] for label in labels] for e in events]
-    return np.mean(rows, axis=0) if rows else None
-
-
 def score_condition(
     model: EmotionModel,
     clips: Sequence[EvalClip],
@@ -152,7 +159,6 @@ def score_condition(
     """Verdicts of ``model`` on every clip under one condition."""
     result = ConditionResult(condition)
     engines: dict[int, Engine] = {}
-    labels = model.labels
 
     def engine_for(rate: int) -> Engine:
         if rate not in engines:
@@ -179,10 +185,7 @@ def score_condition(
             stream = np.clip(np.concatenate(parts) * gain, -CLIP_LEVEL, CLIP_LEVEL)
             events = replay(engine_for(rate), stream, rate)
             for i, start_s, end_s in spans:
-                inside = [e for e in events if start_s <= (e.start_s + e.end_s) / 2 < end_s]
-                probs = _mean_probs(inside, labels)
-                if probs is not None:
-                    result.probs[i] = probs
+                result.add(model, i, [e for e in events if start_s <= (e.start_s + e.end_s) / 2 < end_s])
             if progress is not None:
                 progress(len(members))
         return result
@@ -191,9 +194,7 @@ def score_condition(
         engine = engine_for(clip.rate)
         hop_s = engine.hop_s
         samples = degrade(clip.samples, clip.rate, condition, clip_rng(seed, clip.record, condition), hop_s)
-        probs = _mean_probs(replay(engine, samples, clip.rate), labels)
-        if probs is not None:
-            result.probs[i] = probs
+        result.add(model, i, replay(engine, samples, clip.rate))
         if progress is not None:
             progress(1)
     return result
@@ -209,10 +210,9 @@ def summarize(
     labels: Sequence[str],
     clips: Sequence[EvalClip],
     results: Mapping[str, ConditionResult],
-    affect: Callable[[np.ndarray], np.ndarray | None] | None = None,
 ) -> dict[str, Any]:
-    """Figures of one model: per condition UAR, accuracy, macro-F1, agreement with clean, collapse share, and with
-    ``affect`` (probabilities -> arousal, valence) binary arousal/valence accuracy of the clip verdicts."""
+    """Figures of one model: per condition UAR, accuracy, macro-F1, agreement with clean, collapse share, and
+    (when the model gives arousal/valence) binary arousal/valence accuracy of the clip verdicts."""
     extra = sorted({c.record.label for c in clips} - set(labels))
     eval_labels = [*labels, *extra]
     truth = np.array([eval_labels.index(c.record.label) for c in clips])
@@ -234,8 +234,8 @@ def summarize(
                 "verdicts": {n: int(c) for n, c in zip(labels, counts, strict=False)},
                 "top_verdict_share": float(counts.max() / counts.sum()),
             }
-            values = None if affect is None else affect(np.stack([result.probs[i] for i in idx]))
-            if values is not None:
+            if all(i in result.affect for i in idx):
+                values = np.stack([result.affect[i] for i in idx])
                 coords, known, valenced = scores.affect_truth(eval_labels, truth[idx])
                 entry["affect"] = scores.affect_scores(values, coords, known, valenced)
             if clean is not None and name != CLEAN:
