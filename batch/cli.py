@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mix: one stream per file; split: each channel its own stream (agent / customer)")
     p.add_argument(
         "--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
-        help="run through Ray Data; no ADDRESS or 'auto' starts a local Ray (default: local processes)",
+        help="run through Ray Data: on the cluster at ADDRESS; with no ADDRESS or 'auto', on RAY_ADDRESS when set, "
+        "else a local Ray this run starts; 'local' always starts one (default: local processes, no Ray)",
     )
     p.add_argument("--fresh", action="store_true", help="ignore what an earlier run in --out has done")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")

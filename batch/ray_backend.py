@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,14 @@ from realtime.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-LOCAL_ADDRESSES = (None, "", "auto", "local")
+AUTO_ADDRESSES = (None, "", "auto")  # RAY_ADDRESS when it is set (Ray's own convention), else a local Ray
+LOCAL_ADDRESS = "local"  # always a local Ray
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+AUTH_HINT = (
+    "if the cluster uses token authentication (the default of `ray start` since Ray 2.59), set RAY_AUTH_MODE=token "
+    "and give its token in RAY_AUTH_TOKEN or ~/.ray/auth_token (`ray get-auth-token` on the head node prints it)"
+)
 BLOCKS_PER_ACTOR = 4
 FILES_PER_CALL = 8  # files per map_batches call: fewer round trips between the actors and the driver
 RAY_HINT = "pip install 'ser-live[cluster]' (Ray Data)"
@@ -38,6 +46,36 @@ class RayScorer:
         return {"result": np.array(results, dtype=object)}
 
 
+def resolve_address(address: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The cluster ``--ray ADDRESS`` means, or None for a Ray started by this run: no address or ``auto`` is
+    ``RAY_ADDRESS`` when set, else local; ``local`` is always local; anything else is a cluster address."""
+    if address in AUTO_ADDRESSES:
+        return environ.get(RAY_ADDRESS_ENV) or None
+    if address == LOCAL_ADDRESS:
+        return None
+    return address
+
+
+def connect_error(address: str | None, err: BaseException, environ: Mapping[str, str] = os.environ) -> UserError:
+    """The one-line error for a cluster that could not be joined (with the token-authentication hint when the
+    driver is not in token mode), or for a local Ray (``address`` None) that could not start."""
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if address is None:
+        return UserError(f"could not start a local Ray: {first}; try --workers without --ray")
+    hint = "" if environ.get(AUTH_MODE_ENV, "").lower() == "token" else f"; {AUTH_HINT}"
+    return UserError(f"cannot reach the Ray cluster at {address}: {first}{hint}")
+
+
+def _init_options(cluster: str | None, workers: int, environ: MutableMapping[str, str]) -> dict[str, Any]:
+    init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    if cluster is not None:
+        init["address"] = cluster
+    else:
+        environ.pop(RAY_ADDRESS_ENV, None)  # start our own, even when RAY_ADDRESS names another
+        init["num_cpus"] = workers
+    return init
+
+
 def run_ray(
     address: str | None,
     model_path: str | None,
@@ -52,19 +90,15 @@ def run_ray(
         import ray.data
     except ImportError:
         raise UserError(f"--ray needs Ray: {RAY_HINT}") from None
-    init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
-    if address not in LOCAL_ADDRESSES:
-        init["address"] = address
-    else:
-        init["num_cpus"] = workers
+    cluster = resolve_address(address)
     try:
-        ray.init(**init)
+        ray.init(**_init_options(cluster, workers, os.environ))
     except (ConnectionError, RuntimeError, ValueError) as err:
-        raise UserError(f"cannot reach the Ray cluster at {address}: {str(err).splitlines()[0]}") from None
+        raise connect_error(cluster, err) from None
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)  # our own progress line says what is done
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # our own progress line says what is done
         if not paths:
             return True
         # a few blocks per actor, not one per file: each block is a Ray task, and per-task overhead adds up

@@ -241,3 +241,24 @@ def test_ray_gives_the_rows_of_the_local_run(archive: dict[str, Any], one_worker
     assert windows(tmp_path).equals(windows(one_worker))
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["backend"] == "ray" and run["ray_address"] == "auto"
+
+
+def test_ray_address_resolution_and_connect_errors() -> None:
+    """--ray / auto follow RAY_ADDRESS when it is set (else a local Ray), local is always local; a cluster that
+    cannot be joined gets one line naming it and, outside token mode, how to give Ray its token."""
+    pytest.importorskip("ray")
+    from batch.ray_backend import _init_options, connect_error, resolve_address
+
+    assert resolve_address("auto", {}) is None and resolve_address(None, {}) is None
+    assert resolve_address("auto", {"RAY_ADDRESS": "head:6379"}) == "head:6379"
+    assert resolve_address("local", {"RAY_ADDRESS": "head:6379"}) is None
+    assert resolve_address("10.0.0.5:6379", {"RAY_ADDRESS": "head:6379"}) == "10.0.0.5:6379"
+    env = {"RAY_ADDRESS": "head:6379"}
+    local = _init_options(None, 3, env)
+    assert local["num_cpus"] == 3 and "address" not in local and "RAY_ADDRESS" not in env
+    assert _init_options("head:6379", 3, {})["address"] == "head:6379"
+    err = connect_error("head:6379", ConnectionError("Failed to connect to Ray cluster at head:6379\nmore"), {})
+    assert str(err).startswith("cannot reach the Ray cluster at head:6379: Failed to connect") and "\n" not in str(err)
+    assert "RAY_AUTH_MODE=token" in str(err) and "ray get-auth-token" in str(err)
+    assert "RAY_AUTH_MODE" not in str(connect_error("head:6379", ConnectionError("x"), {"RAY_AUTH_MODE": "token"}))
+    assert "could not start a local Ray" in str(connect_error(None, RuntimeError("no shm"), {}))
