@@ -228,3 +228,17 @@ def test_recipes_convert_to_onnx_with_parity(recipe: str) -> None:
     x = np.random.default_rng(2).standard_normal((4, *shape)).astype(np.float32)
     (onnx_probs,) = session.run(None, {session.get_inputs()[0].name: x})
     np.testing.assert_allclose(onnx_probs, np.asarray(model(x, training=False)), atol=1e-5)
+
+
+def test_curves_plot_the_class_accuracy_of_a_model_with_an_affect_head(tmp_path: Path) -> None:
+    """A two-output model logs probs_accuracy, not accuracy: the curves must still show it (no empty panel)."""
+    import warnings
+
+    from train.report import plot_curves
+
+    history = {"loss": [2.0, 1.5], "val_loss": [2.1, 1.7], "probs_accuracy": [0.3, 0.4],
+               "val_probs_accuracy": [0.25, 0.35], "affect_loss": [0.3, 0.2]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns "No artists with labels" for an empty panel
+        plot_curves(history, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0

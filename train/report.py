@@ -45,10 +45,12 @@ def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path, title: str
 
 
 def plot_curves(history: Mapping[str, Sequence[float]], path: Path, title: str = "") -> None:
-    """Loss and accuracy per epoch, training and validation."""
+    """Loss and accuracy per epoch, training and validation (a model with an affect head logs its class accuracy
+    as ``probs_accuracy``)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
+    accuracy = "accuracy" if "accuracy" in history else "probs_accuracy"
+    for ax, key in zip(axes, ("loss", accuracy), strict=True):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = history.get(prefix + key)
             if values:
