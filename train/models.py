@@ -429,7 +429,7 @@ def with_affect_head(model: keras.Model, seed: int) -> keras.Model:
         AFFECT_UNITS, activation="tanh", kernel_initializer=keras.initializers.GlorotUniform(seed=int(seed)),
         name=AFFECT_OUTPUT,
     )(softmax.input)
-    return keras.Model(model.inputs, {PROBS_OUTPUT: model.outputs[0], AFFECT_OUTPUT: affect}, name=model.name)
+    return keras.Model(model.input, {PROBS_OUTPUT: model.output, AFFECT_OUTPUT: affect}, name=model.name)
 
 
 def count_params(model: keras.Model) -> tuple[int, int]:
