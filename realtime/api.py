@@ -106,7 +106,7 @@ class EmotionRecognizer:
         return clip_prediction(self.model, list(events))
 
 
-def clip_affect(model: EmotionModel, windows: list[WindowEvent], mean_probs: np.ndarray) -> np.ndarray | None:
+def _clip_affect(model: EmotionModel, windows: list[WindowEvent], mean_probs: np.ndarray) -> np.ndarray | None:
     """A clip's arousal and valence: the mean of its windows' own head outputs for a model with a trained head,
     else the model's map of the clip's mean raw probabilities ``mean_probs`` (None: no mapping)."""
     if model.has_head:
@@ -122,7 +122,7 @@ def clip_prediction(model: EmotionModel, windows: list[WindowEvent]) -> Predicti
     labels = model.labels
     mean = np.mean([[w.raw_probs[label] for label in labels] for w in windows], axis=0)
     best = int(np.argmax(mean))
-    affect = clip_affect(model, windows, mean)
+    affect = _clip_affect(model, windows, mean)
     return Prediction(
         labels[best],
         dict(zip(labels, map(float, mean), strict=True)),

@@ -296,6 +296,7 @@ def train_one(
 ) -> dict[str, Any]:
     """Extract, fit, evaluate and write one run folder. Returns the metrics."""
 
+    from export.onnx_export import split_outputs
     from train import metrics as scores
     from train import models
     from train.dataset import FeatureBuilder, Standardizer, fit_input_norm, normalize_clips, stack_examples
@@ -380,7 +381,7 @@ def train_one(
     model.save(out / "model.keras")
     ckpt.unlink(missing_ok=True)
 
-    probs, head = models.split_outputs(model.predict(prep(x_te), verbose=0, batch_size=512))
+    probs, head = split_outputs(model.predict(prep(x_te), verbose=0, batch_size=512))
     ids = list(range(len(eval_labels)))
     window_metrics = scores.metrics_dict(y_te, probs.argmax(axis=1), ids, eval_labels)
     clip_ids, clip_probs = pool_by_clip(probs, g_te)

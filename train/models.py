@@ -40,7 +40,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from export.onnx_export import has_affect_head, split_outputs  # noqa: F401 - split_outputs: for ser-train
+from export.onnx_export import has_affect_head
 from realtime.affect import AFFECT_OUTPUT, DIMENSIONS
 from realtime.errors import UserError
 from realtime.model import OUTPUT_NAME

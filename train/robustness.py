@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime.api import clip_affect
+from realtime.api import clip_prediction
 from realtime.audio import read_audio
 from realtime.engine import Engine, EngineConfig
 from realtime.errors import UserError
@@ -97,7 +97,7 @@ def degrade(samples: np.ndarray, rate: int, condition: str, rng: np.random.Gener
 @dataclass
 class ConditionResult:
     """Verdicts of one model under one condition: clip index -> mean window probabilities, and -> the clip's
-    arousal and valence (``realtime.api.clip_affect``; absent when the model has no mapping)."""
+    arousal and valence (both from ``realtime.api.clip_prediction``; absent when the model has no mapping)."""
 
     condition: str
     probs: dict[int, np.ndarray] = field(default_factory=dict)
@@ -105,12 +105,12 @@ class ConditionResult:
 
     def add(self, model: EmotionModel, index: int, events: Sequence[Any]) -> None:
         """Record clip ``index``'s verdict from its window events (nothing when it has none)."""
-        if not events:
+        verdict = clip_prediction(model, list(events))
+        if verdict.label is None:
             return
-        self.probs[index] = probs = np.mean([[e.raw_probs[label] for label in model.labels] for e in events], axis=0)
-        values = clip_affect(model, list(events), probs)
-        if values is not None:
-            self.affect[index] = values
+        self.probs[index] = np.array([verdict.probs[label] for label in model.labels])
+        if verdict.arousal is not None and verdict.valence is not None:
+            self.affect[index] = np.array([verdict.arousal, verdict.valence])
 
 
 @dataclass(frozen=True)
