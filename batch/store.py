@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from realtime.errors import UserError
-from train.fileio import atomic_write, write_json
+from realtime.fileio import atomic_write, write_json
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import numpy as np
 from realtime.dashboard import UNCERTAIN_COLOR, UNCERTAIN_LABEL, label_color
 from realtime.errors import UserError
 from realtime.events import QUADRANTS, SUMMARY_TYPE, WINDOW_TYPE, SessionSummary, WindowEvent
-from train.fileio import atomic_write
+from realtime.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 

@@ -51,11 +51,11 @@ from realtime.affect import (
 from realtime.cli import HelpFormatter
 from realtime.engine import DEFAULT_SMOOTHING_ALPHA, DEFAULT_SMOOTHING_RESET_S, Engine, EngineConfig
 from realtime.errors import UserError
+from realtime.fileio import atomic_write, write_json
 from realtime.model import METADATA_KEY, EmotionModel, load_model
 from realtime.smoothing import Smoother, SmoothingConfig
 from realtime.tooling import basic_logging, run_tool
 from train.eval_cli import run_speakers
-from train.fileio import atomic_write, write_json
 from train.metrics import affect_scores, affect_truth
 
 logger = logging.getLogger(__name__)

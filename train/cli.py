@@ -25,6 +25,7 @@ from realtime.affect import LEXICON_CITATION
 from realtime.cli import HelpFormatter
 from realtime.errors import UserError
 from realtime.features import PRESETS, get_preset
+from realtime.fileio import save_npy, write_json
 from realtime.normalize import DEFAULT_TIME_CONSTANT_S, MODE_NONE, MODE_WINDOW, MODES, InputNormConfig
 from realtime.pipeline import (
     DEFAULT_HOP_S,
@@ -35,7 +36,6 @@ from realtime.pipeline import (
     PipelineConfig,
 )
 from realtime.tooling import basic_logging, run_tool
-from train.fileio import save_npy, write_json
 
 logger = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from realtime.audio import read_audio
 from realtime.errors import UserError
+from realtime.fileio import save_npy
 from realtime.normalize import (
     ABS_FLOOR_DB,
     MODE_NONE,
@@ -35,7 +36,6 @@ from realtime.pipeline import FeaturePipeline, PipelineConfig
 from realtime.resample import Resampler
 from train.augment import AugmentConfig, augment_clip
 from train.corpora import Record
-from train.fileio import save_npy
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ import numpy as np
 from realtime import __version__
 from realtime.cli import HelpFormatter
 from realtime.errors import UserError
+from realtime.fileio import atomic_write, write_json
 from realtime.tooling import basic_logging, run_tool
-from train.fileio import atomic_write, write_json
 
 logger = logging.getLogger(__name__)
 
