@@ -17,6 +17,7 @@ from export.onnx_export import (
     export_model,
     load_config,
 )
+from realtime.errors import UserError
 from realtime.tooling import run_tool
 
 logger = logging.getLogger(__name__)
@@ -31,13 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ser-export",
         description="Convert a ser-train run (model.keras + config.json) into one self-describing ONNX model "
-        "for ser-live: standardisation folded in, metadata, parity-checked, written atomically.",
+        "for ser-live: standardisation folded in, metadata, an embedding output for personal profiles, "
+        "parity-checked, written atomically. Given a ser-live .onnx file instead, add the embedding output to it "
+        "(same weights; with --quantize int8 also to its NAME.int8.onnx beside it).",
     )
     parser.add_argument(
         "source",
         type=Path,
         metavar="SOURCE",
-        help="run directory made by ser-train, or a .keras file (then give --config)",
+        help="run directory made by ser-train, a .keras file (then give --config), or a ser-live .onnx model "
+        "without an embedding output (it gets one, weights unchanged)",
     )
     parser.add_argument(
         "-o", "--output", type=Path, required=True, metavar="OUT", help="output model file, e.g. models/NAME.onnx"
@@ -56,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="config.json of the run (default: %(default)s = the one in the run directory)",
     )
+    parser.add_argument("--overwrite", action="store_true",
+                        help="with a .onnx SOURCE: replace OUT if it exists (never the input itself)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and library messages")
     return parser
 
@@ -93,6 +99,8 @@ def format_report(report: ExportReport) -> str:
         f"{len(report.labels)} labels, features {list(report.feature_shape)}, {report.seconds:.1f} s)",
         f"parity Keras vs ONNX Runtime on {p.rows} {p.source} rows: max |diff| {p.max_abs_diff:.2e} "
         f"(limit {PARITY_TOLERANCE:g}), argmax agreement {100 * p.argmax_agreement:.1f}%",
+        f"embedding output: {report.embedding_size} values (profiles can re-fit the last layer)"
+        if report.embedding_size else "no embedding output (the last layer is not a softmax Dense): no profiles",
     ]
     q = report.quantized
     if q is not None:
@@ -111,10 +119,30 @@ def format_report(report: ExportReport) -> str:
 INT8_USABLE_AGREEMENT = 0.95  # below this argmax agreement the quantised model is not a usable substitute
 
 
+def _upgrade(args: argparse.Namespace) -> int:
+    from export.embedding import upgrade_model
+    from export.onnx_export import int8_path
+
+    int8_source = int8_dest = None
+    if args.quantize == "int8":
+        int8_source, int8_dest = int8_path(args.source), int8_path(args.output)
+        if not int8_source.is_file():
+            raise UserError(f"--quantize int8: no {int8_source} beside {args.source} to add the embedding to")
+    report = upgrade_model(args.source, args.output, int8_source, int8_dest, overwrite=args.overwrite)
+    print(f"added an embedding output ({report.size} values) to {args.source} -> {report.output}: probs unchanged "
+          f"(max |diff| {report.probs_max_diff:g}), softmax(embedding @ W + b) = probs within "
+          f"{report.reconstruction_max_diff:.1e}")
+    if report.int8 is not None:
+        print(f"and to {int8_source} -> {report.int8}: probs unchanged (max |diff| {report.int8_probs_max_diff:g})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     def work() -> int:
+        if args.source.suffix.lower() == ".onnx":
+            return _upgrade(args)
         config = load_config(args.config) if args.config is not None else None
         report = export_model(args.source, args.output, opset=args.opset, quantize=args.quantize, config=config)
         print(format_report(report))

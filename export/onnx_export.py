@@ -28,10 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from export.embedding import add_embedding_output, add_output_by_name, check_embedding
 from realtime import __version__ as PROJECT_VERSION  # noqa: N812
 from realtime.affect import AFFECT_KEY, AFFECT_OUTPUT, DIMENSIONS, AffectMap
 from realtime.errors import UserError
 from realtime.model import (
+    EMBEDDING_KEY,
     FORMAT_VERSION,
     INPUT_NAME,
     METADATA_KEY,
@@ -118,6 +120,7 @@ class ExportReport:
     parity: ParityReport
     quantized: QuantizedReport | None
     seconds: float
+    embedding_size: int | None = None  # the graph's embedding output (None: not found, cannot be personalised)
 
 
 @dataclass(frozen=True)
@@ -452,6 +455,43 @@ Outputs = tuple[np.ndarray, "np.ndarray | None"]
 """A model's probabilities and, with a trained head, its arousal/valence."""
 
 
+def _keras_embedding(model: Any, run: _RunConfig, features: np.ndarray) -> np.ndarray | None:
+    """The Keras model's input to its softmax layer (the reference for the ``embedding`` output)."""
+    import keras
+
+    probs_tensor = model.outputs[list(model.output_names).index(OUTPUT_NAME)] if has_affect_head(model) else (
+        model.outputs[0])
+    layer = probs_tensor._keras_history.operation
+    try:
+        sub = keras.Model(model.inputs[0], layer.input)
+    except Exception as err:  # a layer with several inputs, or none: no single embedding
+        logger.debug("no Keras embedding: %r", err)
+        return None
+    x = ((features - run.mean) / run.std).astype(np.float32)
+    x = x.reshape((len(features), *model_input_shape(run.feature_shape)))
+    return np.asarray(sub(x, training=False), dtype=np.float32)
+
+
+def _embedding_parity(reference: np.ndarray | None, model_bytes: bytes, features: np.ndarray) -> float:
+    """Largest |Keras - ONNX| of the embedding, relative to the embedding's largest value (ExportError above the
+    parity tolerance)."""
+    import onnxruntime as ort
+
+    from realtime.model import EMBEDDING_OUTPUT
+
+    if reference is None:
+        raise ExportError("the graph ends in Softmax(x @ W + b) but Keras gives no single input to that layer")
+    session = ort.InferenceSession(model_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"])
+    got = np.asarray(session.run([EMBEDDING_OUTPUT], {INPUT_NAME: features})[0], dtype=np.float32)
+    if got.shape != reference.shape:
+        raise ExportError(f"ONNX Runtime embedding shape {got.shape} differs from Keras {reference.shape}")
+    diff = float(np.max(np.abs(got - reference)) / max(1.0, float(np.max(np.abs(reference)))))
+    if diff > PARITY_TOLERANCE:
+        raise ExportError(f"embedding parity failed: max relative |Keras - ONNX| {diff:.3g} (limit "
+                          f"{PARITY_TOLERANCE:g}); nothing written")
+    return diff
+
+
 def _keras_predict(model: Any, run: _RunConfig, features: np.ndarray) -> Outputs:
     """The reference: numpy standardisation, reshape to the model input, Keras forward pass."""
     x = ((features - run.mean) / run.std).astype(np.float32)
@@ -562,6 +602,13 @@ def export_model(
     metadata_json = json.dumps(metadata, allow_nan=False)
 
     proto = _convert(model, run, opset)
+    classifier = add_embedding_output(proto)
+    if classifier is not None:
+        metadata[EMBEDDING_KEY] = classifier.info().to_dict()
+        metadata_json = json.dumps(metadata, allow_nan=False)
+    else:
+        logger.warning("the model's last layer is not Softmax(x @ W + b): no embedding output, so it cannot be "
+                       "personalised")
     _describe(proto, metadata_json, metadata)
     model_bytes = proto.SerializeToString()
 
@@ -576,6 +623,10 @@ def export_model(
         parity.max_abs_diff,
         100 * parity.argmax_agreement,
     )
+    if classifier is not None:
+        embedding_diff = _embedding_parity(_keras_embedding(model, run, features), model_bytes, features)
+        logger.info("embedding parity: max relative |diff| %.3g", embedding_diff)
+        check_embedding(model_bytes, classifier, run.feature_shape, run.mean, run.std)
     if not parity.passed:
         raise ExportError(
             f"parity check failed: max |Keras - ONNX| {parity.max_abs_diff:.3g} (limit {PARITY_TOLERANCE:g}), "
@@ -610,6 +661,7 @@ def export_model(
         parity=parity,
         quantized=quantized,
         seconds=time.perf_counter() - started,
+        embedding_size=None if classifier is None else int(classifier.weights.shape[0]),
     )
     logger.info(
         "wrote %s (%d bytes)%s",
@@ -639,6 +691,12 @@ def _export_int8(
         proto = onnx.load(str(int8_tmp))
     except Exception as err:  # the quantiser and onnx raise many types: one line for the user
         raise ExportError(f"int8 quantisation failed ({_one_line(err)}); nothing written") from None
+    if EMBEDDING_KEY in metadata:  # the quantised graph keeps the float graph's tensor names
+        from export.embedding import find_classifier
+
+        float_classifier = find_classifier(onnx.load(str(float_tmp)))
+        if float_classifier is not None:
+            add_output_by_name(proto, float_classifier.tensor, int(float_classifier.weights.shape[0]))
     _describe(proto, metadata_json, metadata)  # quantize_dynamic may drop metadata_props
     data = proto.SerializeToString()
     parity = _compare(reference, _onnx_predict(data, features, affect_head), len(features), parity_source)

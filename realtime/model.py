@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -28,6 +29,7 @@ from realtime.normalize import InputNormConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from realtime.features import FeaturePreset
+    from realtime.profile import Profile
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ METADATA_KEY = "ser_live"
 FORMAT_VERSION = 1
 INPUT_NAME = "features"
 OUTPUT_NAME = "probs"
+EMBEDDING_OUTPUT = "embedding"  # optional graph output: the layer that feeds the classifier (personal profiles)
+EMBEDDING_KEY = "embedding"  # metadata: {"output", "size", "classifier": {"weights" [size][n_labels], "bias"}}
 BUNDLED_PACKAGE = "models"
 BUNDLED_MODEL_NAME = "default.onnx"
 BUNDLED_DEMO_NAME = "demo.wav"
@@ -96,6 +100,53 @@ def _ort_load_errors() -> tuple[type[BaseException], ...]:
 
 
 @dataclass(frozen=True)
+class EmbeddingInfo:
+    """The graph's ``embedding`` output (the input of its last layer) and that last layer: ``probs =
+    softmax(embedding @ weights + bias)``. What a personal profile (``realtime.profile``) re-fits."""
+
+    size: int
+    weights: np.ndarray = field(hash=False, compare=False)  # float64 (size, n_labels)
+    bias: np.ndarray = field(hash=False, compare=False)  # float64 (n_labels,)
+    output: str = EMBEDDING_OUTPUT
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "output": self.output,
+            "size": self.size,
+            "classifier": {"weights": self.weights.tolist(), "bias": self.bias.tolist()},
+        }
+
+    @classmethod
+    def from_metadata(
+        cls, meta: Any, n_labels: int, source: str, graph_outputs: Sequence[str]
+    ) -> EmbeddingInfo | None:
+        """None when the metadata has no ``embedding`` entry (models exported before it existed)."""
+        if meta is None:
+            return None
+        fix = "re-export it with ser-export"
+        if not isinstance(meta, Mapping):
+            raise UserError(f"{source}: the metadata embedding is not a JSON object: {fix}")
+        output = meta.get("output", EMBEDDING_OUTPUT)
+        if output != EMBEDDING_OUTPUT or output not in graph_outputs:
+            raise UserError(f"{source}: the metadata names an embedding output the graph does not have: {fix}")
+        classifier = meta.get("classifier")
+        try:
+            size = int(meta["size"])
+            weights = np.asarray(classifier["weights"], dtype=np.float64)  # type: ignore[index]
+            bias = np.asarray(classifier["bias"], dtype=np.float64)  # type: ignore[index]
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{source}: the metadata embedding lacks a valid size and classifier: {fix}") from None
+        if size < 1 or weights.shape != (size, n_labels) or bias.shape != (n_labels,):
+            raise UserError(
+                f"{source}: the metadata embedding classifier has shape {weights.shape} / {bias.shape}, not "
+                f"({size}, {n_labels}) / ({n_labels},): {fix}"
+            )
+        if not (np.all(np.isfinite(weights)) and np.all(np.isfinite(bias))):
+            raise UserError(f"{source}: the metadata embedding classifier has NaN or infinite values: {fix}")
+        return cls(size=size, weights=weights, bias=bias, output=output)
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What a model file says about itself (``metadata_props["ser_live"]``) plus its input shape."""
 
@@ -113,6 +164,7 @@ class ModelInfo:
     input_norm: InputNormConfig = field(default_factory=InputNormConfig, hash=False)
     calibration: Calibration = field(default_factory=Calibration, hash=False)
     affect: AffectMap | None = field(default=None, hash=False)
+    embedding: EmbeddingInfo | None = field(default=None, hash=False)
     project_version: str = ""
     created: str = ""
     format_version: int = FORMAT_VERSION
@@ -185,6 +237,7 @@ class ModelInfo:
             raise UserError(f"{source}: {err}") from None
         calibration = Calibration.from_metadata(meta.get(CALIBRATION_KEY), source)
         affect = AffectMap.for_model(labels, meta.get(AFFECT_KEY), source, graph_head=AFFECT_OUTPUT in graph_outputs)
+        embedding = EmbeddingInfo.from_metadata(meta.get(EMBEDDING_KEY), len(labels), source, graph_outputs)
         declared = meta.get("feature_shape")
         if declared is not None and tuple(declared) != shape:
             raise UserError(
@@ -205,6 +258,7 @@ class ModelInfo:
             input_norm=input_norm,
             calibration=calibration,
             affect=affect,
+            embedding=embedding,
             project_version=str(meta.get("project_version", "")),
             created=str(meta.get("created", "")),
             format_version=version,
@@ -215,7 +269,9 @@ class ModelInfo:
 class EmotionModel:
     """An ONNX Runtime session on a ser-live model. Use :func:`load_model` to make one."""
 
-    def __init__(self, session: ort.InferenceSession, info: ModelInfo, path: Path) -> None:
+    def __init__(
+        self, session: ort.InferenceSession, info: ModelInfo, path: Path, profile: Profile | None = None
+    ) -> None:
         self._session = session
         self.info = info
         self.path = path
@@ -223,6 +279,41 @@ class EmotionModel:
         self._feature_shape = info.feature_shape
         self._n_labels = info.n_labels
         self.graph_has_head = AFFECT_OUTPUT in [o.name for o in session.get_outputs()]
+        self.profile = profile
+
+    @cached_property
+    def sha256(self) -> str:
+        """The model file's sha256 (what a personal profile is bound to)."""
+        from realtime.profile import file_sha256
+
+        return file_sha256(self.path)
+
+    @property
+    def can_personalise(self) -> bool:
+        """Whether the graph gives the embedding its last layer reads (``ser-export`` adds it)."""
+        return self.info.embedding is not None
+
+    def with_profile(self, profile: Profile | None) -> EmotionModel:
+        """The same session with ``profile``'s last layer instead of the model's (None: the model's own).
+        UserError when the profile was made for another model file or this model has no embedding output."""
+        if profile is None:
+            return EmotionModel(self._session, self.info, self.path) if self.profile is not None else self
+        if not self.can_personalise:
+            from realtime.profile import no_embedding_message
+
+            raise UserError(no_embedding_message(self))
+        profile.check_model(self)
+        model = EmotionModel(self._session, self.info, self.path, profile)
+        model.__dict__["sha256"] = self.sha256  # already known: no second hash of the file
+        return model
+
+    def embed(self, features: np.ndarray) -> np.ndarray:
+        """The ``embedding`` output ``[batch, size]`` for raw features (UserError: the model has none)."""
+        if not self.can_personalise:
+            from realtime.profile import no_embedding_message
+
+            raise UserError(no_embedding_message(self))
+        return self._run(features, [EMBEDDING_OUTPUT])[0]
 
     @property
     def has_head(self) -> bool:
@@ -238,7 +329,8 @@ class EmotionModel:
         return self.info.labels
 
     def __repr__(self) -> str:
-        return f"EmotionModel({str(self.path)!r}, provider={self.provider!r}, labels={list(self.labels)})"
+        profile = f", profile={self.profile.name!r}" if self.profile is not None else ""
+        return f"EmotionModel({str(self.path)!r}, provider={self.provider!r}, labels={list(self.labels)}{profile})"
 
     def affect(self, probs: np.ndarray, head: np.ndarray | None = None) -> np.ndarray | None:
         """Arousal and valence ``[..., 2]`` in [-1, 1] (None: the model has no mapping): for a model with a trained
@@ -252,6 +344,8 @@ class EmotionModel:
 
         A single example ``[*feature_shape]`` gives ``[n_labels]``.
         """
+        if self.profile is not None:
+            return self.profile.probs(self.embed(features))
         return self._run(features, [OUTPUT_NAME])[0]
 
     def run(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -259,6 +353,9 @@ class EmotionModel:
         one graph call."""
         if not self.has_head:
             return self.predict(features), None
+        if self.profile is not None:
+            embedding, head = self._run(features, [EMBEDDING_OUTPUT, AFFECT_OUTPUT])
+            return self.profile.probs(embedding), head
         probs, head = self._run(features, [OUTPUT_NAME, AFFECT_OUTPUT])
         return probs, head
 
@@ -276,7 +373,8 @@ class EmotionModel:
             )
         n = x.shape[0]
         if n == 0:
-            widths = {OUTPUT_NAME: self._n_labels, AFFECT_OUTPUT: len(DIMENSIONS)}
+            size = 0 if self.info.embedding is None else self.info.embedding.size
+            widths = {OUTPUT_NAME: self._n_labels, AFFECT_OUTPUT: len(DIMENSIONS), EMBEDDING_OUTPUT: size}
             return [np.zeros((0, widths[name]), dtype=np.float32) for name in names]
         x = np.ascontiguousarray(x)
         parts = [self._session.run(names, {INPUT_NAME: x[i : i + MAX_BATCH_ROWS]}) for i in range(0, n, MAX_BATCH_ROWS)]
@@ -379,9 +477,13 @@ def _check_preset(info: ModelInfo, source: str) -> None:
 
 
 def load_model(
-    path: str | Path | None = None, provider: str = DEFAULT_PROVIDER, threads: int = DEFAULT_THREADS
+    path: str | Path | None = None,
+    provider: str = DEFAULT_PROVIDER,
+    threads: int = DEFAULT_THREADS,
+    profile: str | os.PathLike[str] | Profile | None = None,
 ) -> EmotionModel:
-    """Open a ser-live ONNX model (``None``: the bundled ``models/default.onnx``) on the chosen provider."""
+    """Open a ser-live ONNX model (``None``: the bundled ``models/default.onnx``) on the chosen provider, with a
+    personal ``profile`` (a path or a :class:`realtime.profile.Profile`) replacing its last layer if given."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise UserError(f"threads must be a whole number >= 1, not {threads!r}")
     providers = resolve_providers(provider)
@@ -411,4 +513,8 @@ def load_model(
             )
         logger.warning("CUDA provider could not start; running on %s", model.provider)
     logger.info("loaded %s (%s, %d labels) on %s", source, info.recipe or "?", info.n_labels, model.provider)
+    if profile is not None:
+        from realtime.profile import Profile, load_profile
+
+        model = model.with_profile(profile if isinstance(profile, Profile) else load_profile(profile))
     return model

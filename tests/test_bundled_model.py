@@ -122,3 +122,20 @@ def test_demo_runs_through_the_bundled_model() -> None:
     assert result.speech_detected and len(result.windows) >= 10
     assert result.label in CLAIMED_LABELS
     assert result.arousal is not None and -1.0 <= result.arousal <= 1.0
+
+
+def test_bundled_models_carry_the_embedding_and_their_last_layer() -> None:
+    """Both shipped files can be personalised: the ``embedding`` output (64 values) and, in the metadata, the last
+    layer it feeds, which rebuilds the float graph's probabilities; the outputs above are unchanged by it."""
+    from realtime.profile import softmax
+
+    model = load_model(None)
+    int8 = load_model(bundled_model_path().with_name("default.int8.onnx"))
+    cfg = PipelineConfig(preset=model.info.preset, window_s=model.info.window_s, hop_s=model.info.hop_s)
+    x = _model_input(model, _synthetic_windows(model.info.sample_rate, cfg.window_samples))
+    for m in (model, int8):
+        assert m.can_personalise and m.info.embedding is not None and m.info.embedding.size == 64
+        assert m.info.embedding.weights.shape == (64, len(CLAIMED_LABELS))
+    rebuilt = softmax(model.embed(x).astype(np.float64) @ model.info.embedding.weights + model.info.embedding.bias)
+    np.testing.assert_allclose(rebuilt, model.predict(x), atol=1e-5)
+    np.testing.assert_allclose(int8.embed(x), model.embed(x), atol=0.1 * float(np.abs(model.embed(x)).max()))

@@ -24,6 +24,7 @@ from realtime import __version__
 from realtime.errors import UserError
 from realtime.features import PRESETS
 from realtime.model import FORMAT_VERSION, load_model
+from realtime.profile import softmax
 
 pytestmark = [
     pytest.mark.slow,
@@ -193,7 +194,7 @@ def test_metadata_round_trip(vector_export: ExportReport, vector_run: Any) -> No
 def test_onnx_graph_contract(frames_export: ExportReport) -> None:
     proto = onnx.load(str(frames_export.output))
     assert [i.name for i in proto.graph.input] == ["features"]
-    assert [o.name for o in proto.graph.output] == ["probs"]
+    assert [o.name for o in proto.graph.output] == ["probs", "embedding"]
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == FRAMES_SHAPE
     assert {o.domain: o.version for o in proto.opset_import}[""] == 18
@@ -201,6 +202,32 @@ def test_onnx_graph_contract(frames_export: ExportReport) -> None:
     assert "logmel" in proto.doc_string and "angry" in proto.doc_string
     props = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(props["ser_live"])["feature_shape"] == FRAMES_SHAPE
+
+
+@pytest.mark.parametrize("which", ["vector", "frames"])
+def test_export_writes_the_embedding_that_feeds_the_last_layer(
+    which: str, request: pytest.FixtureRequest, keras: Any
+) -> None:
+    """The ``embedding`` output is the Keras softmax layer's input, and the metadata's layer rebuilds ``probs``."""
+    report: ExportReport = request.getfixturevalue(f"{which}_export")
+    _, keras_model, config = request.getfixturevalue(f"{which}_run")
+    model = load_model(report.output, provider="cpu")
+    assert model.can_personalise and report.embedding_size == model.info.embedding.size
+    last = keras_model.layers[-1]
+    assert model.info.embedding.weights.shape == (last.kernel.shape[0], len(LABELS))
+    np.testing.assert_allclose(model.info.embedding.weights, np.asarray(last.kernel), rtol=1e-6)
+    x = around_mean(config, 5, np.random.default_rng(3))
+    mean, std = _mean_std(config)
+    z = ((x - mean) / std).astype(np.float32)
+    z = z[..., None] if len(config["feature_shape"]) == 1 else z
+    sub = keras.Model(keras_model.inputs[0], last.input)
+    np.testing.assert_allclose(model.embed(x), np.asarray(sub(z, training=False)), atol=TOLERANCE, rtol=1e-4)
+    rebuilt = softmax(model.embed(x).astype(np.float64) @ model.info.embedding.weights + model.info.embedding.bias)
+    np.testing.assert_allclose(rebuilt, model.predict(x), atol=1e-5)
+    if report.quantized is not None:
+        int8 = load_model(report.quantized.path, provider="cpu")
+        assert int8.can_personalise
+        np.testing.assert_allclose(int8.embed(x), model.embed(x), atol=0.1 * float(np.abs(model.embed(x)).max()))
 
 
 def test_int8_model_loads_runs_and_keeps_metadata(vector_export: ExportReport) -> None:
@@ -429,7 +456,7 @@ def test_report_warns_when_int8_disagrees(agreement: float, warned: bool) -> Non
     )
     report = SimpleNamespace(
         source="run", output="m.onnx", size_bytes=400, opset=15, labels=("a", "b"), feature_shape=(3,),
-        seconds=1.0, parity=parity, quantized=q,
+        seconds=1.0, parity=parity, quantized=q, embedding_size=8,
     )
     text = format_report(report)  # type: ignore[arg-type]
     assert ("do not use it" in text) is warned

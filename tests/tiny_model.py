@@ -30,7 +30,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from realtime.affect import AFFECT_OUTPUT
 from realtime.features import FeaturePreset, get_preset
-from realtime.model import FORMAT_VERSION, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
+from realtime.model import EMBEDDING_OUTPUT, FORMAT_VERSION, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
 from realtime.pipeline import PipelineConfig
 
 TINY_LABELS: tuple[str, ...] = ("angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
@@ -124,7 +124,7 @@ def tiny_metadata(preset: FeaturePreset, labels: Sequence[str], window_s: float,
 
 
 def _graph(feature_shape: tuple[int, ...], n_labels: int, weights: Mapping[str, np.ndarray],
-           affect_head: bool = False) -> onnx.GraphProto:
+           affect_head: bool = False, embedding: bool = False) -> onnx.GraphProto:
     nodes: list[onnx.NodeProto] = []
     source = INPUT_NAME
     if len(feature_shape) == 2:  # frames: mean over time
@@ -146,6 +146,10 @@ def _graph(feature_shape: tuple[int, ...], n_labels: int, weights: Mapping[str, 
         nodes += [helper.make_node("Gemm", ["squashed", "wa", "ba"], ["affect_logits"]),
                   helper.make_node("Tanh", ["affect_logits"], [AFFECT_OUTPUT])]
         outputs.append(helper.make_tensor_value_info(AFFECT_OUTPUT, TensorProto.FLOAT, ["batch", 2]))
+    if embedding:
+        width = int(weights["w"].shape[0])
+        nodes.append(helper.make_node("Identity", ["squashed"], [EMBEDDING_OUTPUT]))
+        outputs.append(helper.make_tensor_value_info(EMBEDDING_OUTPUT, TensorProto.FLOAT, ["batch", width]))
     initializers = [numpy_helper.from_array(np.asarray(v), k) for k, v in weights.items()]
     initializers.append(numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"))
     return helper.make_graph(
@@ -168,8 +172,12 @@ def make_tiny_model(
     seed: int = DEFAULT_SEED,
     metadata_overrides: Mapping[str, Any] | None = None,
     affect_head: bool = False,
+    embedding: bool = False,
 ) -> Path:
     """Write a tiny ser-live model to ``path`` and return the path.
+
+    ``embedding``: the graph also has the ``embedding`` output (the squashed input of its Gemm) and the metadata
+    carries that last layer (:class:`realtime.model.EmbeddingInfo`), so the model can be personalised.
 
     ``affect_head``: the graph also has the ``affect`` output (tanh of a second Gemm, :func:`tiny_affect_reference`)
     and the metadata names it as the model's arousal/valence (``{"method": "head"}``).
@@ -185,12 +193,16 @@ def make_tiny_model(
     if affect_head:
         meta["affect"] = {"method": "head", "output": AFFECT_OUTPUT}
     graph_weights = weights | tiny_affect_weights(feature_shape, seed) if affect_head else weights
+    if embedding:
+        meta["embedding"] = {"output": EMBEDDING_OUTPUT, "size": int(weights["w"].shape[0]),
+                             "classifier": {"weights": weights["w"].astype(np.float64).tolist(),
+                                            "bias": weights["b"].astype(np.float64).tolist()}}
     for key, value in (metadata_overrides or {}).items():
         if value is None:
             meta.pop(key, None)
         else:
             meta[key] = value
-    model = helper.make_model(_graph(feature_shape, len(labels), graph_weights, affect_head),
+    model = helper.make_model(_graph(feature_shape, len(labels), graph_weights, affect_head, embedding),
                               opset_imports=[helper.make_opsetid("", OPSET)], producer_name="ser-live-tests")
     model.ir_version = IR_VERSION
     helper.set_model_props(model, {METADATA_KEY: json.dumps(meta)})
