@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run through Ray Data: on the cluster at ADDRESS; with no ADDRESS or 'auto', on RAY_ADDRESS when set, "
         "else a local Ray this run starts; 'local' always starts one (default: local processes, no Ray)",
     )
+    p.add_argument("--profile", default=None, metavar="PROFILE",
+                   help="a personal profile for this model (ser-live --enroll, ser-profile fit), for every stream")
+    p.add_argument("--profile-left", default=None, metavar="PROFILE",
+                   help="with --channels split: the profile of the left channel (e.g. the agent's)")
+    p.add_argument("--profile-right", default=None, metavar="PROFILE",
+                   help="with --channels split: the profile of the right channel")
     p.add_argument("--fresh", action="store_true", help="ignore what an earlier run in --out has done")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -113,6 +119,20 @@ class _Progress:
             self._bar.stop()
 
 
+def _profiles(args: argparse.Namespace, model: Any) -> dict[str, dict[str, Any]]:
+    """The profiles given, checked against the model now (not in every worker), as JSON for the workers."""
+    from batch.score import PROFILE_ALL
+    from realtime.profile import load_profile
+
+    out = {}
+    for key, path in ((PROFILE_ALL, args.profile), ("0", args.profile_left), ("1", args.profile_right)):
+        if path is not None:
+            profile = load_profile(path)
+            model.with_profile(profile)  # UserError: another model file, or a model without an embedding
+            out[key] = profile.to_dict()
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from batch.inputs import expand_inputs
     from batch.score import BatchSettings, model_identity
@@ -122,9 +142,10 @@ def run(args: argparse.Namespace) -> int:
     require_pyarrow()
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1 (got {args.workers})")
-    settings = BatchSettings(channels=args.channels)
+    loaded = load_model(args.model, provider="cpu")  # fails early, with one line, on a bad model
+    settings = BatchSettings(channels=args.channels, profiles=_profiles(args, loaded))
     model = model_identity(args.model)
-    labels = load_model(args.model, provider="cpu").labels  # fails early, with one line, on a bad model
+    labels = loaded.labels
     paths = [str(p) for p in expand_inputs(args.inputs)]
     try:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from realtime.engine import Engine, EngineConfig
 from realtime.errors import UserError
 from realtime.events import WindowEvent
 from realtime.model import EmotionModel, bundled_model_path, load_model
+from realtime.profile import Profile
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ STATUS_NO_SPEECH = "no_speech"
 STATUS_ERROR = "error"
 BLOCK_S = 1.0  # what ser-live --file --fast reads (the events do not depend on it)
 HASH_CHUNK = 1 << 20
+PROFILE_ALL = "all"
 DECIMALS = 6
 
 
@@ -43,17 +45,33 @@ class BatchSettings:
 
     channels: str = CHANNELS_MIX
     engine: EngineConfig = field(default_factory=EngineConfig)
+    # personal profiles (their JSON, so that every worker and Ray node has them): PROFILE_ALL for every stream,
+    # "0" / "1" for the left / right channel with --channels split (they win over PROFILE_ALL)
+    profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.channels not in CHANNEL_MODES:
             raise UserError(f"--channels {self.channels!r} is not one of {', '.join(CHANNEL_MODES)}")
+        per_channel = sorted(set(self.profiles) - {PROFILE_ALL})
+        if per_channel and self.channels != CHANNELS_SPLIT:
+            raise UserError("--profile-left/--profile-right need --channels split (use --profile for mixed audio)")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"channels": self.channels, "engine": asdict(self.engine)}
+        out: dict[str, Any] = {"channels": self.channels, "engine": asdict(self.engine)}
+        if self.profiles:  # runs without profiles keep their resume key
+            out["profiles"] = {k: dict(v) for k, v in sorted(self.profiles.items())}
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> BatchSettings:
-        return cls(channels=str(d["channels"]), engine=EngineConfig(**dict(d["engine"])))
+        return cls(channels=str(d["channels"]), engine=EngineConfig(**dict(d["engine"])),
+                   profiles={str(k): dict(v) for k, v in (d.get("profiles") or {}).items()})
+
+    def profile_for(self, channel: int | None) -> Mapping[str, Any] | None:
+        """The profile JSON of a stream (``channel`` None: the mix)."""
+        if channel is not None and str(channel) in self.profiles:
+            return self.profiles[str(channel)]
+        return self.profiles.get(PROFILE_ALL)
 
 
 def file_sha256(path: Path) -> str:
@@ -88,12 +106,17 @@ class FileScorer:
         self.settings = settings
         self.model: EmotionModel = load_model(model_path, provider="cpu", threads=threads)
         self.labels = self.model.labels
-        self._engines: dict[int, Engine] = {}
+        self._models: dict[str, EmotionModel] = {}
+        for key, data in settings.profiles.items():
+            self._models[key] = self.model.with_profile(Profile.from_dict(data, f"profile {data.get('name', key)}"))
+        self._engines: dict[tuple[int, str], Engine] = {}
 
-    def _engine(self, rate: int) -> Engine:
-        if rate not in self._engines:
-            self._engines[rate] = Engine(self.model, rate, self.settings.engine)
-        return self._engines[rate]
+    def _engine(self, rate: int, channel: int | None = None) -> Engine:
+        key = str(channel) if channel is not None and str(channel) in self._models else PROFILE_ALL
+        if (rate, key) not in self._engines:
+            model = self._models.get(key, self.model)
+            self._engines[(rate, key)] = Engine(model, rate, self.settings.engine)
+        return self._engines[(rate, key)]
 
     def score(self, path: str) -> dict[str, Any]:
         """``{"key": file_key, "rows": [...], "windows": [...]}``; a bad file gives one ``error`` row."""
@@ -127,7 +150,7 @@ class FileScorer:
             yield block if channel is None else block[:, channel]
 
     def _score_channel(self, path: str, rate: int, channel: int | None) -> tuple[dict[str, Any], list[WindowEvent]]:
-        engine = self._engine(rate)
+        engine = self._engine(rate, channel)
         events = engine.run_batched(self._blocks(path, rate, channel))
         name = CHANNELS_MIX if channel is None else str(channel)
         row: dict[str, Any] = {
@@ -143,6 +166,7 @@ class FileScorer:
             "arousal": None,
             "valence": None,
             "uncertain_windows": sum(e.uncertain for e in events),
+            "profile": engine.profile_name or "",
         }
         probs = {label: None for label in self.labels}
         verdict = clip_prediction(engine.model, events)  # EmotionRecognizer.predict_file's verdict
@@ -175,7 +199,7 @@ class FileScorer:
         row: dict[str, Any] = {
             "path": str(path), "channel": channel, "status": STATUS_ERROR, "error": message.splitlines()[0],
             "duration_s": None, "speech_s": None, "windows": 0, "label": "", "confidence": None, "arousal": None,
-            "valence": None, "uncertain_windows": 0,
+            "valence": None, "uncertain_windows": 0, "profile": "",
         }
         row.update({f"prob_{label}": None for label in self.labels})
         return row

@@ -28,7 +28,7 @@ WINDOWS_PARQUET = "windows.parquet"
 RUN_JSON = "run.json"
 BASE_FILE_COLUMNS = (
     "path", "channel", "status", "error", "duration_s", "speech_s", "windows", "label", "confidence", "arousal",
-    "valence", "uncertain_windows",
+    "valence", "uncertain_windows", "profile",
 )  # fmt: skip
 BASE_WINDOW_COLUMNS = (
     "path", "channel", "start_s", "end_s", "label", "confidence", "uncertain", "arousal", "valence", "speech_ratio",

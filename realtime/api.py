@@ -22,6 +22,7 @@ from realtime.engine import Engine, EngineConfig
 from realtime.errors import UserError
 from realtime.events import WindowEvent
 from realtime.model import DEFAULT_PROVIDER, DEFAULT_THREADS, EmotionModel, load_model
+from realtime.profile import Profile, load_profile
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class EmotionRecognizer:
 
     ``model``: path to a ser-live ONNX file, an already loaded :class:`EmotionModel`, or None for the bundled one.
     ``provider``: "auto" (CUDA when available, else CPU), "cpu" or "cuda". ``threads``: ONNX Runtime threads.
+    ``profile``: a personal profile (path or :class:`realtime.profile.Profile`, made by ``ser-live --enroll`` or
+    ``ser-profile fit`` for this model file) whose re-fitted last layer replaces the model's.
     """
 
     def __init__(
@@ -65,14 +68,21 @@ class EmotionRecognizer:
         provider: str = DEFAULT_PROVIDER,
         threads: int = DEFAULT_THREADS,
         config: EngineConfig | None = None,
+        profile: str | os.PathLike[str] | Profile | None = None,
     ) -> None:
         self.model = model if isinstance(model, EmotionModel) else load_model(model, provider=provider, threads=threads)
+        if profile is not None:
+            self.model = self.model.with_profile(profile if isinstance(profile, Profile) else load_profile(profile))
         self.config = config or EngineConfig()
         self.config.pipeline_config(self.model)  # validate once, early
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.model.labels
+
+    @property
+    def profile(self) -> Profile | None:
+        return self.model.profile
 
     @property
     def sample_rate(self) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 
 from realtime import __version__
 from realtime.engine import DEFAULT_SMOOTHING_ALPHA, Engine, EngineConfig
+from realtime.enroll import DEFAULT_COUNTDOWN_S, DEFAULT_TAKE_S, DEFAULT_TAKES
 from realtime.errors import UserError
 from realtime.events import JsonlWriter, WindowEvent
 from realtime.model import DEFAULT_PROVIDER, DEFAULT_THREADS, bundled_demo_path, load_model
@@ -76,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mod = p.add_argument_group("model")
     mod.add_argument("--model", type=Path, default=None, help="a ser-live ONNX model (default: the bundled one)")
+    mod.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="PROFILE",
+        help="a personal profile (ser-live --enroll, ser-profile fit) made for this model: its re-fitted last "
+        "layer replaces the model's (default: none)",
+    )
     mod.add_argument("--provider", choices=PROVIDERS, default=DEFAULT_PROVIDER, help="ONNX Runtime provider")
     mod.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="ONNX Runtime intra-op threads")
     mod.add_argument(
@@ -110,6 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="a window whose (calibrated) top probability is below this is shown and counted as 'uncertain' "
         "(default: the threshold stored in the model, none for models without one; 0 = never uncertain)",
     )
+    enr = p.add_argument_group("enrolment (a personal profile)")
+    enr.add_argument(
+        "--enroll",
+        type=Path,
+        default=None,
+        metavar="PROFILE",
+        help="a guided session on the microphone: act each emotion while saying the sentence shown, then write "
+        "PROFILE (use it with --profile) (default: no enrolment, monitor)",
+    )
+    enr.add_argument("--enroll-labels", default="", metavar="L1,L2",
+                     help="enrol only these emotions (default: every label of the model)")
+    enr.add_argument("--enroll-takes", type=int, default=DEFAULT_TAKES, help="takes per emotion")
+    enr.add_argument("--take-seconds", type=float, default=DEFAULT_TAKE_S, help="length of each take")
+    enr.add_argument("--countdown", type=float, default=DEFAULT_COUNTDOWN_S, help="seconds before each take")
+    enr.add_argument("--overwrite", action="store_true", help="with --enroll: replace PROFILE if it exists")
     out = p.add_argument_group("output")
     out.add_argument(
         "--jsonl", default=None, metavar="PATH", help="write one JSON object per window ('-' = stdout) (default: none)"
@@ -212,6 +236,7 @@ class Outputs:
             labels=engine.labels,
             model=engine.model.name,
             provider=engine.model.provider,
+            profile=engine.profile_name or "",
             source=source_name,
             device_rate=engine.input_rate,
             model_rate=engine.sample_rate,
@@ -262,6 +287,8 @@ def run(args: argparse.Namespace) -> int:
 
         print(list_devices())
         return 0
+    if args.enroll is not None:
+        return _enroll(args)
     if args.demo:
         if args.file is not None:
             raise UserError("--demo and --file are two inputs: pass one of them")
@@ -290,7 +317,7 @@ def run(args: argparse.Namespace) -> int:
     if args.blas_threads < 1:
         raise UserError(f"--blas-threads must be at least 1 (got {args.blas_threads})")
     limit_blas_threads(args.blas_threads)
-    model = load_model(args.model, provider=args.provider, threads=args.threads)
+    model = load_model(args.model, provider=args.provider, threads=args.threads, profile=args.profile)
     config.pipeline_config(model)
     interrupted = False
     failure: UserError | None = None
@@ -338,6 +365,31 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return EXIT_INTERRUPTED if interrupted and args.duration is None and args.file is not None else 0
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from realtime.capture import CaptureConfig
+    from realtime.enroll import EnrollConfig, run_enroll
+
+    taken = [name for name, value in (("--file", args.file), ("--demo", args.demo), ("--profile", args.profile),
+                                      ("--jsonl", args.jsonl), ("--report", args.report)) if value]
+    if taken:
+        raise UserError(f"--enroll records from the microphone and writes a profile: leave out {', '.join(taken)}")
+    config = EnrollConfig(
+        labels=tuple(x.strip() for x in args.enroll_labels.split(",") if x.strip()),
+        takes_per_label=args.enroll_takes,
+        take_s=args.take_seconds,
+        countdown_s=args.countdown,
+    )
+    limit_blas_threads(args.blas_threads)
+    model = load_model(args.model, provider=args.provider, threads=args.threads)
+    try:
+        run_enroll(model, args.enroll, config, CaptureConfig(device=args.device, sample_rate=args.samplerate),
+                   overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        print("ser-live: enrolment interrupted; no profile written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
 
 
 def _mic_blocks(mic: Any) -> Iterator[np.ndarray | None]:

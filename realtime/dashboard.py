@@ -163,6 +163,7 @@ class DashboardSnapshot:
     arousal: float | None = None
     valence: float | None = None
     affect_trail: tuple[tuple[float, float], ...] = ()  # earlier windows' (arousal, valence), oldest first
+    profile: str = ""  # the personal profile in use ("" = the model's own last layer)
 
     @property
     def listening(self) -> bool:
@@ -185,8 +186,10 @@ class DashboardState:
         model_rate: int | None = None,
         provider: str = "",
         model: str = "",
+        profile: str = "",
     ) -> None:
         self._lock = threading.RLock()
+        self.profile = profile
         self.labels: tuple[str, ...] = tuple(labels)
         self.source = source
         self.device = device
@@ -303,6 +306,7 @@ class DashboardState:
                 arousal=self.arousal,
                 valence=self.valence,
                 affect_trail=tuple(self._trail),
+                profile=self.profile,
             )
 
 
@@ -354,6 +358,8 @@ def _header(s: DashboardSnapshot, width: int) -> list[RenderableType]:
         parts.append(f"{dev} → {mod}")
     if s.model:
         parts.append(f"model {s.model}")
+    if s.profile:
+        parts.append(f"profile {s.profile}")
     if s.provider:
         parts.append(f"provider {s.provider.removesuffix(PROVIDER_SUFFIX)}")
     line2 = Text(" · ".join(parts) or " ", style="dim", no_wrap=True, overflow="ellipsis")

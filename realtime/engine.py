@@ -109,7 +109,8 @@ class Engine:
         self._smoother = Smoother(
             SmoothingConfig(alpha=self.config.smoothing_alpha, reset_after_s=self.config.smoothing_reset_s)
         )
-        self.summary = SessionSummary(labels=model.labels)
+        self.profile_name = None if model.profile is None else (model.profile.name or model.profile.source or "profile")
+        self.summary = SessionSummary(labels=model.labels, profile=self.profile_name)
         self._hop_s = self.pipeline_config.hop_samples / self.pipeline_config.sample_rate
         chosen = self.config.min_confidence
         self.min_confidence = model.info.calibration.min_confidence if chosen is None else float(chosen)
@@ -130,7 +131,7 @@ class Engine:
     def reset(self) -> None:
         self._pipeline.reset()
         self._smoother.reset()
-        self.summary = SessionSummary(labels=self.model.labels)
+        self.summary = SessionSummary(labels=self.model.labels, profile=self.profile_name)
 
     def feed(self, block: np.ndarray) -> list[WindowEvent]:
         t0 = time.perf_counter()
@@ -224,6 +225,7 @@ class Engine:
                 uncertain=bool(smoothed[best] < self.min_confidence),
                 raw_arousal=None if raw_affect is None else float(raw_affect[0]),
                 raw_valence=None if raw_affect is None else float(raw_affect[1]),
+                profile=self.profile_name,
                 latency_ms={
                     "features": wf.features_ms,
                     "inference": inference_ms,

@@ -66,6 +66,7 @@ class WindowEvent:
     uncertain: bool = False
     raw_arousal: float | None = None
     raw_valence: float | None = None
+    profile: str | None = None  # the personal profile whose layer made the probabilities (None: the model's own)
 
     @property
     def shown_label(self) -> str:
@@ -87,6 +88,7 @@ class WindowEvent:
             "raw_arousal": None if self.raw_arousal is None else _round(self.raw_arousal, AFFECT_DECIMALS),
             "raw_valence": None if self.raw_valence is None else _round(self.raw_valence, AFFECT_DECIMALS),
             "uncertain": bool(self.uncertain),
+            "profile": self.profile,
             "latency_ms": _round_map(self.latency_ms, LATENCY_DECIMALS),
         }
 
@@ -109,6 +111,7 @@ class WindowEvent:
             uncertain=bool(d.get("uncertain", False)),
             raw_arousal=_optional_float(d.get("raw_arousal")),
             raw_valence=_optional_float(d.get("raw_valence")),
+            profile=None if d.get("profile") is None else str(d["profile"]),
         )
 
 
@@ -147,6 +150,7 @@ class SessionSummary:
     quadrant_s: dict[str, float] = field(default_factory=dict)
     dropped_audio_s: float = 0.0
     overflows: int = 0
+    profile: str | None = None
 
     def __post_init__(self) -> None:
         self.labels = tuple(self.labels)
@@ -214,6 +218,7 @@ class SessionSummary:
             "time_per_quadrant_s": {k: _round(self.quadrant_s.get(k, 0.0), TIME_DECIMALS) for k in QUADRANTS},
             "dropped_audio_s": _round(self.dropped_audio_s, TIME_DECIMALS),
             "overflows": self.overflows,
+            "profile": self.profile,
         }
 
 

@@ -51,7 +51,7 @@ def test_window_event_to_dict_rounds_and_types() -> None:
     assert d["latency_ms"] == {"features": 0.123, "inference": 1.0, "total": 2.0}
     assert set(d) == {
         "type", "start_s", "end_s", "label", "confidence", "probs", "raw_probs", "speech_ratio", "latency_ms",
-        "arousal", "valence", "uncertain", "raw_arousal", "raw_valence",
+        "arousal", "valence", "uncertain", "raw_arousal", "raw_valence", "profile",
     }  # fmt: skip
     assert d["arousal"] is None and d["valence"] is None and d["uncertain"] is False
 

@@ -12,30 +12,23 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
 
 from tests.audio_fixtures import espeak_wav
+from tests.terminal import HEIGHT, SESSION, TMUX_TIMEOUT_S, WIDTH, Tmux
 from tests.tiny_model import TINY_LABELS, make_tiny_model
 from tests.virtual_mic import VirtualMic
 
 pytestmark = pytest.mark.mic
 
 ROOT = Path(__file__).resolve().parents[1]
-WIDTH, HEIGHT = 80, 24
-SESSION = "ser"
-TMUX_CONFIG = "set -g remain-on-exit on\nset -g status off\nset -g history-limit 2000\n"
-TMUX_TIMEOUT_S = 10.0
 STARTUP_TIMEOUT_S = 30.0  # python + onnxruntime on a loaded machine
 SCREEN_TIMEOUT_S = 15.0
 EXIT_TIMEOUT_S = 15.0
@@ -63,76 +56,6 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return espeak_wav(tmp_path_factory.mktemp("speech") / "speech.wav", SPEECH_TEXT)
-
-
-class Tmux:
-    """One detached 80x24 tmux session on a private socket running ``command``; the pane stays after it exits."""
-
-    def __init__(self, command: str) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="sertmux-", dir="/tmp"))  # a socket path must stay short
-        self.socket = self.root / "tmux.sock"
-        self.config = self.root / "tmux.conf"
-        self.config.write_text(TMUX_CONFIG)
-        self.command = command
-        self.env = dict(os.environ, LANG="C.UTF-8", LC_ALL="C.UTF-8")
-        self.env.pop("TMUX", None)
-
-    def tmux(self, *args: str) -> str:
-        result = subprocess.run(
-            ["tmux", "-u", "-S", str(self.socket), "-f", str(self.config), *args],
-            env=self.env, capture_output=True, text=True, timeout=TMUX_TIMEOUT_S, check=False,
-        )
-        if result.returncode != 0:
-            raise AssertionError(f"tmux {' '.join(args)} failed: {result.stderr.strip()}")
-        return result.stdout
-
-    def __enter__(self) -> Tmux:
-        self.tmux("new-session", "-d", "-x", str(WIDTH), "-y", str(HEIGHT), "-s", SESSION, self.command)
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        try:
-            for pid in self.children():
-                os.kill(pid, signal.SIGKILL)
-            subprocess.run(["tmux", "-S", str(self.socket), "kill-server"], env=self.env, capture_output=True,
-                           timeout=TMUX_TIMEOUT_S, check=False)
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def screen(self) -> str:
-        return self.tmux("capture-pane", "-p", "-t", SESSION)
-
-    def pane(self, fmt: str) -> str:
-        return self.tmux("display-message", "-p", "-t", SESSION, fmt).strip()
-
-    def wait_for(self, what: str, check: Callable[[str], bool], timeout: float = SCREEN_TIMEOUT_S) -> str:
-        """Poll the screen until ``check(screen)``; a redraw caught half-way is simply read again."""
-        deadline = time.monotonic() + timeout
-        screen = ""
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if check(screen):
-                return screen
-            time.sleep(POLL_S)
-        raise AssertionError(f"no {what} on screen within {timeout} s; last screen:\n{screen}")
-
-    def children(self) -> list[int]:
-        """PIDs of the processes the pane's shell started (ser-live)."""
-        try:
-            shell = int(self.pane("#{pane_pid}"))
-        except (AssertionError, ValueError):
-            return []
-        found = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == shell:
-                found.append(int(stat.parent.name))
-        return found
 
 
 def ser_live_command(mic: VirtualMic, model: Path, jsonl: Path, exit_file: Path) -> str:

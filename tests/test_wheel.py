@@ -30,7 +30,8 @@ DIST = ROOT / "dist"
 PYTHONS = ("3.10", "3.11", "3.13")
 OLDEST_AND_NEWEST = ("3.10", "3.13")
 RUNTIME_TESTS = ("test_engine.py", "test_api.py", "test_cli_live.py", "test_bad_input.py", "test_no_tf_import.py",
-                 "test_runtime_deps.py", "test_audio.py", "test_model_loader.py", "test_normalize.py")
+                 "test_runtime_deps.py", "test_audio.py", "test_model_loader.py", "test_normalize.py",
+                 "test_enroll.py")
 TRAINING_ONLY = "not training_sessions"  # test_normalize's one test of the training path needs the train package
 PACKAGE_DATA = ("models/default.onnx", "models/default.int8.onnx", "models/README.md", "models/demo.wav")
 TIMEOUT_S = 300
