@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --channels split: the profile of the left channel (e.g. the agent's)")
     p.add_argument("--profile-right", default=None, metavar="PROFILE",
                    help="with --channels split: the profile of the right channel")
+    p.add_argument("--streaming-path", action="store_true",
+                   help="feed the live engine block by block, one model call per window, as ser-live does on a "
+                   "microphone (for comparison: same rows, slower)")
     p.add_argument("--fresh", action="store_true", help="ignore what an earlier run in --out has done")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -143,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1 (got {args.workers})")
     loaded = load_model(args.model, provider="cpu")  # fails early, with one line, on a bad model
-    settings = BatchSettings(channels=args.channels, profiles=_profiles(args, loaded))
+    settings = BatchSettings(channels=args.channels, profiles=_profiles(args, loaded),
+                             streaming_path=args.streaming_path)
     model = model_identity(args.model)
     labels = loaded.labels
     paths = [str(p) for p in expand_inputs(args.inputs)]

@@ -19,7 +19,7 @@ import numpy as np
 
 from realtime.api import clip_prediction
 from realtime.audio import audio_info, iter_audio_blocks
-from realtime.engine import Engine, EngineConfig
+from realtime.engine import OFFLINE_SPAN_S, Engine, EngineConfig
 from realtime.errors import UserError
 from realtime.events import WindowEvent
 from realtime.model import EmotionModel, bundled_model_path, load_model
@@ -33,7 +33,7 @@ CHANNEL_MODES = (CHANNELS_MIX, CHANNELS_SPLIT)
 STATUS_OK = "ok"
 STATUS_NO_SPEECH = "no_speech"
 STATUS_ERROR = "error"
-BLOCK_S = 1.0  # what ser-live --file --fast reads (the events do not depend on it)
+STREAMING_BLOCK_S = 0.1  # --streaming-path: the live engine's blocks (the events do not depend on the size)
 HASH_CHUNK = 1 << 20
 PROFILE_ALL = "all"
 DECIMALS = 6
@@ -48,6 +48,7 @@ class BatchSettings:
     # personal profiles (their JSON, so that every worker and Ray node has them): PROFILE_ALL for every stream,
     # "0" / "1" for the left / right channel with --channels split (they win over PROFILE_ALL)
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+    streaming_path: bool = False  # feed the live engine block by block, one model call per window (comparison)
 
     def __post_init__(self) -> None:
         if self.channels not in CHANNEL_MODES:
@@ -60,12 +61,15 @@ class BatchSettings:
         out: dict[str, Any] = {"channels": self.channels, "engine": asdict(self.engine)}
         if self.profiles:  # runs without profiles keep their resume key
             out["profiles"] = {k: dict(v) for k, v in sorted(self.profiles.items())}
+        if self.streaming_path:
+            out["streaming_path"] = True
         return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> BatchSettings:
         return cls(channels=str(d["channels"]), engine=EngineConfig(**dict(d["engine"])),
-                   profiles={str(k): dict(v) for k, v in (d.get("profiles") or {}).items()})
+                   profiles={str(k): dict(v) for k, v in (d.get("profiles") or {}).items()},
+                   streaming_path=bool(d.get("streaming_path", False)))
 
     def profile_for(self, channel: int | None) -> Mapping[str, Any] | None:
         """The profile JSON of a stream (``channel`` None: the mix)."""
@@ -146,12 +150,18 @@ class FileScorer:
         return CHANNELS_MIX if self.settings.channels == CHANNELS_MIX else "all"
 
     def _blocks(self, path: str, rate: int, channel: int | None) -> Iterator[np.ndarray]:
-        for block in iter_audio_blocks(path, max(1, int(BLOCK_S * rate))):
+        seconds = STREAMING_BLOCK_S if self.settings.streaming_path else OFFLINE_SPAN_S
+        for block in iter_audio_blocks(path, max(1, int(seconds * rate))):
             yield block if channel is None else block[:, channel]
 
     def _score_channel(self, path: str, rate: int, channel: int | None) -> tuple[dict[str, Any], list[WindowEvent]]:
         engine = self._engine(rate, channel)
-        events = engine.run_batched(self._blocks(path, rate, channel))
+        if self.settings.streaming_path:
+            engine.reset()
+            events = [e for block in self._blocks(path, rate, channel) for e in engine.feed(block)]
+            events += engine.flush()
+        else:  # the whole-signal path: long spans, many windows per model call, the same events
+            events = engine.run_batched(self._blocks(path, rate, channel))
         name = CHANNELS_MIX if channel is None else str(channel)
         row: dict[str, Any] = {
             "path": str(path),

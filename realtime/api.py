@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime.audio import audio_info, iter_audio_blocks
-from realtime.engine import Engine, EngineConfig
+from realtime.engine import OFFLINE_SPAN_S, Engine, EngineConfig
 from realtime.errors import UserError
 from realtime.events import WindowEvent
 from realtime.model import DEFAULT_PROVIDER, DEFAULT_THREADS, EmotionModel, load_model
@@ -101,16 +101,28 @@ class EmotionRecognizer:
             yield from engine.feed(chunk)
         yield from engine.flush()
 
-    def predict(self, samples: np.ndarray, sample_rate: int, block_s: float = DEFAULT_BLOCK_S) -> Prediction:
-        """The emotion of a whole clip, through the streaming path in blocks of ``block_s`` seconds."""
+    def predict(self, samples: np.ndarray, sample_rate: int, block_s: float = DEFAULT_BLOCK_S,
+                streaming: bool = False) -> Prediction:
+        """The emotion of a whole clip. All of it is at hand, so it goes through the whole-signal path
+        (:meth:`realtime.engine.Engine.iter_batched` over long spans: the same windows and verdicts, the model
+        called on many windows at once); ``streaming=True`` sends it through the live path in ``block_s`` blocks
+        instead, one model call per window, as a microphone would."""
         samples = np.asarray(samples)
-        step = max(1, int(block_s * sample_rate))
-        return self._aggregate(self.stream((samples[i : i + step] for i in range(0, len(samples), step)), sample_rate))
+        step = max(1, int((block_s if streaming else OFFLINE_SPAN_S) * sample_rate))
+        blocks = (samples[i : i + step] for i in range(0, len(samples), step))
+        if streaming:
+            return self._aggregate(self.stream(blocks, sample_rate))
+        return self._aggregate(self.engine(sample_rate).iter_batched(blocks))
 
-    def predict_file(self, path: str | os.PathLike[str], block_s: float = DEFAULT_BLOCK_S) -> Prediction:
+    def predict_file(self, path: str | os.PathLike[str], block_s: float = DEFAULT_BLOCK_S,
+                     streaming: bool = False) -> Prediction:
+        """:meth:`predict` of an audio file, read in spans (memory stays flat for long files)."""
         info = audio_info(Path(path))
-        block = max(1, int(block_s * info.sample_rate))
-        return self._aggregate(self.stream(iter_audio_blocks(path, block), info.sample_rate))
+        if streaming:
+            block = max(1, int(block_s * info.sample_rate))
+            return self._aggregate(self.stream(iter_audio_blocks(path, block), info.sample_rate))
+        span = max(1, int(OFFLINE_SPAN_S * info.sample_rate))
+        return self._aggregate(self.engine(info.sample_rate).iter_batched(iter_audio_blocks(path, span)))
 
     def _aggregate(self, events: Iterable[WindowEvent]) -> Prediction:
         return clip_prediction(self.model, list(events))

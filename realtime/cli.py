@@ -18,7 +18,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from realtime import __version__
-from realtime.engine import DEFAULT_SMOOTHING_ALPHA, Engine, EngineConfig
+from realtime.engine import DEFAULT_SMOOTHING_ALPHA, OFFLINE_SPAN_S, Engine, EngineConfig
 from realtime.enroll import DEFAULT_COUNTDOWN_S, DEFAULT_TAKE_S, DEFAULT_TAKES
 from realtime.errors import UserError
 from realtime.events import JsonlWriter, WindowEvent
@@ -61,7 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replay the bundled demo recording (package data; works from any folder), as --file would",
     )
-    src.add_argument("--fast", action="store_true", help="with --file or --demo: as fast as possible, not real time")
+    src.add_argument(
+        "--fast",
+        action="store_true",
+        help="with --file or --demo: as fast as possible, not real time (the whole-signal path: long spans, the model "
+        "on many windows at once; the same events)",
+    )
+    src.add_argument(
+        "--streaming-path",
+        action="store_true",
+        help="with --fast: feed the live engine block by block, one model call per window, as the microphone does "
+        "(for comparison; the events are the same)",
+    )
     src.add_argument(
         "--device",
         default=None,
@@ -177,11 +188,12 @@ class StopRequest:
         return self
 
 
-def file_blocks(path: Path, realtime_pace: bool) -> tuple[Iterator[np.ndarray], int, str]:
+def file_blocks(path: Path, realtime_pace: bool, block_s: float | None = None) -> tuple[Iterator[np.ndarray], int, str]:
     from realtime.audio import audio_info, iter_audio_blocks
 
     info = audio_info(path)
-    block = max(1, int((FILE_BLOCK_S if realtime_pace else FAST_BLOCK_S) * info.sample_rate))
+    seconds = block_s if block_s is not None else FILE_BLOCK_S if realtime_pace else FAST_BLOCK_S
+    block = max(1, int(seconds * info.sample_rate))
 
     def gen() -> Iterator[np.ndarray]:
         start = time.monotonic()
@@ -295,6 +307,9 @@ def run(args: argparse.Namespace) -> int:
         args.file = bundled_demo_path()
     if args.fast and args.file is None:
         raise UserError("--fast only applies to --file (or --demo) replays")
+    if args.streaming_path and not args.fast:
+        raise UserError("--streaming-path only applies to --fast replays (real-time replays and the microphone "
+                        "always stream)")
     if args.duration is not None and args.duration <= 0:
         raise UserError(f"--duration must be positive (got {args.duration})")
     if args.threads < 1:
@@ -323,8 +338,10 @@ def run(args: argparse.Namespace) -> int:
     failure: UserError | None = None
     with ExitStack() as stack:
         mic = None
+        offline = args.file is not None and args.fast and not args.streaming_path
         if args.file is not None:
-            blocks, rate, source_name = file_blocks(args.file, realtime_pace=not args.fast)
+            span = OFFLINE_SPAN_S if offline else None
+            blocks, rate, source_name = file_blocks(args.file, realtime_pace=not args.fast, block_s=span)
         else:
             from realtime.capture import CaptureConfig, MicrophoneSource
 
@@ -338,18 +355,26 @@ def run(args: argparse.Namespace) -> int:
         deadline = None if args.duration is None else time.monotonic() + args.duration
         stop = StopRequest().install(stack)
         try:
-            for block in blocks:
-                if block is not None and len(block):
-                    outputs.events(engine.feed(block))
-                outputs.tick(*((mic.dropped_seconds, mic.overflows) if mic is not None else ()))
-                if stop.signum is not None or (deadline is not None and time.monotonic() >= deadline):
-                    break
+            if offline:  # the whole file is at hand: long spans, batched model calls, the same events
+                for event in engine.iter_batched(blocks):
+                    outputs.events([event])
+                    outputs.tick()
+                    if stop.signum is not None or (deadline is not None and time.monotonic() >= deadline):
+                        break
+            else:
+                for block in blocks:
+                    if block is not None and len(block):
+                        outputs.events(engine.feed(block))
+                    outputs.tick(*((mic.dropped_seconds, mic.overflows) if mic is not None else ()))
+                    if stop.signum is not None or (deadline is not None and time.monotonic() >= deadline):
+                        break
         except (KeyboardInterrupt, _Stop):
             interrupted = True
         except UserError as exc:  # e.g. the device went away: keep what we have, then report
             failure = exc
         interrupted = interrupted or stop.signum is not None
-        outputs.events(engine.flush())
+        if not offline:  # iter_batched has flushed the stream itself
+            outputs.events(engine.flush())
         if mic is not None:
             engine.summary.dropped_audio_s = mic.dropped_seconds
             engine.summary.overflows = mic.overflows

@@ -33,6 +33,7 @@ DEFAULT_VAD_HANGOVER_MS = 300
 DEFAULT_VAD_NOISE_MARGIN_DB = DEFAULT_NOISE_MARGIN_DB
 DEFAULT_VAD_AGC = DEFAULT_AGC
 # Frames kept beyond one window, so a late reader still finds its window's frames.
+CHUNK_HOPS = 8  # hops of new audio featurised per call (live blocks are far shorter: one call each)
 SPARE_FRAMES = 64
 LEVEL_FLOOR_DB = -100.0
 
@@ -138,7 +139,9 @@ class FeaturePipeline:
         self._windower = Windower(
             WindowConfig(sample_rate=sr, window_samples=window, hop_samples=hop, min_speech_s=config.min_speech_s)
         )
-        capacity = config.preset.n_frames(window) + hop // config.preset.hop_length + SPARE_FRAMES
+        # room for a window plus CHUNK_HOPS hops of new frames: long blocks (files) are featurised CHUNK_HOPS hops at a
+        # time -- one STFT for all their frames -- and every window ending in a chunk still finds its frames
+        capacity = config.preset.n_frames(window) + CHUNK_HOPS * hop // config.preset.hop_length + SPARE_FRAMES
         self._frames = FrameFeatures(config.preset, lead_in=window - hop, capacity_frames=capacity)
         self._normalizer: InputNormalizer | None = None
         if input_norm is not None and input_norm.enabled:
@@ -184,12 +187,13 @@ class FeaturePipeline:
         self.state.is_speech = bool(self._gate.is_speech)
         self.state.speech_samples += int(np.count_nonzero(flags))
         out: list[WindowFeatures] = []
-        # At most one hop at a time, so a window is featurised before its frames leave the frame cache.
+        # At most CHUNK_HOPS hops at a time, so a window is featurised before its frames leave the frame cache.
         hop = self.config.hop_samples
-        for i in range(0, len(decided), hop):
-            piece = decided[i : i + hop]
+        step = hop * CHUNK_HOPS
+        for i in range(0, len(decided), step):
+            piece = decided[i : i + step]
             self._frames.process(piece)
-            out += [self._featurise(w) for w in self._windower.process(piece, flags[i : i + hop])]
+            out += [self._featurise(w) for w in self._windower.process(piece, flags[i : i + step])]
         if final:
             pad = (-self._frames.position) % hop
             if pad:

@@ -12,7 +12,6 @@ the rest at the end of the stream. The output is identical whatever chunk sizes 
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -110,8 +109,12 @@ class VadConfig:
 
 def to_int16(samples: np.ndarray) -> np.ndarray:
     """float [-1, 1] -> int16, clipped (NaN -> 0) so that loud or broken input cannot wrap around."""
-    x = np.nan_to_num(np.asarray(samples, dtype=np.float64), nan=0.0, posinf=1.0, neginf=-1.0)
-    return np.clip(np.rint(x * _INT16_SCALE), _INT16_MIN, _INT16_MAX).astype(np.int16)
+    x = np.asarray(samples, dtype=np.float64) * _INT16_SCALE
+    if not np.all(np.isfinite(x)):
+        x = np.nan_to_num(x, nan=0.0, posinf=_INT16_MAX, neginf=_INT16_MIN)
+    np.rint(x, out=x)
+    np.clip(x, _INT16_MIN, _INT16_MAX, out=x)
+    return x.astype(np.int16)
 
 
 class SpeechGate:
@@ -141,13 +144,17 @@ class SpeechGate:
         self.frames = 0
         self.speech_frames = 0
         self.last_raw = False
-        self._floor: collections.deque[tuple[int, float]] = collections.deque()  # sliding minimum of frame levels
-        self._peak: collections.deque[tuple[int, float]] = collections.deque()  # sliding maximum (AGC)
+        # levels of the last noise_window_frames - 1 frames (silent frames: +inf for the floor, -inf for the peak),
+        # what the sliding minimum / maximum of the next frames also looks at
+        history = self.config.noise_window_frames - 1
+        self._floor_history = np.full(history, np.inf)
+        self._peak_history = np.full(history, -np.inf)
+        self._floor_now: float | None = None
 
     @property
     def noise_floor_dbfs(self) -> float | None:
         """The current noise-floor estimate (quietest frame of the noise window), None before the first frame."""
-        return self._floor[0][1] if self._floor else None
+        return self._floor_now
 
     @property
     def latest_voiced_frame(self) -> int:
@@ -174,39 +181,41 @@ class SpeechGate:
         when ``agc`` is on)."""
         return bool(self._vad.is_speech(frame.tobytes(), self.config.sample_rate))
 
-    def _window_extreme(
-        self, queue: collections.deque[tuple[int, float]], level: float, index: int, largest: bool
-    ) -> float:
-        """Push frame ``index``'s level into a sliding minimum (or maximum) over the noise window; return it."""
-        while queue and (queue[-1][1] <= level if largest else queue[-1][1] >= level):
-            queue.pop()
-        queue.append((index, level))
-        while queue[0][0] <= index - self.config.noise_window_frames:
-            queue.popleft()
-        return queue[0][1]
+    def _sliding_extreme(self, levels: np.ndarray, largest: bool) -> np.ndarray:
+        """The maximum (or minimum) level over the noise window ending at each frame of ``levels`` (silent frames
+        already set to -inf / +inf, so they take no part), and the window history carried to the next block:
+        one vectorised pass whatever the block length, the same numbers for any chunking."""
+        history = self._peak_history if largest else self._floor_history
+        dense = np.concatenate([history, levels])
+        windows = np.lib.stride_tricks.sliding_window_view(dense, self.config.noise_window_frames)
+        extreme = windows.max(axis=1) if largest else windows.min(axis=1)
+        kept = dense[len(dense) - len(history) :] if len(history) else history
+        if largest:
+            self._peak_history = kept
+        else:
+            self._floor_history = kept
+        return extreme
 
     def _frame_decisions(self, frames: np.ndarray) -> list[bool]:
         """Raw decisions for float frames ``(n, frame_samples)``: webrtcvad on each (level-normalised) frame, and the
         frame stands ``noise_margin_db`` above the noise floor. Digital silence is never speech and takes no part in
-        the level statistics (which stay relative). Levels and scaling are computed for the whole block at once."""
+        the level statistics (which stay relative). Levels, scaling and the sliding peak / floor are computed for the
+        whole block at once."""
         power = np.mean(np.square(frames, dtype=np.float64), axis=1)
         levels = 10.0 * np.log10(np.maximum(power, np.finfo(np.float64).tiny))
         silent = power == 0.0
         cfg = self.config
         gains_db = np.zeros(len(frames))
         loud_enough = np.ones(len(frames), dtype=bool)
-        for k in range(len(frames)):
-            if silent[k]:
-                continue
-            level = float(levels[k])
-            index = self.frames + k
-            if cfg.agc:
-                peak = self._window_extreme(self._peak, level, index, largest=True)
-                if peak > AGC_MIN_PEAK_DBFS:
-                    gains_db[k] = AGC_TARGET_DBFS - peak
-            if cfg.noise_margin_db > 0:
-                floor = self._window_extreme(self._floor, level, index, largest=False)
-                loud_enough[k] = level >= floor + cfg.noise_margin_db
+        if cfg.agc:
+            peak = self._sliding_extreme(np.where(silent, -np.inf, levels), largest=True)
+            gains_db = np.where(~silent & (peak > AGC_MIN_PEAK_DBFS), AGC_TARGET_DBFS - peak, 0.0)
+        if cfg.noise_margin_db > 0:
+            floor = self._sliding_extreme(np.where(silent, np.inf, levels), largest=False)
+            loud_enough = silent | (levels >= floor + cfg.noise_margin_db)
+            sounding = np.flatnonzero(~silent)
+            if len(sounding):
+                self._floor_now = float(floor[sounding[-1]])
         scaled = frames * np.power(10.0, gains_db / 20.0)[:, None] if cfg.agc else frames
         pcm = to_int16(scaled)
         # webrtcvad sees every frame (it adapts to what it has seen), then the gate's own conditions apply
@@ -254,24 +263,29 @@ class SpeechGate:
         if count <= 0:
             return np.zeros(0, np.float32), np.zeros(0, bool)
         f, base = self._frame, self._frame_base
-        t = np.arange(self._decided, target)
-        # last frame whose start is <= t + pad (clipped to the frames that exist at the end of the stream)
-        j = (t + self._pad) // f
         n_frames = base + len(self._voiced)
-        if final:
-            j = np.minimum(j, n_frames - 1)
-        voiced = np.asarray(self._voiced, dtype=bool)
-        idx = np.where(voiced, np.arange(base, n_frames), _NO_FRAME)
-        last = np.maximum.accumulate(np.concatenate([[self._last_voiced], idx]))  # last[i + 1]: up to base + i
-        lv = last[j - base + 1]
-        flags = (lv != _NO_FRAME) & (t < (lv + 1) * f + self._hang)
+        # every voiced frame k marks [k*F - pad, (k+1)*F + hangover) as speech: paint those intervals (clipped to the
+        # samples decided now), merged into runs. Frames after the stream's last one do not exist, and the frames
+        # needed up to `target` (t + pad) all exist, so this is exactly "a voiced frame within [t - hangover,
+        # t + pad]" for every sample t.
+        voiced = base + np.flatnonzero(np.asarray(self._voiced, dtype=bool))
+        frames = voiced if self._last_voiced == _NO_FRAME else np.concatenate([[self._last_voiced], voiced])
+        starts = np.clip(frames * f - self._pad - self._decided, 0, count)
+        ends = np.clip((frames + 1) * f + self._hang - self._decided, 0, count)
+        flags = np.zeros(count, dtype=bool)
+        if len(frames):  # starts and ends both grow with k: a run breaks where a start passes the previous end
+            breaks = starts[1:] > ends[:-1]
+            for a, b in zip(starts[np.r_[True, breaks]], ends[np.r_[breaks, True]], strict=True):
+                flags[a:b] = True
         out = self._audio[:count].copy()
         self._audio = self._audio[count:]
         self._decided = target
         # frames before the one needed by the next undecided sample are summarised by _last_voiced
         new_base = min((target + self._pad) // f, n_frames)
         if new_base > base:
-            self._last_voiced = int(last[new_base - base])
+            before = voiced[voiced < new_base]
+            if len(before):
+                self._last_voiced = int(before[-1])
             del self._voiced[: new_base - base]
             self._frame_base = new_base
         return out, flags
