@@ -53,8 +53,12 @@ METHOD_PROTOTYPES = "prototypes"
 METHOD_BLEND = "blend"
 METHODS: tuple[str, ...] = (METHOD_SOFTMAX, METHOD_PROTOTYPES, METHOD_BLEND)
 DEFAULT_METHOD = METHOD_SOFTMAX
-# Pull towards the base layer (in units of the embeddings' RMS norm); inf = the base layer itself.
-STRENGTHS: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, math.inf)
+# Pull towards the base layer (in units of the embeddings' RMS norm); inf = the base layer itself. Leave-one-take-out
+# picks among these; ties (frequent with a few takes, and always with one take per emotion, where leaving the take out
+# leaves that emotion to the base model) go to the one nearest DEFAULT_STRENGTH, the best single strength on held-out
+# speakers of two corpora (scripts/profile_gain.py, models/README.md).
+STRENGTHS: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, math.inf)
+DEFAULT_STRENGTH = 0.01
 # Prototype temperature, as a multiple of the mean squared distance of a take to its own label's prototype.
 TEMPERATURES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
 BLEND_WEIGHTS: tuple[float, ...] = (0.25, 0.5, 0.75)
@@ -281,6 +285,13 @@ def _log_loss(probs: np.ndarray, truth: Sequence[int]) -> float:
     return float(np.mean([np.mean(nll[t == c]) for c in np.unique(t)]))
 
 
+def _distance_to_default(setting: Mapping[str, float]) -> float:
+    strength = setting.get("strength")
+    if strength is None:
+        return 0.0
+    return math.inf if math.isinf(strength) else abs(math.log(strength / DEFAULT_STRENGTH))
+
+
 @dataclass(frozen=True)
 class FitResult:
     layer: Layer
@@ -318,12 +329,17 @@ def fit(takes: Sequence[Take], base: Base, method: str = DEFAULT_METHOD) -> FitR
         probs = leave_one_take_out(takes, base, method, setting)
         own = scores(truth, list(np.argmax(probs, axis=1)), classes) | {"log_loss": _log_loss(probs, truth)}
         tried.append({**setting, **own})
-        # higher UAR first; among equal UARs (frequent with a few takes) the lower log-loss
-        key = (own["uar"], -own["log_loss"])
+        # higher UAR first; among equal UARs the setting nearest the default (softmax) or the first (the others)
+        key = (own["uar"], -_distance_to_default(setting))
         if best is None or key > best:
             best, best_setting, own_scores = key, dict(setting), own
     layer = fit_layer(takes, base, method, best_setting)
     warning = None
+    if max(truth.count(c) for c in classes) < MIN_TAKES:
+        return FitResult(layer, own_scores, base_scores, tried,
+                         "one take per emotion: the profile cannot be checked on your own takes (leaving the only "
+                         "take of an emotion out leaves it to the base model); record at least "
+                         f"{MIN_TAKES} per emotion")
     if 100 * (own_scores["uar"] - base_scores["uar"]) < -WORSE_THAN_BASE_POINTS and method != METHOD_SOFTMAX:
         warning = (f"the {method} profile scored {100 * own_scores['uar']:.0f} % UAR on your takes (left out one at "
                    f"a time) against the base model's {100 * base_scores['uar']:.0f} %: use the softmax method")
