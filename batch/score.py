@@ -8,6 +8,7 @@ process boundaries and go into the resume journal as they are.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime.api import clip_prediction
+from realtime.api import clip_verdict
 from realtime.audio import audio_info, iter_audio_blocks
 from realtime.engine import OFFLINE_SPAN_S, Engine, EngineConfig
 from realtime.errors import UserError
@@ -99,6 +100,10 @@ def file_key(path: str | Path) -> dict[str, Any]:
     return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+def _lazy(flush: Any) -> Iterator[WindowEvent]:
+    yield from flush()
+
+
 def _r(value: float) -> float:
     return round(float(value), DECIMALS)
 
@@ -135,9 +140,9 @@ class FileScorer:
             channels = [None] if self.settings.channels == CHANNELS_MIX else list(range(info.channels))
             rows, windows = [], []
             for channel in channels:
-                row, events = self._score_channel(path, info.sample_rate, channel)
+                row, channel_windows = self._score_channel(path, info.sample_rate, channel)
                 rows.append(row)
-                windows += [self._window(path, row["channel"], e) for e in events]
+                windows += channel_windows
             return {"key": key, "rows": rows, "windows": windows}
         except UserError as err:
             return {"key": key, "rows": [self._error_row(path, self._mode_channel(), str(err))], "windows": []}
@@ -154,39 +159,54 @@ class FileScorer:
         for block in iter_audio_blocks(path, max(1, int(seconds * rate))):
             yield block if channel is None else block[:, channel]
 
-    def _score_channel(self, path: str, rate: int, channel: int | None) -> tuple[dict[str, Any], list[WindowEvent]]:
+    def _score_channel(self, path: str, rate: int, channel: int | None) -> tuple[dict[str, Any],
+                                                                                 list[dict[str, Any]]]:
+        """The file's row and its window rows, converted as the events come (no event is kept: memory stays small
+        for files of many hours)."""
         engine = self._engine(rate, channel)
         if self.settings.streaming_path:
             engine.reset()
-            events = [e for block in self._blocks(path, rate, channel) for e in engine.feed(block)]
-            events += engine.flush()
+            events: Iterator[WindowEvent] = itertools.chain(
+                (e for block in self._blocks(path, rate, channel) for e in engine.feed(block)), _lazy(engine.flush))
         else:  # the whole-signal path: long spans, many windows per model call, the same events
-            events = engine.run_batched(self._blocks(path, rate, channel))
+            events = engine.iter_batched(self._blocks(path, rate, channel))
         name = CHANNELS_MIX if channel is None else str(channel)
+        labels = self.labels
+        windows: list[dict[str, Any]] = []
+        raw: list[list[float]] = []
+        heads: list[tuple[float | None, float | None]] = []
+        uncertain = 0
+        for e in events:
+            windows.append(self._window(path, name, e))
+            raw.append([e.raw_probs[label] for label in labels])
+            heads.append((e.raw_arousal, e.raw_valence))
+            uncertain += e.uncertain
         row: dict[str, Any] = {
             "path": str(path),
             "channel": name,
-            "status": STATUS_OK if events else STATUS_NO_SPEECH,
+            "status": STATUS_OK if windows else STATUS_NO_SPEECH,
             "error": "",
             "duration_s": _r(engine.summary.audio_s),
             "speech_s": _r(engine.summary.speech_s),
-            "windows": len(events),
+            "windows": len(windows),
             "label": "",
             "confidence": None,
             "arousal": None,
             "valence": None,
-            "uncertain_windows": sum(e.uncertain for e in events),
+            "uncertain_windows": uncertain,
             "profile": engine.profile_name or "",
         }
-        probs = {label: None for label in self.labels}
-        verdict = clip_prediction(engine.model, events)  # EmotionRecognizer.predict_file's verdict
+        probs = {label: None for label in labels}
+        # EmotionRecognizer.predict_file's verdict
+        verdict = clip_verdict(engine.model, np.asarray(raw, dtype=float).reshape(-1, len(labels)),
+                               np.asarray(heads, dtype=float) if engine.model.has_head else None)
         if verdict.label is not None:
             row["label"], row["confidence"] = verdict.label, _r(verdict.confidence)
             if verdict.arousal is not None and verdict.valence is not None:
                 row["arousal"], row["valence"] = _r(verdict.arousal), _r(verdict.valence)
             probs = {label: _r(p) for label, p in verdict.probs.items()}
         row.update({f"prob_{label}": p for label, p in probs.items()})
-        return row, events
+        return row, windows
 
     def _window(self, path: str, channel: str, e: WindowEvent) -> dict[str, Any]:
         out: dict[str, Any] = {

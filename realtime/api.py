@@ -128,27 +128,33 @@ class EmotionRecognizer:
         return clip_prediction(self.model, list(events))
 
 
-def _clip_affect(model: EmotionModel, windows: list[WindowEvent], mean_probs: np.ndarray) -> np.ndarray | None:
-    """A clip's arousal and valence: the mean of its windows' own head outputs for a model with a trained head,
-    else the model's map of the clip's mean raw probabilities ``mean_probs`` (None: no mapping)."""
+def clip_verdict(model: EmotionModel, raw_probs: np.ndarray, heads: np.ndarray | None = None) -> Prediction:
+    """A clip's verdict from its windows' raw probabilities ``(n, n_labels)`` (and, for a model with a trained
+    affect head, their own ``(n, 2)`` arousal/valence): the mean probabilities, their label and arousal/valence.
+    No windows are kept (``windows`` is empty): what ser-batch uses on files of many hours."""
+    if len(raw_probs) == 0:
+        return Prediction(None, {}, [])
+    labels = model.labels
+    mean = np.mean(raw_probs, axis=0)
+    best = int(np.argmax(mean))
     if model.has_head:
-        head = np.mean([[w.raw_arousal, w.raw_valence] for w in windows], axis=0) if windows else None
-        return model.affect(mean_probs, head)
-    return model.affect(mean_probs)
+        affect = model.affect(mean, None if heads is None or not len(heads) else np.mean(heads, axis=0))
+    else:
+        affect = model.affect(mean)
+    return Prediction(
+        labels[best],
+        dict(zip(labels, map(float, mean), strict=True)),
+        [],
+        arousal=None if affect is None else float(affect[0]),
+        valence=None if affect is None else float(affect[1]),
+    )
 
 
 def clip_prediction(model: EmotionModel, windows: list[WindowEvent]) -> Prediction:
     """A clip's verdict from its window events: the mean of their raw probabilities, and its arousal/valence."""
     if not windows:
         return Prediction(None, {}, [])
-    labels = model.labels
-    mean = np.mean([[w.raw_probs[label] for label in labels] for w in windows], axis=0)
-    best = int(np.argmax(mean))
-    affect = _clip_affect(model, windows, mean)
-    return Prediction(
-        labels[best],
-        dict(zip(labels, map(float, mean), strict=True)),
-        windows,
-        arousal=None if affect is None else float(affect[0]),
-        valence=None if affect is None else float(affect[1]),
-    )
+    raw = np.array([[w.raw_probs[label] for label in model.labels] for w in windows])
+    heads = np.array([[w.raw_arousal, w.raw_valence] for w in windows], dtype=float) if model.has_head else None
+    verdict = clip_verdict(model, raw, heads)
+    return Prediction(verdict.label, verdict.probs, windows, arousal=verdict.arousal, valence=verdict.valence)

@@ -1,0 +1,241 @@
+"""What a personal profile gains on speakers the base model never saw (the model card's profile table).
+
+For every speaker of the corpora given, every label, k = 1, 3, 5 examples per emotion are drawn from that speaker
+(several draws), a profile is fitted on them with realtime.profile (each method), and the speaker's clips of *other
+sentences* are scored by the base model and by the profile (clip verdict = mean of its windows' probabilities, as
+ser-live's). Sentences never sit on both sides: per label, the sentences are shuffled and taken in turn until k
+examples are drawn (the rest of those sentences' clips -- repetitions -- are scored by neither), and at least one
+sentence of each label is left to score, so a label gives fewer than k examples when its sentences run out (RAVDESS:
+two statements, at most 4 examples of one statement per emotion, 6 for neutral + calm). This is how a user enrols
+(a few sentences) and then talks (other words); ASED's per-emotion sentences would otherwise let the profile learn
+the words. Per corpus, method and k: mean UAR base vs profiled over speakers x draws, the mean gain and its spread,
+the share of (speaker, draw) where the profile is more than 2 points worse than the base model, and how often the
+fit itself warned.
+
+    python scripts/profile_gain.py --model models/default.onnx \
+        --data ravdess=../shared/data/ravdess --speakers ravdess:08,ravdess:10,ravdess:15,ravdess:16 \
+        --data ased=../shared/data/ased --draws 5 --out runs/profile-gain
+
+Window embeddings are cached in OUT/embeddings-CORPUS.npz (recomputed when the model changes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from realtime.audio import read_audio  # noqa: E402
+from realtime.model import load_model  # noqa: E402
+from realtime.profile import (  # noqa: E402
+    METHODS,
+    Base,
+    Take,
+    fit,
+    scores,
+    softmax,
+    take_verdict,
+    window_features,
+)
+from train.corpora import load_corpus, parse_data_spec  # noqa: E402
+
+logger = logging.getLogger("profile_gain")
+KS = (1, 3, 5)
+WORSE_POINTS = 2.0
+
+_MODEL: Any = None
+
+
+def _init(model_path: str) -> None:
+    global _MODEL
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, "blas")
+    _MODEL = load_model(model_path, provider="cpu")
+
+
+def _embed(path: str) -> np.ndarray:
+    audio, rate = read_audio(path)
+    feats = window_features(_MODEL, audio, rate)
+    size = _MODEL.info.embedding.size
+    return _MODEL.embed(feats) if len(feats) else np.zeros((0, size), np.float32)
+
+
+def embeddings(model_path: str, sha: str, corpus: str, records: list[Any], out: Path, workers: int) -> dict:
+    cache = out / f"embeddings-{corpus}.npz"
+    if cache.is_file():
+        data = np.load(cache, allow_pickle=False)
+        if str(data["sha"]) == sha and len(data["paths"]) == len(records):
+            logger.info("%s: cached embeddings", corpus)
+            return {str(p): data[f"e{i}"] for i, p in enumerate(data["paths"])}
+    t0 = time.perf_counter()
+    paths = [str(r.path) for r in records]
+    with ProcessPoolExecutor(workers, initializer=_init, initargs=(model_path,)) as pool:
+        embs = list(pool.map(_embed, paths, chunksize=8))
+    logger.info("%s: %d clips embedded in %.0f s", corpus, len(paths), time.perf_counter() - t0)
+    arrays = {f"e{i}": e for i, e in enumerate(embs)}
+    np.savez(cache, sha=np.asarray(sha), paths=np.asarray(paths), **arrays)
+    return dict(zip(paths, embs, strict=True))
+
+
+def sentence(path: Path, corpus: str) -> str:
+    """The sentence a clip says: RAVDESS's statement (5th field), ASED's sentence number (2nd field, per emotion)."""
+    parts = path.stem.split("-")
+    if corpus == "ravdess" and len(parts) >= 5:
+        return parts[4]
+    if corpus == "ased" and len(parts) >= 2:
+        return parts[1]
+    return path.stem  # unknown naming: every clip its own sentence
+
+
+def draw_split(clips: list[tuple[str, str, np.ndarray]], k: int, rng: np.random.Generator) -> tuple[list[int],
+                                                                                                     list[int]]:
+    """(enrol, scored) clip indices: per label, whole sentences in random order until k clips are drawn; the
+    sentences not touched are scored; at least one sentence per label is kept for scoring."""
+    by_label: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, (label, sent, _) in enumerate(clips):
+        by_label[label][sent].append(i)
+    enrol: list[int] = []
+    scored: list[int] = []
+    for label in sorted(by_label):
+        groups = [by_label[label][s] for s in sorted(by_label[label])]
+        order = list(rng.permutation(len(groups)))
+        got = 0
+        used = 0
+        for g in order[:-1]:  # the last sentence in the order is always scored
+            if got >= k:
+                break
+            members = list(rng.permutation(groups[g]))
+            enrol += members[: k - got]
+            got += min(k - got, len(members))
+            used += 1
+        for g in order[used:]:
+            scored += groups[g]
+    return enrol, scored
+
+
+def speaker_runs(clips: list[tuple[str, str, np.ndarray]], base: Base, ks: tuple[int, ...], draws: int, seed: int,
+                 methods: tuple[str, ...]) -> list[dict[str, Any]]:
+    """clips: (label, sentence, window embeddings) of one speaker (clips without windows already dropped)."""
+    index = {label: i for i, label in enumerate(base.labels)}
+    rows = []
+    for k in ks:
+        for draw in range(draws):
+            rng = np.random.default_rng([seed, k, draw])
+            enrol, held = draw_split(clips, k, rng)
+            takes = [Take(clips[i][0], clips[i][2]) for i in enrol]
+            if len(takes) < 2 or not held:  # a speaker with too few sentences for this k
+                continue
+            truth = [index[clips[i][0]] for i in held]
+            classes = sorted(set(truth))
+            base_pred = [take_verdict(softmax(clips[i][2] @ base.weights + base.bias)) for i in held]
+            b = scores(truth, base_pred, classes)
+            for method in methods:
+                result = fit(takes, base, method)
+                pred = [take_verdict(result.layer.probs(clips[i][2])) for i in held]
+                p = scores(truth, pred, classes)
+                rows.append({"k": k, "draw": draw, "method": method, "base_uar": b["uar"], "uar": p["uar"],
+                             "base_acc": b["accuracy"], "acc": p["accuracy"], "takes": len(takes),
+                             "scored": len(held), "warned": result.warning is not None,
+                             "setting": {kk: (None if math.isinf(v) else v) for kk, v in result.layer.setting.items()},
+                             "own_uar": result.own["uar"], "own_base_uar": result.base["uar"],
+                             "base_top_share": float(np.max(np.bincount(base_pred, minlength=len(base.labels))) /
+                                                     max(1, len(base_pred)))})
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    gains = np.array([100 * (r["uar"] - r["base_uar"]) for r in rows])
+    return {
+        "n": len(rows),
+        "base_uar": 100 * float(np.mean([r["base_uar"] for r in rows])),
+        "profile_uar": 100 * float(np.mean([r["uar"] for r in rows])),
+        "gain": float(np.mean(gains)),
+        "gain_sd": float(np.std(gains)),
+        "gain_p10": float(np.percentile(gains, 10)),
+        "gain_p90": float(np.percentile(gains, 90)),
+        "worse_share": float(np.mean(gains < -WORSE_POINTS)),
+        "warned_share": float(np.mean([r["warned"] for r in rows])),
+        "base_acc": 100 * float(np.mean([r["base_acc"] for r in rows])),
+        "profile_acc": 100 * float(np.mean([r["acc"] for r in rows])),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(ROOT / "models" / "default.onnx"))
+    ap.add_argument("--data", action="append", required=True, help="NAME=PATH (repeat)")
+    ap.add_argument("--speakers", default="", help="keep only these speakers (corpus:id,...); default all")
+    ap.add_argument("--draws", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, "blas")
+    args.out.mkdir(parents=True, exist_ok=True)
+    model = load_model(args.model, provider="cpu")
+    base = Base.of(model)
+    keep = {s for s in args.speakers.split(",") if s}
+    methods = tuple(m for m in args.methods.split(",") if m)
+    report: dict[str, Any] = {"model": model.path.name, "sha256": model.sha256, "draws": args.draws, "ks": KS,
+                              "seed": args.seed, "corpora": {}}
+    all_rows = []
+    for spec in args.data:
+        name, root = parse_data_spec(spec)
+        records = [r for r in load_corpus(name, root).records if not keep or r.speaker in keep
+                   or not any(s.startswith(f"{r.corpus}:") for s in keep)]
+        embs = embeddings(str(model.path), model.sha256, name, records, args.out, args.workers)
+        speakers: dict[str, list[tuple[str, str, np.ndarray]]] = defaultdict(list)
+        no_window = 0
+        for r in records:
+            e = embs[str(r.path)]
+            if len(e):
+                speakers[r.speaker].append((r.label, sentence(r.path, name), e.astype(np.float64)))
+            else:
+                no_window += 1
+        t0 = time.perf_counter()
+        rows = []
+        for speaker in sorted(speakers):
+            for row in speaker_runs(speakers[speaker], base, KS, args.draws, args.seed, methods):
+                rows.append({"corpus": name, "speaker": speaker, **row})
+        logger.info("%s: %d speakers fitted in %.0f s", name, len(speakers), time.perf_counter() - t0)
+        all_rows += rows
+        table = {m: {str(k): summarise([r for r in rows if r["method"] == m and r["k"] == k]) for k in KS}
+                 for m in methods}
+        report["corpora"][name] = {"speakers": len(speakers), "clips": len(records),
+                                   "clips_without_window": no_window, "labels": sorted({r.label for r in records}),
+                                   "table": table}
+    (args.out / "rows.json").write_text(json.dumps(all_rows))
+    (args.out / "profile_gain.json").write_text(json.dumps(report, indent=1))
+    lines = ["| corpus | method | k | base UAR | profiled UAR | gain (sd) | p10..p90 | worse > 2 pts | warned |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, c in report["corpora"].items():
+        for m, per_k in c["table"].items():
+            for k, s in per_k.items():
+                lines.append(f"| {name} ({c['speakers']} spk) | {m} | {k} | {s['base_uar']:.1f} | "
+                             f"{s['profile_uar']:.1f} | {s['gain']:+.1f} ({s['gain_sd']:.1f}) | "
+                             f"{s['gain_p10']:+.1f}..{s['gain_p90']:+.1f} | {100 * s['worse_share']:.0f} % | "
+                             f"{100 * s['warned_share']:.0f} % |")
+    (args.out / "profile_gain.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
