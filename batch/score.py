@@ -7,7 +7,6 @@ process boundaries and go into the resume journal as they are.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import os
@@ -23,6 +22,7 @@ from realtime.audio import audio_info, iter_audio_blocks
 from realtime.engine import OFFLINE_SPAN_S, Engine, EngineConfig
 from realtime.errors import UserError
 from realtime.events import WindowEvent
+from realtime.fileio import file_sha256
 from realtime.model import EmotionModel, bundled_model_path, load_model
 from realtime.profile import Profile
 
@@ -35,7 +35,6 @@ STATUS_OK = "ok"
 STATUS_NO_SPEECH = "no_speech"
 STATUS_ERROR = "error"
 STREAMING_BLOCK_S = 0.1  # --streaming-path: the live engine's blocks (the events do not depend on the size)
-HASH_CHUNK = 1 << 20
 PROFILE_ALL = "all"
 DECIMALS = 6
 
@@ -77,14 +76,6 @@ class BatchSettings:
         if channel is not None and str(channel) in self.profiles:
             return self.profiles[str(channel)]
         return self.profiles.get(PROFILE_ALL)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def model_identity(model_path: str | None) -> dict[str, str]:

@@ -4,6 +4,7 @@ interrupted run never leaves a truncated file where a good one (or none) was."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import tempfile
@@ -13,6 +14,7 @@ from typing import IO, Any
 
 import numpy as np
 
+HASH_CHUNK = 1 << 20
 FILE_MODE = 0o666  # before the umask, as open() would create it (mkstemp alone makes 0600)
 
 
@@ -43,3 +45,12 @@ def write_json(path: Path, data: Any) -> None:
 
 def save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write(path, lambda fh: np.save(fh, array, allow_pickle=False))
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (what a model's identity is: ser-batch's resume key, a profile's binding)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

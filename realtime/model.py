@@ -284,7 +284,7 @@ class EmotionModel:
     @cached_property
     def sha256(self) -> str:
         """The model file's sha256 (what a personal profile is bound to)."""
-        from realtime.profile import file_sha256
+        from realtime.fileio import file_sha256
 
         return file_sha256(self.path)
 

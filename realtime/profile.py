@@ -25,7 +25,6 @@ A profile is a small JSON file (no pickle), written atomically, bound to one mod
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -63,18 +62,9 @@ DEFAULT_STRENGTH = 0.01
 TEMPERATURES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
 BLEND_WEIGHTS: tuple[float, ...] = (0.25, 0.5, 0.75)
 DEFAULT_STEPS = 200
-HASH_CHUNK = 1 << 20
 MIN_TAKES = 2  # below this nothing can be left out
 WORSE_THAN_BASE_POINTS = 2.0  # the fit says so when its own measure is below the base model's by more than this
 ACCURACY_DECIMALS = 4
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from export.cli import main as export_main
 from realtime.api import EmotionRecognizer
 from realtime.cli import main as live_main
 from realtime.errors import UserError
+from realtime.fileio import file_sha256
 from realtime.model import load_model
 from realtime.profile import Base, Profile, Take, fit, load_profile, make_profile, softmax
 from realtime.profile_cli import main as profile_main
@@ -163,7 +164,7 @@ def profile_file(tiny: Path, manifest: Path, tmp_path_factory: pytest.TempPathFa
 def test_profile_file_round_trip(profile_file: Path, tiny: Path) -> None:
     data = json.loads(profile_file.read_text())
     assert data["format"] == "ser-live-profile" and data["version"] == 1
-    assert data["model"]["sha256"] == rp.file_sha256(tiny) and data["model"]["labels"] == list(TINY_LABELS)
+    assert data["model"]["sha256"] == file_sha256(tiny) and data["model"]["labels"] == list(TINY_LABELS)
     assert data["enrolled"] == {"angry": 3, "happy": 3, "sad": 3}
     assert data["accuracy"]["protocol"] == "leave-one-take-out" and data["accuracy"]["takes"] == 9
     profile = load_profile(profile_file)
@@ -227,7 +228,7 @@ def test_ser_batch_profile_per_channel(profile_file: Path, tiny: Path, speech: d
         rows = {r["channel"]: r for r in csv.DictReader(fh)}
     assert rows["0"]["profile"] == "me" and rows["1"]["profile"] == ""
     run = json.loads((out / "run.json").read_text())
-    assert run["settings"]["profiles"]["0"]["model"]["sha256"] == rp.file_sha256(tiny)
+    assert run["settings"]["profiles"]["0"]["model"]["sha256"] == file_sha256(tiny)
     assert batch_main([str(stereo), "--out", str(tmp_path / "x"), "--model", str(tiny), "--profile-left",
                        str(profile_file), "-q"]) == 2  # needs --channels split
 
