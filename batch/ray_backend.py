@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from batch.score import BatchSettings, FileScorer
+from batch.store import json_default
 from realtime.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class RayScorer:
         self.scorer = FileScorer(model_path, BatchSettings.from_dict(settings))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = [json.dumps(self.scorer.score(str(path))) for path in batch["path"]]
+        results = [json.dumps(self.scorer.score(str(path)), default=json_default) for path in batch["path"]]
         return {"result": np.array(results, dtype=object)}
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from batch.store import WindowColumns
 from realtime.api import clip_verdict
 from realtime.audio import audio_info, iter_audio_blocks
 from realtime.engine import OFFLINE_SPAN_S, Engine, EngineConfig
@@ -119,7 +120,8 @@ class FileScorer:
         return self._engines[(rate, key)]
 
     def score(self, path: str) -> dict[str, Any]:
-        """``{"key": file_key, "rows": [...], "windows": [...]}``; a bad file gives one ``error`` row."""
+        """``{"key": file_key, "rows": [...], "windows": WindowColumns or []}``; a bad file gives one ``error``
+        row."""
         try:
             key = file_key(path)
         except OSError as err:
@@ -129,11 +131,11 @@ class FileScorer:
         try:
             info = audio_info(path)
             channels = [None] if self.settings.channels == CHANNELS_MIX else list(range(info.channels))
-            rows, windows = [], []
+            rows, windows = [], WindowColumns(self.labels)
             for channel in channels:
                 row, channel_windows = self._score_channel(path, info.sample_rate, channel)
                 rows.append(row)
-                windows += channel_windows
+                windows.extend(channel_windows)
             return {"key": key, "rows": rows, "windows": windows}
         except UserError as err:
             return {"key": key, "rows": [self._error_row(path, self._mode_channel(), str(err))], "windows": []}
@@ -150,8 +152,7 @@ class FileScorer:
         for block in iter_audio_blocks(path, max(1, int(seconds * rate))):
             yield block if channel is None else block[:, channel]
 
-    def _score_channel(self, path: str, rate: int, channel: int | None) -> tuple[dict[str, Any],
-                                                                                 list[dict[str, Any]]]:
+    def _score_channel(self, path: str, rate: int, channel: int | None) -> tuple[dict[str, Any], WindowColumns]:
         """The file's row and its window rows, converted as the events come (no event is kept: memory stays small
         for files of many hours)."""
         engine = self._engine(rate, channel)
@@ -163,7 +164,7 @@ class FileScorer:
             events = engine.iter_batched(self._blocks(path, rate, channel))
         name = CHANNELS_MIX if channel is None else str(channel)
         labels = self.labels
-        windows: list[dict[str, Any]] = []
+        windows = WindowColumns(labels)
         raw: list[list[float]] = []
         heads: list[tuple[float | None, float | None]] = []
         uncertain = 0

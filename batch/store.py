@@ -12,6 +12,8 @@ import csv
 import io
 import json
 import logging
+import math
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -96,7 +98,7 @@ class Journal:
         return prev is not None and prev["key"] == dict(key)
 
     def append(self, result: Mapping[str, Any]) -> None:
-        self._fh.write(json.dumps(result, allow_nan=False) + "\n")
+        self._fh.write(json.dumps(result, allow_nan=False, default=json_default) + "\n")
         self._fh.flush()
         self.done[result["key"]["path"]] = dict(result)
 
@@ -118,18 +120,72 @@ def write_files_csv(path: Path, labels: Sequence[str], rows: Iterable[Mapping[st
     atomic_write(path, lambda fh: fh.write(data))
 
 
-def write_windows_parquet(path: Path, labels: Sequence[str], windows: Sequence[Mapping[str, Any]]) -> None:
+class WindowColumns:
+    """A file's window rows as columns: numbers in ``array('d')`` (8 bytes a value, NaN = null), labels and flags in
+    lists. Ten hours of windows (70 k rows) take ~13 MB instead of ~130 MB of row dicts; they cross process
+    boundaries as they are and go into the journal as ``{"columns": {name: [values]}}``."""
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        self.names = window_columns(labels)
+        self.data: dict[str, Any] = {
+            n: [] if n in STRING_WINDOW_COLUMNS or n in BOOL_WINDOW_COLUMNS else array("d") for n in self.names
+        }
+
+    def __len__(self) -> int:
+        return len(self.data[self.names[0]])
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        for name, column in self.data.items():
+            value = row.get(name)
+            column.append(math.nan if value is None and isinstance(column, array) else value)
+
+    def extend(self, other: WindowColumns) -> None:
+        for name, column in self.data.items():
+            column.extend(other.data[name])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"columns": {n: [None if isinstance(v, float) and math.isnan(v) else v for v in c]
+                            for n, c in self.data.items()}}
+
+    @classmethod
+    def of(cls, value: Any, labels: Sequence[str]) -> WindowColumns:
+        """From a result's ``windows``: columns (this format), a journal's JSON of them, or row dicts (older)."""
+        if isinstance(value, WindowColumns):
+            return value
+        out = cls(labels)
+        if isinstance(value, Mapping):
+            for name, column in out.data.items():
+                values = value["columns"].get(name, [])
+                column.extend([math.nan if v is None else v for v in values] if isinstance(column, array) else values)
+        else:
+            for row in value:
+                out.append(row)
+        return out
+
+
+def json_default(obj: object) -> Any:
+    """``json.dumps(default=...)`` for results: window columns as JSON."""
+    if isinstance(obj, WindowColumns):
+        return obj.to_json()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def write_windows_parquet(path: Path, labels: Sequence[str], windows: WindowColumns) -> None:
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = window_columns(labels)
-    def kind(column: str) -> pa.DataType:
-        if column in STRING_WINDOW_COLUMNS:
-            return pa.string()
-        return pa.bool_() if column in BOOL_WINDOW_COLUMNS else pa.float64()
-
-    schema = pa.schema([(c, kind(c)) for c in columns])
-    table = pa.Table.from_pylist(list(windows), schema=schema)  # C++: ~3x faster than building columns here
+    arrays = []
+    for name in windows.names:
+        values = windows.data[name]
+        if name in STRING_WINDOW_COLUMNS:
+            arrays.append(pa.array(values, type=pa.string()))
+        elif name in BOOL_WINDOW_COLUMNS:
+            arrays.append(pa.array(values, type=pa.bool_()))
+        else:
+            x = np.frombuffer(values, dtype=np.float64) if len(values) else np.zeros(0)
+            arrays.append(pa.array(x, type=pa.float64(), mask=np.isnan(x)))
+    table = pa.Table.from_arrays(arrays, names=list(windows.names))
     atomic_write(path, lambda fh: pq.write_table(table, fh))
 
 
@@ -142,12 +198,12 @@ def write_outputs(
 ) -> dict[str, int]:
     """files.csv, windows.parquet and run.json for the inputs in ``order`` that are done; returns the counts."""
     rows: list[Mapping[str, Any]] = []
-    windows: list[Mapping[str, Any]] = []
+    windows = WindowColumns(labels)
     for path in order:
         result = journal.done.get(path)
         if result is not None:
             rows += result["rows"]
-            windows += result["windows"]
+            windows.extend(WindowColumns.of(result["windows"], labels))
     write_files_csv(out_dir / FILES_CSV, labels, rows)
     write_windows_parquet(out_dir / WINDOWS_PARQUET, labels, windows)
     counts = {"inputs": len(order), "files_done": sum(p in journal.done for p in order), "rows": len(rows),

@@ -262,3 +262,20 @@ def test_ray_address_resolution_and_connect_errors() -> None:
     assert "RAY_AUTH_MODE=token" in str(err) and "ray get-auth-token" in str(err)
     assert "RAY_AUTH_MODE" not in str(connect_error("head:6379", ConnectionError("x"), {"RAY_AUTH_MODE": "token"}))
     assert "could not start a local Ray" in str(connect_error(None, RuntimeError("no shm"), {}))
+
+
+def test_window_columns_round_trip_and_read_older_journals() -> None:
+    """Windows travel as columns (array('d'), NaN = null); a journal written as row dicts (older runs) still reads."""
+    import json
+
+    from batch.store import WindowColumns, json_default, window_columns
+
+    labels = ("happy", "sad")
+    rows = [{name: 0.25 * i for name in window_columns(labels)} | {"path": "a.wav", "channel": "mix",
+            "label": "sad", "uncertain": i % 2 == 0, "arousal": None} for i in range(3)]
+    cols = WindowColumns.of(rows, labels)
+    assert len(cols) == 3 and list(cols.data["end_s"]) == [0.0, 0.25, 0.5]
+    back = WindowColumns.of(json.loads(json.dumps({"w": cols}, default=json_default))["w"], labels)
+    assert back.to_json() == cols.to_json()
+    assert back.to_json()["columns"]["arousal"] == [None, None, None]
+    assert back.to_json()["columns"]["uncertain"] == [True, False, True]
