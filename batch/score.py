@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -165,13 +166,14 @@ class FileScorer:
         name = CHANNELS_MIX if channel is None else str(channel)
         labels = self.labels
         windows = WindowColumns(labels)
-        raw: list[list[float]] = []
-        heads: list[tuple[float | None, float | None]] = []
+        raw = array("d")  # every window's raw probabilities, flat (8 bytes a value: long files stay small)
+        heads = array("d")
         uncertain = 0
         for e in events:
             windows.append(self._window(path, name, e))
-            raw.append([e.raw_probs[label] for label in labels])
-            heads.append((e.raw_arousal, e.raw_valence))
+            raw.extend([e.raw_probs[label] for label in labels])
+            if engine.model.has_head:
+                heads.extend((e.raw_arousal, e.raw_valence))
             uncertain += e.uncertain
         row: dict[str, Any] = {
             "path": str(path),
@@ -190,8 +192,8 @@ class FileScorer:
         }
         probs = {label: None for label in labels}
         # EmotionRecognizer.predict_file's verdict
-        verdict = clip_verdict(engine.model, np.asarray(raw, dtype=float).reshape(-1, len(labels)),
-                               np.asarray(heads, dtype=float) if engine.model.has_head else None)
+        verdict = clip_verdict(engine.model, np.frombuffer(raw, dtype=np.float64).reshape(-1, len(labels)),
+                               np.frombuffer(heads, dtype=np.float64).reshape(-1, 2) if engine.model.has_head else None)
         if verdict.label is not None:
             row["label"], row["confidence"] = verdict.label, _r(verdict.confidence)
             if verdict.arousal is not None and verdict.valence is not None:
