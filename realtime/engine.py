@@ -141,7 +141,18 @@ class Engine:
         return self._events(self._pipeline.process(block), t0)
 
     def flush(self) -> list[WindowEvent]:
-        return self._events(self._pipeline.flush(), time.perf_counter())
+        """End the stream: the last windows, and -- when no window of the stream held enough speech -- one verdict
+        from its window with the most speech, if that holds at least ``FALLBACK_MIN_SPEECH_S`` (a short clip)."""
+        return self._events(self._pipeline.flush(), time.perf_counter()) + self._fallback_events()
+
+    def _fallback_events(self) -> list[WindowEvent]:
+        if self.summary.windows:
+            return []
+        candidate = self._pipeline.fallback()
+        if candidate is None:
+            return []
+        self.summary.windows_total -= 1  # it was counted once already, as a window with too little speech
+        return self._events([candidate], time.perf_counter())
 
     def run_batched(
         self, blocks: Iterable[np.ndarray], batch_windows: int = DEFAULT_BATCH_WINDOWS
@@ -183,6 +194,7 @@ class Engine:
                     ready = 0
         pending.extend(self._pipeline.flush())
         yield from drain()
+        yield from self._fallback_events()
         self.summary.speech_s = self._pipeline.state.speech_samples / self.pipeline_config.sample_rate
 
     def _events(

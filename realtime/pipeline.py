@@ -7,6 +7,7 @@ smoother behind it, so a model sees the same windows, padding and features on a 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ DEFAULT_VAD_HANGOVER_MS = 300
 DEFAULT_VAD_NOISE_MARGIN_DB = DEFAULT_NOISE_MARGIN_DB
 DEFAULT_VAD_AGC = DEFAULT_AGC
 # Frames kept beyond one window, so a late reader still finds its window's frames.
+FALLBACK_MIN_SPEECH_S = 0.3
+"""A stream none of whose windows held ``min_speech_s`` of speech still gets one verdict, from its window with the
+most speech, when that window holds at least this much (a short clip, a quiet but clear one): :meth:`fallback`."""
 CHUNK_HOPS = 8  # hops of new audio featurised per call (live blocks are far shorter: one call each)
 SPARE_FRAMES = 64
 LEVEL_FLOOR_DB = -100.0
@@ -152,6 +156,8 @@ class FeaturePipeline:
                 )
             self._normalizer = InputNormalizer(input_norm, config.preset.n_mels, hop / sr, config.preset.floor_db)
         self.state = PipelineState()
+        self._any_classified = False
+        self._fallback: tuple[Window, np.ndarray] | None = None
 
     def reset(self) -> None:
         self._resampler.reset()
@@ -161,6 +167,8 @@ class FeaturePipeline:
         if self._normalizer is not None:
             self._normalizer.reset()
         self.state = PipelineState()
+        self._any_classified = False
+        self._fallback = None
 
     def process(self, block: np.ndarray) -> list[WindowFeatures]:
         samples = self._resampler.process(block)
@@ -203,12 +211,30 @@ class FeaturePipeline:
 
     def _featurise(self, window: Window) -> WindowFeatures:
         if not window.classify:
+            if not self._any_classified and window.speech_s >= FALLBACK_MIN_SPEECH_S and (
+                self._fallback is None or window.speech_s > self._fallback[0].speech_s
+            ):  # the best candidate so far for a stream that may never have a classified window
+                self._fallback = (window, self._frames.window(window.start, window.end))
             return WindowFeatures(window, None)
+        self._any_classified = True
+        self._fallback = None
         t0 = time.perf_counter()
         features = self._frames.window(window.start, window.end)
         if self._normalizer is not None:
             features = self._normalizer.process(features)
         return WindowFeatures(window, features, (time.perf_counter() - t0) * 1000.0)
+
+    def fallback(self) -> WindowFeatures | None:
+        """After ``flush()``: when no window of the stream was classified, its window with the most speech (at least
+        :data:`FALLBACK_MIN_SPEECH_S`), featurised as a classified one; else None. Call it once per stream."""
+        if self._any_classified or self._fallback is None:
+            return None
+        window, frames = self._fallback
+        self._fallback = None
+        t0 = time.perf_counter()
+        features = frames if self._normalizer is None else self._normalizer.process(frames)
+        return WindowFeatures(dataclasses.replace(window, classify=True), features,
+                              (time.perf_counter() - t0) * 1000.0)
 
     def run(self, samples: np.ndarray, block: int | None = None) -> list[WindowFeatures]:
         """A whole clip through the streaming path (``reset()`` first, ``flush()`` last)."""

@@ -175,3 +175,37 @@ def test_the_bundled_cnn_gives_the_same_events_both_ways(speech: tuple[np.ndarra
         assert [(e.end_s, e.label) for e in got] == [(e.end_s, e.label) for e in live]
         diff = max(abs(x.raw_probs[k] - y.raw_probs[k]) for x, y in zip(got, live, strict=True) for k in labels)
         assert diff <= PROB_ATOL
+
+
+@pytest.fixture(scope="module")
+def demanding(tmp_path_factory: pytest.TempPathFactory) -> EmotionModel:
+    """A model whose windows need 1.5 s of speech: a short clip has no window that qualifies."""
+    return load_model(make_tiny_model(tmp_path_factory.mktemp("d") / "tiny.onnx", preset_name="logmel_wide",
+                                      window_s=2.0, hop_s=0.5, min_speech_s=1.5))
+
+
+@pytest.mark.parametrize("seconds", [0.3, 0.7])
+def test_a_short_clip_with_speech_gets_one_verdict(demanding: EmotionModel, speech: tuple[np.ndarray, int],
+                                                   seconds: float, tmp_path: Path) -> None:
+    """No window holds the model's minimum of speech, but the clip has >= 0.3 s: one verdict (its window with the
+    most speech), the same on both paths, and in predict_file, ser-batch and the ser-live summary."""
+    model = demanding
+    words, rate = speech
+    start = int(np.argmax(np.abs(words) > 0.05))  # where the voice begins
+    clip = np.concatenate([np.zeros(int(0.2 * rate), np.float32), words[start : start + int(seconds * rate)]])
+    live, whole = streamed(model, clip, rate), offline(model, clip, rate, 30.0)
+    assert len(live) == 1 and 0.3 <= live[0].speech_ratio * model.info.window_s < model.info.min_speech_s
+    assert_same(whole, live)
+    path = tmp_path / "short.wav"
+    sf.write(path, clip, rate)
+    assert EmotionRecognizer(model).predict_file(path).label == live[0].label
+    out = tmp_path / "out"
+    assert batch_main([str(path), "--out", str(out), "--model", str(model.path), "-q", "--workers", "1"]) == 0
+    with open(out / "files.csv", newline="") as fh:
+        row = next(csv.DictReader(fh))
+    assert row["status"] == "ok" and row["windows"] == "1" and row["label"] == live[0].label
+    jsonl = tmp_path / "e.jsonl"
+    assert live_main(["--file", str(path), "--model", str(model.path), "--fast", "--no-dashboard", "--jsonl",
+                      str(jsonl)]) == 0
+    summary = json.loads(jsonl.read_text().splitlines()[-1])
+    assert summary["windows"] == 1 and summary["dominant"] in (live[0].label, None)
