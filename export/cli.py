@@ -99,7 +99,8 @@ def format_report(report: ExportReport) -> str:
         f"{len(report.labels)} labels, features {list(report.feature_shape)}, {report.seconds:.1f} s)",
         f"parity Keras vs ONNX Runtime on {p.rows} {p.source} rows: max |diff| {p.max_abs_diff:.2e} "
         f"(limit {PARITY_TOLERANCE:g}), argmax agreement {100 * p.argmax_agreement:.1f}%",
-        f"embedding output: {report.embedding_size} values (profiles can re-fit the last layer)"
+        f"embedding output: {report.embedding_size} values (profiles can re-fit the last layer), max relative "
+        f"|Keras - ONNX| {report.embedding_max_rel_diff or 0.0:.2e}"
         if report.embedding_size else "no embedding output (the last layer is not a softmax Dense): no profiles",
     ]
     q = report.quantized
@@ -107,6 +108,8 @@ def format_report(report: ExportReport) -> str:
         lines.append(
             f"int8 {q.path} ({_size(q.size_bytes)}, {100 * q.size_bytes / report.size_bytes:.0f}% of float): "
             f"max |diff| {q.parity.max_abs_diff:.2e}, argmax agreement {100 * q.parity.argmax_agreement:.1f}%"
+            + (f", embedding max relative |diff| vs float {q.embedding_max_rel_diff:.2e}"
+               if q.embedding_max_rel_diff is not None else "")
         )
         if q.parity.argmax_agreement < INT8_USABLE_AGREEMENT:
             lines.append(

@@ -107,6 +107,7 @@ class QuantizedReport:
     path: Path
     size_bytes: int
     parity: ParityReport
+    embedding_max_rel_diff: float | None = None  # int8 vs float embedding, relative to its largest value
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class ExportReport:
     quantized: QuantizedReport | None
     seconds: float
     embedding_size: int | None = None  # the graph's embedding output (None: not found, cannot be personalised)
+    embedding_max_rel_diff: float | None = None  # Keras vs ONNX embedding, relative to its largest value
 
 
 @dataclass(frozen=True)
@@ -623,6 +625,7 @@ def export_model(
         parity.max_abs_diff,
         100 * parity.argmax_agreement,
     )
+    embedding_diff = None
     if classifier is not None:
         embedding_diff = _embedding_parity(_keras_embedding(model, run, features), model_bytes, features)
         logger.info("embedding parity: max relative |diff| %.3g", embedding_diff)
@@ -662,6 +665,7 @@ def export_model(
         quantized=quantized,
         seconds=time.perf_counter() - started,
         embedding_size=None if classifier is None else int(classifier.weights.shape[0]),
+        embedding_max_rel_diff=embedding_diff,
     )
     logger.info(
         "wrote %s (%d bytes)%s",
@@ -700,8 +704,22 @@ def _export_int8(
     _describe(proto, metadata_json, metadata)  # quantize_dynamic may drop metadata_props
     data = proto.SerializeToString()
     parity = _compare(reference, _onnx_predict(data, features, affect_head), len(features), parity_source)
+    embedding_diff = None
+    if EMBEDDING_KEY in metadata:
+        float_emb = _onnx_embedding(float_tmp.read_bytes(), features)
+        int8_emb = _onnx_embedding(data, features)
+        embedding_diff = float(np.max(np.abs(int8_emb - float_emb)) / max(1.0, float(np.max(np.abs(float_emb)))))
     _write_bytes(int8_tmp, data)
     logger.info(
         "int8 parity: max |diff| %.3g, argmax agreement %.1f%%", parity.max_abs_diff, 100 * parity.argmax_agreement
     )
-    return QuantizedReport(path=final_path, size_bytes=len(data), parity=parity)
+    return QuantizedReport(path=final_path, size_bytes=len(data), parity=parity, embedding_max_rel_diff=embedding_diff)
+
+
+def _onnx_embedding(model_bytes: bytes, features: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    from realtime.model import EMBEDDING_OUTPUT
+
+    session = ort.InferenceSession(model_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run([EMBEDDING_OUTPUT], {INPUT_NAME: features})[0], dtype=np.float32)

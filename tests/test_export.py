@@ -224,9 +224,11 @@ def test_export_writes_the_embedding_that_feeds_the_last_layer(
     np.testing.assert_allclose(model.embed(x), np.asarray(sub(z, training=False)), atol=TOLERANCE, rtol=1e-4)
     rebuilt = softmax(model.embed(x).astype(np.float64) @ model.info.embedding.weights + model.info.embedding.bias)
     np.testing.assert_allclose(rebuilt, model.predict(x), atol=1e-5)
+    assert report.embedding_max_rel_diff is not None and report.embedding_max_rel_diff <= TOLERANCE
     if report.quantized is not None:
         int8 = load_model(report.quantized.path, provider="cpu")
         assert int8.can_personalise
+        assert report.quantized.embedding_max_rel_diff is not None and report.quantized.embedding_max_rel_diff < 0.1
         np.testing.assert_allclose(int8.embed(x), model.embed(x), atol=0.1 * float(np.abs(model.embed(x)).max()))
 
 
@@ -452,11 +454,12 @@ def test_report_warns_when_int8_disagrees(agreement: float, warned: bool) -> Non
 
     parity = SimpleNamespace(rows=256, source="val_features.npy", max_abs_diff=1e-7, argmax_agreement=1.0)
     q = SimpleNamespace(
-        path="m.int8.onnx", size_bytes=100, parity=SimpleNamespace(max_abs_diff=0.8, argmax_agreement=agreement)
+        path="m.int8.onnx", size_bytes=100, parity=SimpleNamespace(max_abs_diff=0.8, argmax_agreement=agreement),
+        embedding_max_rel_diff=0.01,
     )
     report = SimpleNamespace(
         source="run", output="m.onnx", size_bytes=400, opset=15, labels=("a", "b"), feature_shape=(3,),
-        seconds=1.0, parity=parity, quantized=q, embedding_size=8,
+        seconds=1.0, parity=parity, quantized=q, embedding_size=8, embedding_max_rel_diff=1e-6,
     )
     text = format_report(report)  # type: ignore[arg-type]
     assert ("do not use it" in text) is warned
