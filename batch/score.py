@@ -7,7 +7,6 @@ process boundaries and go into the resume journal as they are.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from array import array
@@ -93,10 +92,6 @@ def file_key(path: str | Path) -> dict[str, Any]:
     return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _lazy(flush: Any) -> Iterator[WindowEvent]:
-    yield from flush()
-
-
 def _r(value: float) -> float:
     return round(float(value), DECIMALS)
 
@@ -148,6 +143,14 @@ class FileScorer:
     def _mode_channel(self) -> str:
         return CHANNELS_MIX if self.settings.channels == CHANNELS_MIX else "all"
 
+    @staticmethod
+    def _streamed(engine: Engine, blocks: Iterator[np.ndarray]) -> Iterator[WindowEvent]:
+        """``--streaming-path``: the live engine block by block, one model call per window."""
+        engine.reset()
+        for block in blocks:
+            yield from engine.feed(block)
+        yield from engine.flush()
+
     def _blocks(self, path: str, rate: int, channel: int | None) -> Iterator[np.ndarray]:
         seconds = STREAMING_BLOCK_S if self.settings.streaming_path else OFFLINE_SPAN_S
         for block in iter_audio_blocks(path, max(1, int(seconds * rate))):
@@ -157,12 +160,9 @@ class FileScorer:
         """The file's row and its window rows, converted as the events come (no event is kept: memory stays small
         for files of many hours)."""
         engine = self._engine(rate, channel)
-        if self.settings.streaming_path:
-            engine.reset()
-            events: Iterator[WindowEvent] = itertools.chain(
-                (e for block in self._blocks(path, rate, channel) for e in engine.feed(block)), _lazy(engine.flush))
-        else:  # the whole-signal path: long spans, many windows per model call, the same events
-            events = engine.iter_batched(self._blocks(path, rate, channel))
+        blocks = self._blocks(path, rate, channel)
+        # the whole-signal path (long spans, many windows per model call, the same events), or the live one
+        events = self._streamed(engine, blocks) if self.settings.streaming_path else engine.iter_batched(blocks)
         name = CHANNELS_MIX if channel is None else str(channel)
         labels = self.labels
         windows = WindowColumns(labels)

@@ -49,6 +49,17 @@ class Classifier:
                              bias=self.bias.astype(np.float64))
 
 
+def run_graph(model_bytes: bytes, features: np.ndarray, names: list[str]) -> list[np.ndarray]:
+    """The named outputs (float32) of a serialised graph on raw features, on the CPU with one thread: what every
+    export check (parity, the embedding, an upgrade) runs."""
+    import onnxruntime as ort
+
+    from realtime.model import INPUT_NAME, session_options
+
+    session = ort.InferenceSession(model_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"])
+    return [np.asarray(o, dtype=np.float32) for o in session.run(names, {INPUT_NAME: features})]
+
+
 def _initializers(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     from onnx import numpy_helper
 
@@ -134,16 +145,12 @@ def set_embedding_metadata(proto: onnx.ModelProto, classifier: Classifier) -> No
 def check_embedding(model_bytes: bytes, classifier: Classifier, feature_shape: tuple[int, ...],
                     mean: np.ndarray | float = 0.0, std: np.ndarray | float = 1.0) -> float:
     """Largest |softmax(embedding @ W + b) - probs| on generated features (ExportError above the tolerance)."""
-    import onnxruntime as ort
-
     from export.onnx_export import ExportError
-    from realtime.model import INPUT_NAME, session_options
     from realtime.profile import softmax
 
     rng = np.random.default_rng(CHECK_SEED)
     x = (rng.standard_normal((CHECK_ROWS, *feature_shape)) * std + mean).astype(np.float32)
-    session = ort.InferenceSession(model_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"])
-    probs, embedding = session.run([OUTPUT_NAME, EMBEDDING_OUTPUT], {INPUT_NAME: x})
+    probs, embedding = run_graph(model_bytes, x, [OUTPUT_NAME, EMBEDDING_OUTPUT])
     rebuilt = softmax(embedding.astype(np.float64) @ classifier.weights.astype(np.float64) + classifier.bias)
     diff = float(np.max(np.abs(rebuilt - probs)))
     if diff > RECONSTRUCTION_TOLERANCE:
@@ -163,12 +170,7 @@ class UpgradeReport:
 
 
 def _graph_probs(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    from realtime.model import INPUT_NAME, session_options
-
-    session = ort.InferenceSession(model_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"])
-    return session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    return run_graph(model_bytes, x, [OUTPUT_NAME])[0]
 
 
 def upgrade_model(source: Path, output: Path, int8_source: Path | None = None, int8_output: Path | None = None,

@@ -28,18 +28,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from export.embedding import add_embedding_output, add_output_by_name, check_embedding
+from export.embedding import add_embedding_output, add_output_by_name, check_embedding, run_graph
 from realtime import __version__ as PROJECT_VERSION  # noqa: N812
 from realtime.affect import AFFECT_KEY, AFFECT_OUTPUT, DIMENSIONS, AffectMap
 from realtime.errors import UserError
 from realtime.model import (
     EMBEDDING_KEY,
+    EMBEDDING_OUTPUT,
     FORMAT_VERSION,
     INPUT_NAME,
     METADATA_KEY,
     OUTPUT_NAME,
     labels_are_valid,
-    session_options,
 )
 from realtime.normalize import InputNormConfig
 
@@ -477,14 +477,9 @@ def _keras_embedding(model: Any, run: _RunConfig, features: np.ndarray) -> np.nd
 def _embedding_parity(reference: np.ndarray | None, model_bytes: bytes, features: np.ndarray) -> float:
     """Largest |Keras - ONNX| of the embedding, relative to the embedding's largest value (ExportError above the
     parity tolerance)."""
-    import onnxruntime as ort
-
-    from realtime.model import EMBEDDING_OUTPUT
-
     if reference is None:
         raise ExportError("the graph ends in Softmax(x @ W + b) but Keras gives no single input to that layer")
-    session = ort.InferenceSession(model_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"])
-    got = np.asarray(session.run([EMBEDDING_OUTPUT], {INPUT_NAME: features})[0], dtype=np.float32)
+    got = run_graph(model_bytes, features, [EMBEDDING_OUTPUT])[0]
     if got.shape != reference.shape:
         raise ExportError(f"ONNX Runtime embedding shape {got.shape} differs from Keras {reference.shape}")
     diff = float(np.max(np.abs(got - reference)) / max(1.0, float(np.max(np.abs(reference)))))
@@ -503,11 +498,7 @@ def _keras_predict(model: Any, run: _RunConfig, features: np.ndarray) -> Outputs
 
 
 def _onnx_predict(model_bytes: bytes, features: np.ndarray, affect_head: bool = False) -> Outputs:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(model_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"])
-    names = [OUTPUT_NAME, AFFECT_OUTPUT] if affect_head else [OUTPUT_NAME]
-    out = [np.asarray(o, dtype=np.float32) for o in session.run(names, {INPUT_NAME: features})]
+    out = run_graph(model_bytes, features, [OUTPUT_NAME, AFFECT_OUTPUT] if affect_head else [OUTPUT_NAME])
     return out[0], out[1] if affect_head else None
 
 
@@ -706,20 +697,11 @@ def _export_int8(
     parity = _compare(reference, _onnx_predict(data, features, affect_head), len(features), parity_source)
     embedding_diff = None
     if EMBEDDING_KEY in metadata:
-        float_emb = _onnx_embedding(float_tmp.read_bytes(), features)
-        int8_emb = _onnx_embedding(data, features)
+        float_emb = run_graph(float_tmp.read_bytes(), features, [EMBEDDING_OUTPUT])[0]
+        int8_emb = run_graph(data, features, [EMBEDDING_OUTPUT])[0]
         embedding_diff = float(np.max(np.abs(int8_emb - float_emb)) / max(1.0, float(np.max(np.abs(float_emb)))))
     _write_bytes(int8_tmp, data)
     logger.info(
         "int8 parity: max |diff| %.3g, argmax agreement %.1f%%", parity.max_abs_diff, 100 * parity.argmax_agreement
     )
     return QuantizedReport(path=final_path, size_bytes=len(data), parity=parity, embedding_max_rel_diff=embedding_diff)
-
-
-def _onnx_embedding(model_bytes: bytes, features: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    from realtime.model import EMBEDDING_OUTPUT
-
-    session = ort.InferenceSession(model_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"])
-    return np.asarray(session.run([EMBEDDING_OUTPUT], {INPUT_NAME: features})[0], dtype=np.float32)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,21 +108,22 @@ class EmotionRecognizer:
         called on many windows at once); ``streaming=True`` sends it through the live path in ``block_s`` blocks
         instead, one model call per window, as a microphone would."""
         samples = np.asarray(samples)
-        step = max(1, int((block_s if streaming else OFFLINE_SPAN_S) * sample_rate))
-        blocks = (samples[i : i + step] for i in range(0, len(samples), step))
-        if streaming:
-            return self._aggregate(self.stream(blocks, sample_rate))
-        return self._aggregate(self.engine(sample_rate).iter_batched(blocks))
+        return self._clip(lambda step: (samples[i : i + step] for i in range(0, len(samples), step)), sample_rate,
+                          block_s, streaming)
 
     def predict_file(self, path: str | os.PathLike[str], block_s: float = DEFAULT_BLOCK_S,
                      streaming: bool = False) -> Prediction:
         """:meth:`predict` of an audio file, read in spans (memory stays flat for long files)."""
         info = audio_info(Path(path))
+        return self._clip(lambda step: iter_audio_blocks(path, step), info.sample_rate, block_s, streaming)
+
+    def _clip(self, blocks: Callable[[int], Iterable[np.ndarray]], sample_rate: int, block_s: float,
+              streaming: bool) -> Prediction:
+        """A clip's verdict from ``blocks(step)`` (blocks of ``step`` samples): live path or whole-signal path."""
+        step = max(1, int((block_s if streaming else OFFLINE_SPAN_S) * sample_rate))
         if streaming:
-            block = max(1, int(block_s * info.sample_rate))
-            return self._aggregate(self.stream(iter_audio_blocks(path, block), info.sample_rate))
-        span = max(1, int(OFFLINE_SPAN_S * info.sample_rate))
-        return self._aggregate(self.engine(info.sample_rate).iter_batched(iter_audio_blocks(path, span)))
+            return self._aggregate(self.stream(blocks(step), sample_rate))
+        return self._aggregate(self.engine(sample_rate).iter_batched(blocks(step)))
 
     def _aggregate(self, events: Iterable[WindowEvent]) -> Prediction:
         return clip_prediction(self.model, list(events))

@@ -222,53 +222,48 @@ def run_session(model: EmotionModel, config: EnrollConfig, record: Recorder, ask
     takes: list[Take] = []
     kept: dict[str, int] = {}
     skipped: set[str] = set()
-    i = 0
-    while i < len(prompts):
-        prompt = prompts[i]
+
+    def screen(i: int, phase: str, kept_now: dict[str, int] | None = None, **extra: Any) -> Screen:
+        return Screen(prompts[i], i, len(prompts), phase, kept=dict(kept if kept_now is None else kept_now),
+                      labels=labels, **extra)
+
+    for i, prompt in enumerate(prompts):
         if prompt.label in skipped:
-            i += 1
             continue
-        screen = Screen(prompt, i, len(prompts), "ready", kept=dict(kept), labels=labels)
-        show(screen)
-        done(screen)
+        waiting = screen(i, "ready")
+        show(waiting)
+        done(waiting)
         key = ask()
         if key == "q":
             break
-        if key == "s":
-            skipped.add(prompt.label)
-            continue
-        while True:  # record until the take is kept, the label skipped or the session ended
+        while key != "s":  # record until the take is kept (or the emotion skipped, or the session ended)
             start = time.monotonic()
             while (left := config.countdown_s - (time.monotonic() - start)) > 0:
-                show(Screen(prompt, i, len(prompts), "countdown", seconds_left=left, kept=dict(kept), labels=labels))
+                show(screen(i, "countdown", seconds_left=left))
                 time.sleep(min(REFRESH_S, left))
 
-            def progress(left: float, level: float | None, prompt: Prompt = prompt, i: int = i) -> None:
-                show(Screen(prompt, i, len(prompts), "recording", seconds_left=left, level_dbfs=level,
-                            kept=dict(kept), labels=labels))
+            def progress(left: float, level: float | None, i: int = i) -> None:
+                show(screen(i, "recording", seconds_left=left, level_dbfs=level))
 
             samples, rate = record(config.take_s, progress)
             result = check_take(model, samples, rate, prompt.label, config.quiet_peak_dbfs,
                                 source=f"take {i + 1} ({prompt.label})")
-            phase = "kept" if result.ok else "refused"
-            screen = Screen(prompt, i, len(prompts), phase, message=result.reason,
-                            kept=dict(kept) | ({prompt.label: kept.get(prompt.label, 0) + 1} if result.ok else {}),
-                            labels=labels)
-            show(screen)
-            done(screen)
+            counted = kept | {prompt.label: kept.get(prompt.label, 0) + 1} if result.ok else kept
+            verdict = screen(i, "kept" if result.ok else "refused", counted, message=result.reason)
+            show(verdict)
+            done(verdict)
             key = ask()
-            if result.ok and key != "r":
+            if result.ok and key != "r":  # kept: Enter (next), q (then finish) or s (then skip the rest)
                 assert result.take is not None
                 takes.append(result.take)
-                kept[prompt.label] = kept.get(prompt.label, 0) + 1
+                kept = counted
+                break
             if key == "q":
                 return takes
-            if key == "s":
-                skipped.add(prompt.label)
-                break
-            if result.ok and key != "r":
-                break
-        i += 1
+        if key == "s":
+            skipped.add(prompt.label)
+        if key == "q":
+            break
     return takes
 
 

@@ -33,11 +33,11 @@ DEFAULT_VAD_PAD_MS = 150
 DEFAULT_VAD_HANGOVER_MS = 300
 DEFAULT_VAD_NOISE_MARGIN_DB = DEFAULT_NOISE_MARGIN_DB
 DEFAULT_VAD_AGC = DEFAULT_AGC
-# Frames kept beyond one window, so a late reader still finds its window's frames.
 FALLBACK_MIN_SPEECH_S = 0.3
 """A stream none of whose windows held ``min_speech_s`` of speech still gets one verdict, from its window with the
 most speech, when that window holds at least this much (a short clip, a quiet but clear one): :meth:`fallback`."""
 CHUNK_HOPS = 8  # hops of new audio featurised per call (live blocks are far shorter: one call each)
+# Frames kept beyond one window, so a late reader still finds its window's frames.
 SPARE_FRAMES = 64
 LEVEL_FLOOR_DB = -100.0
 
