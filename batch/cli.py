@@ -20,8 +20,8 @@ from types import FrameType
 from typing import Any
 
 from realtime import __version__
-from realtime.cli import HelpFormatter
 from realtime.errors import UserError
+from realtime.faces.cli import HelpFormatter
 from realtime.tooling import EXIT_INTERRUPTED, basic_logging, run_tool
 
 logger = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from realtime.audio import audio_extensions
 from realtime.errors import UserError
+from realtime.sources.audio import audio_extensions
 
 logger = logging.getLogger(__name__)
 

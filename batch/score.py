@@ -19,13 +19,13 @@ import numpy as np
 
 from batch.store import WindowColumns
 from realtime.api import clip_verdict
-from realtime.audio import audio_info, iter_audio_blocks
 from realtime.engine import OFFLINE_SPAN_S, Engine, EngineConfig
 from realtime.errors import UserError
 from realtime.events import WindowEvent
 from realtime.fileio import file_sha256
 from realtime.model import EmotionModel, bundled_model_path, load_model
 from realtime.profile import Profile
+from realtime.sources.audio import audio_info, iter_audio_blocks
 
 logger = logging.getLogger(__name__)
 

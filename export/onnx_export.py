@@ -30,7 +30,6 @@ import numpy as np
 
 from export.embedding import add_embedding_output, add_output_by_name, check_embedding, run_graph
 from realtime import __version__ as PROJECT_VERSION  # noqa: N812
-from realtime.affect import AFFECT_KEY, AFFECT_OUTPUT, DIMENSIONS, AffectMap
 from realtime.errors import UserError
 from realtime.model import (
     EMBEDDING_KEY,
@@ -41,7 +40,8 @@ from realtime.model import (
     OUTPUT_NAME,
     labels_are_valid,
 )
-from realtime.normalize import InputNormConfig
+from realtime.stages.affect import AFFECT_KEY, AFFECT_OUTPUT, DIMENSIONS, AffectMap
+from realtime.stages.normalize import InputNormConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.audio import audio_info, iter_audio_blocks
 from realtime.engine import OFFLINE_SPAN_S, Engine, EngineConfig
 from realtime.errors import UserError
 from realtime.events import WindowEvent
 from realtime.model import DEFAULT_PROVIDER, DEFAULT_THREADS, EmotionModel, load_model
 from realtime.profile import Profile, load_profile
+from realtime.sources.audio import audio_info, iter_audio_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ DEFAULT_BLOCK_S = 0.1
 class Prediction:
     """A clip's emotion: the mean of its speech windows' (unsmoothed) probabilities, and the arousal and valence
     (each in [-1, 1]) of that mean, or the mean of the windows' own values for a model with a trained affect head
-    (None when the model's labels have no mapping: ``realtime.affect``).
+    (None when the model's labels have no mapping: ``realtime.stages.affect``).
 
     ``label`` is None and ``probs`` empty when the clip holds no window with enough speech.
     """

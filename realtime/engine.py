@@ -1,6 +1,6 @@
 """The streaming engine: blocks of audio in, window events out. No threads, no device.
 
-``Engine.feed(block)`` runs resample -> VAD -> windows -> features (:class:`realtime.pipeline.FeaturePipeline`),
+``Engine.feed(block)`` runs resample -> VAD -> windows -> features (:class:`realtime.stages.pipeline.FeaturePipeline`),
 then the ONNX model and the smoother, and returns the :class:`realtime.events.WindowEvent` of every window that
 held enough speech. A file replay and a microphone call the very same ``feed``; ``flush()`` ends a stream.
 """
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from realtime.audio import sanitize_block
 from realtime.errors import UserError
 from realtime.events import SessionSummary, WindowEvent
 from realtime.model import EmotionModel
-from realtime.pipeline import (
+from realtime.sources.audio import sanitize_block
+from realtime.stages.pipeline import (
     DEFAULT_VAD_AGC,
     DEFAULT_VAD_AGGRESSIVENESS,
     DEFAULT_VAD_NOISE_MARGIN_DB,
@@ -27,7 +27,7 @@ from realtime.pipeline import (
     PipelineState,
     WindowFeatures,
 )
-from realtime.smoothing import Smoother, SmoothingConfig
+from realtime.stages.smoothing import Smoother, SmoothingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class Engine:
         windows at once: the same windows, features and smoothing as ``feed``/``flush``; the probabilities equal
         those of one-window calls to float rounding. Events come out a batch at a time. This is the whole-signal
         ("offline") path when the blocks are long spans (:data:`OFFLINE_SPAN_S`, e.g. from
-        :func:`realtime.audio.iter_audio_blocks`): every stage then works on many frames per call. For files and
+        :func:`realtime.sources.audio.iter_audio_blocks`): every stage then works on many frames per call. For files and
         archives, where nobody waits on a window."""
         self.reset()
         pending: list[WindowFeatures] = []

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnxruntime as ort
 
-from realtime.affect import AFFECT_KEY, AFFECT_OUTPUT, CALIBRATION_KEY, DIMENSIONS, AffectMap, Calibration
 from realtime.errors import UserError
-from realtime.normalize import InputNormConfig
+from realtime.stages.affect import AFFECT_KEY, AFFECT_OUTPUT, CALIBRATION_KEY, DIMENSIONS, AffectMap, Calibration
+from realtime.stages.normalize import InputNormConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from realtime.features import FeaturePreset
     from realtime.profile import Profile
+    from realtime.stages.features import FeaturePreset
 
 logger = logging.getLogger(__name__)
 
@@ -180,8 +180,8 @@ class ModelInfo:
 
     @cached_property
     def preset(self) -> FeaturePreset:
-        """The feature preset as a ``realtime.features.FeaturePreset`` (converted on first use)."""
-        from realtime.features import FeaturePreset
+        """The feature preset as a ``realtime.stages.features.FeaturePreset`` (converted on first use)."""
+        from realtime.stages.features import FeaturePreset
 
         return FeaturePreset.from_dict(dict(self.preset_config))
 

@@ -518,9 +518,9 @@ def make_profile(
 def window_features(model: EmotionModel, samples: np.ndarray, sample_rate: int, config: Any = None) -> np.ndarray:
     """The features of a clip's classified windows, cut as the live engine cuts them (resample, speech gate,
     windows, input normalisation): ``(windows, *feature_shape)``, possibly empty."""
-    from realtime.audio import sanitize_block
     from realtime.engine import EngineConfig
-    from realtime.pipeline import FeaturePipeline
+    from realtime.sources.audio import sanitize_block
+    from realtime.stages.pipeline import FeaturePipeline
 
     cfg = (config or EngineConfig()).pipeline_config(model)
     pipeline = FeaturePipeline(cfg, int(sample_rate), input_norm=model.info.input_norm)

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from realtime.dashboard import UNCERTAIN_COLOR, UNCERTAIN_LABEL, label_color
 from realtime.errors import UserError
 from realtime.events import QUADRANTS, SUMMARY_TYPE, WINDOW_TYPE, SessionSummary, WindowEvent
+from realtime.faces.dashboard import UNCERTAIN_COLOR, UNCERTAIN_LABEL, label_color
 from realtime.fileio import atomic_write
 
 logger = logging.getLogger(__name__)

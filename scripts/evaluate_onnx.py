@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.features import FeaturePreset
 from realtime.model import load_model
-from realtime.pipeline import PipelineConfig
+from realtime.stages.features import FeaturePreset
+from realtime.stages.pipeline import PipelineConfig
 from train import metrics as scores
 from train.cli import pool_by_clip
 from train.corpora import load_corpora, parse_data_spec

@@ -37,7 +37,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from realtime.audio import read_audio  # noqa: E402
 from realtime.model import load_model  # noqa: E402
 from realtime.profile import (  # noqa: E402
     METHODS,
@@ -49,6 +48,7 @@ from realtime.profile import (  # noqa: E402
     take_verdict,
     window_features,
 )
+from realtime.sources.audio import read_audio  # noqa: E402
 from train.corpora import load_corpus, parse_data_spec  # noqa: E402
 
 logger = logging.getLogger("profile_gain")

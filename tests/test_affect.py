@@ -1,16 +1,16 @@
-"""Arousal/valence mapping, temperature calibration and the uncertain state (realtime/affect.py, engine, API)."""
+"""Arousal/valence mapping, temperature calibration and the uncertain state (realtime/stages/affect.py, engine, API)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from realtime.affect import NRC_VAD_2018, AffectMap, Calibration, lexicon_coordinates, temper
 from realtime.api import EmotionRecognizer
 from realtime.engine import Engine, EngineConfig
 from realtime.errors import UserError
 from realtime.model import load_model
-from realtime.smoothing import Smoother, SmoothingConfig
+from realtime.stages.affect import NRC_VAD_2018, AffectMap, Calibration, lexicon_coordinates, temper
+from realtime.stages.smoothing import Smoother, SmoothingConfig
 from tests.audio_fixtures import voiced_tone
 from tests.tiny_model import TINY_LABELS, make_tiny_model, tiny_affect_reference
 

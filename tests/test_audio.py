@@ -1,4 +1,4 @@
-"""realtime/audio.py: reading files, streaming blocks, live-block sanitising, one-line errors."""
+"""realtime/sources/audio.py: reading files, streaming blocks, live-block sanitising, one-line errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.audio import audio_info, iter_audio_blocks, read_audio, sanitize_block
 from realtime.errors import UserError
+from realtime.sources.audio import audio_info, iter_audio_blocks, read_audio, sanitize_block
 
 RATE = 16000
 

@@ -15,7 +15,7 @@ import soundfile as sf
 from onnx import TensorProto, helper
 
 import realtime.model
-from realtime.cli import main
+from realtime.faces.cli import main
 from tests.audio_fixtures import SHORT_TEXT, SpeechClip, convert, speech_clip
 from tests.tiny_model import make_tiny_model
 
@@ -279,7 +279,7 @@ def test_subprocess_bad_file_prints_one_line_and_no_traceback(model_path: Path, 
     path = tmp_path / "notes.wav"
     path.write_text("not audio\n" * 100)
     proc = subprocess.run(
-        [sys.executable, "-m", "realtime.cli", "--file", str(path), "--fast", "--no-dashboard",
+        [sys.executable, "-m", "realtime.faces.cli", "--file", str(path), "--fast", "--no-dashboard",
          "--model", str(model_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False,
     )

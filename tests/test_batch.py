@@ -96,7 +96,7 @@ def test_two_workers_give_identical_rows(archive: dict[str, Any], one_worker: Pa
 
 
 def test_windows_are_those_of_ser_live_file(archive: dict[str, Any], one_worker: Path, tmp_path: Path) -> None:
-    from realtime.cli import main as live_main
+    from realtime.faces.cli import main as live_main
 
     clip = archive["good"][3]
     events_path = tmp_path / "events.jsonl"

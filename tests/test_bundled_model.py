@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from realtime import EmotionRecognizer
-from realtime.features import FeatureExtractor
 from realtime.model import bundled_model_path, load_model
-from realtime.normalize import InputNormalizer
-from realtime.pipeline import PipelineConfig
+from realtime.stages.features import FeatureExtractor
+from realtime.stages.normalize import InputNormalizer
+from realtime.stages.pipeline import PipelineConfig
 from tests.audio_fixtures import have_espeak, speech_clip
 
 CARD = Path(__file__).resolve().parents[1] / "models" / "README.md"

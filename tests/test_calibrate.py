@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime.affect import temper
 from realtime.engine import Engine
 from realtime.model import load_model
+from realtime.stages.affect import temper
 from tests.audio_fixtures import voiced_tone, write_ravdess_tree
 from tests.tiny_model import make_tiny_model
 from train.calibrate import choose_threshold, ece, fit_linear_head, fit_temperature

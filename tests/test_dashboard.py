@@ -15,7 +15,8 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.segment import Segment
 
-from realtime.dashboard import (
+from realtime.events import WindowEvent
+from realtime.faces.dashboard import (
     LABEL_COLORS,
     LABEL_WIDTH,
     LEVEL_BAR_WIDTH,
@@ -32,7 +33,6 @@ from realtime.dashboard import (
     render,
     timeline_cells,
 )
-from realtime.events import WindowEvent
 
 LABELS = ["angry", "calm", "disgust", "fearful", "happy", "neutral", "sad", "surprised"]
 WIDTH, HEIGHT = 80, 24

@@ -11,8 +11,9 @@ import pytest
 import soundfile as sf
 from rich.console import Console
 
-from realtime.cli import main as live_main
-from realtime.enroll import (
+from realtime.errors import UserError
+from realtime.faces.cli import main as live_main
+from realtime.faces.enroll import (
     SENTENCES,
     EnrollConfig,
     Prompt,
@@ -22,7 +23,6 @@ from realtime.enroll import (
     render_screen,
     run_session,
 )
-from realtime.errors import UserError
 from realtime.model import EmotionModel, load_model
 from tests.audio_fixtures import espeak_wav
 from tests.tiny_model import make_tiny_model

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from realtime.normalize import MODE_WINDOW, InputNormConfig
+from realtime.stages.normalize import MODE_WINDOW, InputNormConfig
 from tests.audio_fixtures import write_ased_tree, write_ravdess_tree
 from tests.tiny_model import make_tiny_model
 from train.eval_cli import main

@@ -22,9 +22,9 @@ from export.cli import main
 from export.onnx_export import ExportError, ExportReport, export_model, int8_path
 from realtime import __version__
 from realtime.errors import UserError
-from realtime.features import PRESETS
 from realtime.model import FORMAT_VERSION, load_model
 from realtime.profile import softmax
+from realtime.stages.features import PRESETS
 
 pytestmark = [
     pytest.mark.slow,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from realtime.errors import UserError
-from realtime.features import (
+from realtime.stages.features import (
     PRESETS,
     FeatureExtractor,
     FeaturePreset,

@@ -20,8 +20,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import realtime.model as rm
 from realtime.errors import UserError
-from realtime.features import PRESETS, FeaturePreset
 from realtime.model import FORMAT_VERSION, ModelInfo, load_model
+from realtime.stages.features import PRESETS, FeaturePreset
 
 LABELS = ["angry", "happy", "neutral"]
 VECTOR_SHAPE = (6,)

@@ -19,8 +19,8 @@ from tests.tiny_model import make_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = ("tensorflow", "keras", "tf2onnx", "librosa", "scipy", "numba", "sounddevice", "matplotlib")
-RUNTIME_MODULES = ("realtime", "realtime.engine", "realtime.api", "realtime.cli", "realtime.dashboard",
-                   "realtime.capture")
+RUNTIME_MODULES = ("realtime", "realtime.engine", "realtime.api", "realtime.faces.cli", "realtime.faces.dashboard",
+                   "realtime.sources.capture")
 SAMPLE_RATE = 22050
 TIMEOUT_S = 60
 
@@ -30,7 +30,7 @@ import numpy as np
 for name in {modules!r}:
     __import__(name)
 from realtime import EmotionRecognizer
-from realtime.cli import main
+from realtime.faces.cli import main
 rec = EmotionRecognizer({model!r}, provider="cpu")
 t = np.arange(3 * 16000) / 16000
 voiced = (0.4 * np.sin(2 * np.pi * 150 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Input normalisation (realtime/normalize.py): property tests, not figures.
+"""Input normalisation (realtime/stages/normalize.py): property tests, not figures.
 
 - A constant gain does not move the model input: exactly by construction for the stage, and within float32
   rounding end to end (espeak-ng speech scaled by -20 ... +20 dB, streaming and offline paths).
@@ -17,9 +17,9 @@ import pytest
 
 from realtime.api import EmotionRecognizer
 from realtime.errors import UserError
-from realtime.features import FeatureExtractor, get_preset
 from realtime.model import load_model
-from realtime.normalize import (
+from realtime.stages.features import FeatureExtractor, get_preset
+from realtime.stages.normalize import (
     ABS_FLOOR_DB,
     DEFAULT_FLOOR_DB,
     MODE_NONE,
@@ -30,7 +30,7 @@ from realtime.normalize import (
     fit_prior,
     normalize_session,
 )
-from realtime.pipeline import FeaturePipeline, PipelineConfig, WindowFeatures
+from realtime.stages.pipeline import FeaturePipeline, PipelineConfig, WindowFeatures
 from tests.audio_fixtures import SpeechClip, speech_clip
 from tests.tiny_model import make_tiny_model
 

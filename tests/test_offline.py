@@ -21,9 +21,9 @@ import soundfile as sf
 import realtime.api
 from batch.cli import main as batch_main
 from realtime.api import EmotionRecognizer
-from realtime.cli import main as live_main
 from realtime.engine import Engine
 from realtime.events import WindowEvent
+from realtime.faces.cli import main as live_main
 from realtime.model import EmotionModel, load_model
 from tests.audio_fixtures import convert, espeak_wav, voiced_tone
 from tests.tiny_model import TINY_LABELS, make_tiny_model

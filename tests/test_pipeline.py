@@ -18,9 +18,9 @@ import pytest
 import soundfile as sf
 
 from realtime.engine import Engine
-from realtime.features import FeatureExtractor, get_preset
 from realtime.model import load_model
-from realtime.pipeline import FeaturePipeline, PipelineConfig, WindowFeatures
+from realtime.stages.features import FeatureExtractor, get_preset
+from realtime.stages.pipeline import FeaturePipeline, PipelineConfig, WindowFeatures
 from tests.audio_fixtures import SpeechClip, convert, speech_clip
 from tests.tiny_model import DEFAULT_HOP_S, DEFAULT_WINDOW_S, make_tiny_model
 

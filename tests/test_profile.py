@@ -19,12 +19,12 @@ import realtime.profile as rp
 from batch.cli import main as batch_main
 from export.cli import main as export_main
 from realtime.api import EmotionRecognizer
-from realtime.cli import main as live_main
 from realtime.errors import UserError
+from realtime.faces.cli import main as live_main
+from realtime.faces.profile_cli import main as profile_main
 from realtime.fileio import file_sha256
 from realtime.model import load_model
 from realtime.profile import Base, Profile, Take, fit, load_profile, make_profile, softmax
-from realtime.profile_cli import main as profile_main
 from tests.audio_fixtures import espeak_wav
 from tests.tiny_model import TINY_LABELS, make_tiny_model
 

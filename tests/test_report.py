@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.cli import main as live_main
 from realtime.events import SessionSummary, WindowEvent
+from realtime.faces.cli import main as live_main
 from report.cli import main as report_main
 from report.session import _segments, markdown, read_jsonl, session_from_events
 from tests.audio_fixtures import voiced_tone

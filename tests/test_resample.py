@@ -1,4 +1,4 @@
-"""realtime/resample.py: streaming downmix + soxr, chunk invariance, rates, frequency preservation."""
+"""realtime/stages/resample.py: streaming downmix + soxr, chunk invariance, rates, frequency preservation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import soxr
 
 from realtime.errors import UserError
-from realtime.resample import Resampler, downmix
+from realtime.stages.resample import Resampler, downmix
 
 OUT = 16000
 

@@ -46,11 +46,11 @@ def imported_top_level(path: Path) -> set[str]:
 def third_party_imports() -> dict[str, set[str]]:
     """Top-level module -> the runtime files that import it (stdlib and the project's own packages left out)."""
     found: dict[str, set[str]] = {}
-    files = sorted(RUNTIME.glob("*.py"))
+    files = sorted(RUNTIME.rglob("*.py"))  # the package and its subpackages (stages, sources, faces)
     assert len(files) >= len(("api", "cli", "engine", "features", "model", "pipeline", "vad")), RUNTIME
     for path in files:
         for name in imported_top_level(path) - set(sys.stdlib_module_names) - OWN_PACKAGES - {"__future__"}:
-            found.setdefault(name, set()).add(path.name)
+            found.setdefault(name, set()).add(str(path.relative_to(RUNTIME)))
     return found
 
 

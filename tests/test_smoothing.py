@@ -1,4 +1,4 @@
-"""realtime/smoothing.py: EMA across classified windows, off switch, reset after gaps."""
+"""realtime/stages/smoothing.py: EMA across classified windows, off switch, reset after gaps."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from realtime.errors import UserError
-from realtime.smoothing import Smoother, SmoothingConfig
+from realtime.stages.smoothing import Smoother, SmoothingConfig
 
 A = np.array([1.0, 0.0, 0.0])
 B = np.array([0.0, 1.0, 0.0])

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime.features import FeatureExtractor, get_preset
 from realtime.model import load_model
+from realtime.stages.features import FeatureExtractor, get_preset
 from tests.tiny_model import TINY_LABELS, make_tiny_model, tiny_feature_shape, tiny_reference
 
 SAMPLE_RATE = 16000

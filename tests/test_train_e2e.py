@@ -182,9 +182,9 @@ def test_export_and_replay_close_the_loop(first: dict[str, Any], corpus: dict[st
 
     from export.onnx_export import export_model
     from realtime.api import EmotionRecognizer
-    from realtime.cli import main as live_main
-    from realtime.features import PRESETS
-    from realtime.pipeline import PipelineConfig
+    from realtime.faces.cli import main as live_main
+    from realtime.stages.features import PRESETS
+    from realtime.stages.pipeline import PipelineConfig
     from train.corpora import Record
     from train.dataset import FeatureBuilder, Standardizer
     from train.models import model_input_shape
@@ -234,8 +234,8 @@ def test_session_normalised_run_exports_its_stage_and_live_equals_training(
     from export.onnx_export import export_model
     from realtime.api import EmotionRecognizer
     from realtime.model import load_model
-    from realtime.normalize import InputNormConfig
-    from realtime.pipeline import PipelineConfig
+    from realtime.stages.normalize import InputNormConfig
+    from realtime.stages.pipeline import PipelineConfig
     from train.cli import main
     from train.corpora import Record
     from train.dataset import FeatureBuilder, Standardizer, normalize_clips
@@ -336,7 +336,7 @@ def test_affect_head_run_exports_two_outputs_and_live_equals_keras(corpus: dict[
     from export.onnx_export import export_model
     from realtime.api import EmotionRecognizer
     from realtime.model import load_model
-    from realtime.pipeline import PipelineConfig
+    from realtime.stages.pipeline import PipelineConfig
     from train.cli import main
     from train.corpora import Record
     from train.dataset import FeatureBuilder, Standardizer

@@ -1,4 +1,4 @@
-"""realtime/vad.py: webrtcvad speech gate with onset padding / hangover, exact per-sample flags, chunking."""
+"""realtime/stages/vad.py: webrtcvad speech gate with onset padding / hangover, exact per-sample flags, chunking."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import soundfile as sf
 import soxr
 
 from realtime.errors import UserError
-from realtime.vad import SpeechGate, VadConfig, to_int16
+from realtime.stages.vad import SpeechGate, VadConfig, to_int16
 
 RATE = 16000
 LOUD = 0.5

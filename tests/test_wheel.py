@@ -64,7 +64,7 @@ def test_the_wheel_carries_the_models_the_card_the_demo_and_every_runtime_module
     with zipfile.ZipFile(wheel()) as whl:
         names = set(whl.namelist())
     assert set(PACKAGE_DATA) <= names
-    runtime = {f"realtime/{p.name}" for p in (ROOT / "realtime").glob("*.py")}
+    runtime = {f"realtime/{p.relative_to(ROOT / 'realtime').as_posix()}" for p in (ROOT / "realtime").rglob("*.py")}
     assert runtime <= names, sorted(runtime - names)
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     with zipfile.ZipFile(wheel()) as whl:

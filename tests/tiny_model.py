@@ -13,7 +13,8 @@ features), output ``probs`` ``[batch, n_labels]``, and the ``ser_live`` metadata
 where ``squash(z) = sign(z) * log(1 + |z|)`` keeps the very different feature scales (mel power, MFCC, chroma)
 in a range where the output still depends on the input. The weights come from ``numpy.random.default_rng(seed)``;
 :func:`tiny_reference` computes the same probabilities in numpy. The feature shape is derived from the preset and
-the window exactly as the engine derives it (``realtime.pipeline.PipelineConfig``), so the engine accepts the model.
+the window exactly as the engine derives it (``realtime.stages.pipeline.PipelineConfig``), so the engine accepts the
+model.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from realtime.affect import AFFECT_OUTPUT
-from realtime.features import FeaturePreset, get_preset
 from realtime.model import EMBEDDING_OUTPUT, FORMAT_VERSION, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
-from realtime.pipeline import PipelineConfig
+from realtime.stages.affect import AFFECT_OUTPUT
+from realtime.stages.features import FeaturePreset, get_preset
+from realtime.stages.pipeline import PipelineConfig
 
 TINY_LABELS: tuple[str, ...] = ("angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
 DEFAULT_PRESET = "seed180"

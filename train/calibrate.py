@@ -17,7 +17,7 @@ softmax (any earlier calibration removed). Then:
 - **min_confidence**: the lowest threshold on the calibrated, smoothed top probability (what the dashboard shows)
   at which the windows kept are right at least ``--target-accuracy`` of the time on the fitting speakers; the
   windows below it are reported as *uncertain*;
-- **affect**: arousal and valence of every clip from the NRC VAD lexicon mapping (``realtime.affect``) and, with
+- **affect**: arousal and valence of every clip from the NRC VAD lexicon mapping (``realtime.stages.affect``) and, with
   training speakers, from a linear head on the calibrated log-probabilities fitted to the lexicon coordinates of
   each training clip's label (every corpus's labels teach it), and from the network's own trained head when the
   graph has one (``ser-train --affect-weight``). Scored on the fitting speakers as binary accuracy
@@ -40,7 +40,12 @@ from typing import Any
 
 import numpy as np
 
-from realtime.affect import (
+from realtime.engine import DEFAULT_SMOOTHING_ALPHA, DEFAULT_SMOOTHING_RESET_S, Engine, EngineConfig
+from realtime.errors import UserError
+from realtime.faces.cli import HelpFormatter
+from realtime.fileio import atomic_write, write_json
+from realtime.model import METADATA_KEY, EmotionModel, load_model
+from realtime.stages.affect import (
     AFFECT_KEY,
     CALIBRATION_KEY,
     LOG_FLOOR,
@@ -48,12 +53,7 @@ from realtime.affect import (
     Calibration,
     temper,
 )
-from realtime.cli import HelpFormatter
-from realtime.engine import DEFAULT_SMOOTHING_ALPHA, DEFAULT_SMOOTHING_RESET_S, Engine, EngineConfig
-from realtime.errors import UserError
-from realtime.fileio import atomic_write, write_json
-from realtime.model import METADATA_KEY, EmotionModel, load_model
-from realtime.smoothing import Smoother, SmoothingConfig
+from realtime.stages.smoothing import Smoother, SmoothingConfig
 from realtime.tooling import basic_logging, run_tool
 from train.eval_cli import run_speakers
 from train.metrics import affect_scores, affect_truth

@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 
 from realtime import __version__
-from realtime.affect import LEXICON_CITATION
-from realtime.cli import HelpFormatter
 from realtime.errors import UserError
-from realtime.features import PRESETS, get_preset
+from realtime.faces.cli import HelpFormatter
 from realtime.fileio import save_npy, write_json
-from realtime.normalize import DEFAULT_TIME_CONSTANT_S, MODE_NONE, MODE_WINDOW, MODES, InputNormConfig
-from realtime.pipeline import (
+from realtime.stages.affect import LEXICON_CITATION
+from realtime.stages.features import PRESETS, get_preset
+from realtime.stages.normalize import DEFAULT_TIME_CONSTANT_S, MODE_NONE, MODE_WINDOW, MODES, InputNormConfig
+from realtime.stages.pipeline import (
     DEFAULT_HOP_S,
     DEFAULT_MIN_SPEECH_S,
     DEFAULT_VAD_AGGRESSIVENESS,
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-norm",
         choices=INPUT_NORM_CHOICES,
         default=DEFAULT_INPUT_NORM,
-        help="model-input normalisation (realtime/normalize.py): none, window (per-window level reference) or "
+        help="model-input normalisation (realtime/stages/normalize.py): none, window (per-window level reference) or "
         "session (running speaker level and spectral shape); auto = window for log-mel presets (the measured "
         "choice: models/README.md), none otherwise",
     )
@@ -479,7 +479,7 @@ def train_one(
 def affect_targets(labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per label: its (arousal, valence) target, from the NRC VAD lexicon, and whether it has one (weight 0 if
     not). UserError when no label has coordinates (nothing to teach the head)."""
-    from realtime.affect import lexicon_coordinates
+    from realtime.stages.affect import lexicon_coordinates
 
     found = [lexicon_coordinates(label) for label in labels]
     if not any(c is not None for c in found):
@@ -501,7 +501,7 @@ def test_affect(
 ) -> dict[str, Any]:
     """Binary arousal/valence accuracy of the test clips: the lexicon mapping of the clip probabilities, and the
     trained head (mean of its window outputs) when the model has one."""
-    from realtime.affect import AffectMap
+    from realtime.stages.affect import AffectMap
     from train import metrics as scores
 
     coords, known, valenced = scores.affect_truth(list(eval_labels), clip_true)

@@ -60,8 +60,8 @@ from typing import Any, NamedTuple
 
 import soundfile as sf
 
-from realtime.audio import audio_extensions
 from realtime.errors import UserError
+from realtime.sources.audio import audio_extensions
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Clips -> training examples, cut exactly the way the live engine cuts audio.
 
-Every clip goes through :class:`realtime.pipeline.FeaturePipeline` — resample, WebRTC VAD, speech-gated sliding
+Every clip goes through :class:`realtime.stages.pipeline.FeaturePipeline` — resample, WebRTC VAD, speech-gated sliding
 windows of the live window length, streaming features — so a clip longer than a window gives several examples and
 a short one is padded as live pads. Augmented copies (training split only) are made from the resampled clip and then
 take the same path.
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.audio import read_audio
 from realtime.errors import UserError
 from realtime.fileio import save_npy
-from realtime.normalize import (
+from realtime.sources.audio import read_audio
+from realtime.stages.normalize import (
     ABS_FLOOR_DB,
     MODE_NONE,
     MODE_SESSION,
@@ -32,8 +32,8 @@ from realtime.normalize import (
     fit_prior,
     normalize_session,
 )
-from realtime.pipeline import FeaturePipeline, PipelineConfig
-from realtime.resample import Resampler
+from realtime.stages.pipeline import FeaturePipeline, PipelineConfig
+from realtime.stages.resample import Resampler
 from train.augment import AugmentConfig, augment_clip
 from train.corpora import Record
 
@@ -225,7 +225,7 @@ def normalize_clips(
     abs_floor_db: float = ABS_FLOOR_DB,
     restart: float = 0.0,
 ) -> list[ClipExamples]:
-    """Clips with their windows through :class:`realtime.normalize.InputNormalizer`, each speaker's clips played
+    """Clips with their windows through :class:`realtime.stages.normalize.InputNormalizer`, each speaker's clips played
     as one session in shuffled order (see :func:`session_order`): what the live engine's stage would give."""
     if config.mode == MODE_NONE:
         return list(clips)

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from realtime import __version__
-from realtime.cli import HelpFormatter
 from realtime.errors import UserError
+from realtime.faces.cli import HelpFormatter
 from realtime.fileio import atomic_write, write_json
 from realtime.tooling import basic_logging, run_tool
 

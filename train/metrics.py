@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime.affect import lexicon_coordinates
+from realtime.stages.affect import lexicon_coordinates
 
 logger = logging.getLogger(__name__)
 

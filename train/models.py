@@ -41,9 +41,9 @@ import numpy as np
 from keras import layers
 
 from export.onnx_export import has_affect_head
-from realtime.affect import AFFECT_OUTPUT, DIMENSIONS
 from realtime.errors import UserError
 from realtime.model import OUTPUT_NAME
+from realtime.stages.affect import AFFECT_OUTPUT, DIMENSIONS
 
 logger = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 
 from realtime.api import clip_prediction
-from realtime.audio import read_audio
 from realtime.engine import Engine, EngineConfig
 from realtime.errors import UserError
 from realtime.model import EmotionModel
+from realtime.sources.audio import read_audio
 from train import augment
 from train import metrics as scores
 from train.corpora import Record

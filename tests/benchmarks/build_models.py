@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 LABELS: tuple[str, ...] = ("angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
 # recipe -> the feature preset it was designed for
 RECIPE_PRESETS: dict[str, str] = {"seed180": "seed180", "seed162": "seed162", "logmel_cnn": "logmel"}
-WINDOW_S = 2.0  # the training/engine default window (realtime.pipeline.DEFAULT_WINDOW_S)
+WINDOW_S = 2.0  # the training/engine default window (realtime.stages.pipeline.DEFAULT_WINDOW_S)
 HOP_S = 0.5
 MIN_SPEECH_S = 0.5
 SEED = 0
@@ -36,8 +36,8 @@ SEED = 0
 def build(recipe: str, out_dir: Path) -> Path:
     """Build ``recipe`` (random init), save it, export it with ``export.onnx_export.export_model``."""
     from export.onnx_export import export_model
-    from realtime.features import get_preset
-    from realtime.pipeline import PipelineConfig
+    from realtime.stages.features import get_preset
+    from realtime.stages.pipeline import PipelineConfig
     from train.models import build_model, model_input_shape
 
     preset = get_preset(RECIPE_PRESETS[recipe])

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.normalize import MODE_SESSION, MODE_WINDOW
+from realtime.stages.normalize import MODE_SESSION, MODE_WINDOW
 from tests.tiny_model import make_tiny_model
 
 logger = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ def _with_input_norm(source: Path, target: Path, mode: str) -> Path:
     import onnx
 
     from realtime.model import METADATA_KEY
-    from realtime.normalize import MODE_SESSION, InputNormConfig
+    from realtime.stages.normalize import MODE_SESSION, InputNormConfig
 
     proto = onnx.load(str(source))
     props = {p.key: p.value for p in proto.metadata_props}

@@ -15,9 +15,9 @@ What is timed:
   default tuning estimation, ``melspectrogram``), after a warm-up call that pays numba's JIT;
 - ``replay``: a minute of speech (22.05 kHz, so resampled) through ``Engine.feed`` in 30 ms blocks read from the
   file, as ``ser-live --file --fast`` does: real-time factor = audio seconds / wall seconds;
-- ``startup``: ``python -m realtime.cli --file X --fast --jsonl - --no-dashboard --model M`` in a fresh process:
+- ``startup``: ``python -m realtime.faces.cli --file X --fast --jsonl - --no-dashboard --model M`` in a fresh process:
   time from spawn to its first JSON line, total time, and the process's peak RSS (its VmHWM at exit);
-- ``import``: ``python -c "import realtime.cli"`` and the slowest imports (``-X importtime``).
+- ``import``: ``python -c "import realtime.faces.cli"`` and the slowest imports (``-X importtime``).
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from realtime.features import FrameFeatures, get_preset
 from realtime.model import EmotionModel, load_model
-from realtime.normalize import InputNormalizer
-from realtime.pipeline import PipelineConfig
+from realtime.stages.features import FrameFeatures, get_preset
+from realtime.stages.normalize import InputNormalizer
+from realtime.stages.pipeline import PipelineConfig
 from tests.benchmarks.conftest import ROOT, blas_threads, percentiles_ms, pinned_to_one_core, shipped_env
 
 PRESETS = ("seed180", "seed162", "logmel", "logmel-window", "logmel-session")  # logmel + an input stage
@@ -51,10 +51,12 @@ BASELINE_ROUNDS = {"blas1": 40, "blas-default": 15}
 REPLAY_ROUNDS = 3
 STARTUP_ROUNDS = 4
 IMPORT_ROUNDS = 5
-IMPORT_CODE = "import realtime.cli, realtime.dashboard"  # what ser-live --file imports (the dashboard module too)
-PROFILED_IMPORTS = ("realtime.cli", "realtime.dashboard", "numpy", "onnxruntime", "soundfile", "soxr", "webrtcvad",
-                    "rich", "realtime.model", "realtime.pipeline")
-CLI_BLOCK_S = 0.03  # realtime.cli.FILE_BLOCK_S: --file replays feed 30 ms blocks
+# what ser-live --file imports (the dashboard module too)
+IMPORT_CODE = "import realtime.faces.cli, realtime.faces.dashboard"
+PROFILED_IMPORTS = ("realtime.faces.cli", "realtime.faces.dashboard", "numpy", "onnxruntime", "soundfile", "soxr",
+                    "webrtcvad",
+                    "rich", "realtime.model", "realtime.stages.pipeline")
+CLI_BLOCK_S = 0.03  # realtime.faces.cli.FILE_BLOCK_S: --file replays feed 30 ms blocks
 REPLAY_BLOCKS_S = (CLI_BLOCK_S, 1.0)
 SUBPROCESS_TIMEOUT_S = 120
 SPARE_FRAMES = 64
@@ -198,8 +200,8 @@ def test_replay(benchmark: Any, bench_models: dict[str, Path], speech_wav: Path,
                 blas: str, block_s: float) -> None:
     """File replay as fast as possible (2 cores, not pinned) through the engine, in the CLI's 30 ms blocks and in
     1 s blocks (the events are the same for any block size; only the per-block overhead differs)."""
-    from realtime.audio import audio_info, iter_audio_blocks
     from realtime.engine import Engine
+    from realtime.sources.audio import audio_info, iter_audio_blocks
 
     model = _load(bench_models[preset])
     info = audio_info(speech_wav)
@@ -224,7 +226,7 @@ def test_replay(benchmark: Any, bench_models: dict[str, Path], speech_wav: Path,
            **percentiles_ms(times))
 
 
-# ``python -m realtime.cli`` plus an exit hook that prints the process's own peak RSS (VmHWM). The parent cannot
+# ``python -m realtime.faces.cli`` plus an exit hook that prints the process's own peak RSS (VmHWM). The parent cannot
 # use wait4's ru_maxrss: Linux carries the pre-exec high-water mark of the (v)forked child, i.e. the size of this
 # pytest process, into it.
 CLI_WITH_PEAK_RSS = """
@@ -235,7 +237,7 @@ def _peak():
     print("ser-live-bench " + line.strip(), file=sys.stderr, flush=True)
 atexit.register(_peak)
 sys.argv = ["ser-live", *sys.argv[1:]]
-runpy.run_module("realtime.cli", run_name="__main__", alter_sys=True)
+runpy.run_module("realtime.faces.cli", run_name="__main__", alter_sys=True)
 """
 PEAK_RSS_LINE = re.compile(r"ser-live-bench VmHWM:\s+(\d+) kB")
 

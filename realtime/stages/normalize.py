@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from realtime.errors import UserError
-from realtime.features import AMIN
+from realtime.stages.features import AMIN
 
 logger = logging.getLogger(__name__)
 

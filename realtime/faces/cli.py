@@ -19,11 +19,11 @@ import numpy as np
 
 from realtime import __version__
 from realtime.engine import DEFAULT_SMOOTHING_ALPHA, OFFLINE_SPAN_S, Engine, EngineConfig
-from realtime.enroll import DEFAULT_COUNTDOWN_S, DEFAULT_TAKE_S, DEFAULT_TAKES
 from realtime.errors import UserError
 from realtime.events import JsonlWriter, WindowEvent
+from realtime.faces.enroll import DEFAULT_COUNTDOWN_S, DEFAULT_TAKE_S, DEFAULT_TAKES
 from realtime.model import DEFAULT_PROVIDER, DEFAULT_THREADS, bundled_demo_path, load_model
-from realtime.pipeline import DEFAULT_VAD_AGGRESSIVENESS, DEFAULT_VAD_NOISE_MARGIN_DB
+from realtime.stages.pipeline import DEFAULT_VAD_AGGRESSIVENESS, DEFAULT_VAD_NOISE_MARGIN_DB
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class StopRequest:
 
 
 def file_blocks(path: Path, realtime_pace: bool, block_s: float | None = None) -> tuple[Iterator[np.ndarray], int, str]:
-    from realtime.audio import audio_info, iter_audio_blocks
+    from realtime.sources.audio import audio_info, iter_audio_blocks
 
     info = audio_info(path)
     seconds = block_s if block_s is not None else FILE_BLOCK_S if realtime_pace else FAST_BLOCK_S
@@ -232,7 +232,7 @@ class Outputs:
     """Where events go: JSONL, the rich dashboard, or plain lines."""
 
     def __init__(self, args: argparse.Namespace, engine: Engine, source_name: str, stack: ExitStack) -> None:
-        from realtime import dashboard
+        from realtime.faces import dashboard
 
         self.engine = engine
         self.source_name = source_name
@@ -295,7 +295,7 @@ class Outputs:
 
 def run(args: argparse.Namespace) -> int:
     if args.list_devices:
-        from realtime.capture import list_devices
+        from realtime.sources.capture import list_devices
 
         print(list_devices())
         return 0
@@ -343,7 +343,7 @@ def run(args: argparse.Namespace) -> int:
             span = OFFLINE_SPAN_S if offline else None
             blocks, rate, source_name = file_blocks(args.file, realtime_pace=not args.fast, block_s=span)
         else:
-            from realtime.capture import CaptureConfig, MicrophoneSource
+            from realtime.sources.capture import CaptureConfig, MicrophoneSource
 
             mic = stack.enter_context(
                 MicrophoneSource(CaptureConfig(device=args.device, sample_rate=args.samplerate)).start()
@@ -393,8 +393,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _enroll(args: argparse.Namespace) -> int:
-    from realtime.capture import CaptureConfig
-    from realtime.enroll import EnrollConfig, run_enroll
+    from realtime.faces.enroll import EnrollConfig, run_enroll
+    from realtime.sources.capture import CaptureConfig
 
     taken = [name for name, value in (("--file", args.file), ("--demo", args.demo), ("--profile", args.profile),
                                       ("--jsonl", args.jsonl), ("--report", args.report)) if value]
@@ -451,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def leave_if_stuck(code: int) -> int:
     """``code``, or -- when an audio stream could not be stopped (its device hung) -- leave the process at once
     with ``os._exit(code)``: PortAudio's shutdown at interpreter exit would hang on that stream too."""
-    capture = sys.modules.get("realtime.capture")  # never imported for --file: nothing to check
+    capture = sys.modules.get("realtime.sources.capture")  # never imported for --file: nothing to check
     if capture is None or not capture.streams_left_behind():
         return code
     logger.debug("an audio stream is stuck; leaving with os._exit(%d)", code)

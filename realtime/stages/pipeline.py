@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from realtime.errors import UserError
-from realtime.features import FeaturePreset, FrameFeatures
-from realtime.normalize import InputNormalizer, InputNormConfig
-from realtime.resample import Resampler
-from realtime.vad import DEFAULT_AGC, DEFAULT_NOISE_MARGIN_DB, DEFAULT_NOISE_WINDOW_S, SpeechGate, VadConfig
-from realtime.windows import Window, WindowConfig, Windower, round_to_multiple
+from realtime.stages.features import FeaturePreset, FrameFeatures
+from realtime.stages.normalize import InputNormalizer, InputNormConfig
+from realtime.stages.resample import Resampler
+from realtime.stages.vad import DEFAULT_AGC, DEFAULT_NOISE_MARGIN_DB, DEFAULT_NOISE_WINDOW_S, SpeechGate, VadConfig
+from realtime.stages.windows import Window, WindowConfig, Windower, round_to_multiple
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class PipelineState:
 class FeaturePipeline:
     """``process(block) -> list[WindowFeatures]``; ``flush()`` at the end of a stream; ``reset()`` between streams.
 
-    ``input_norm`` (log-mel presets only) puts the :class:`realtime.normalize.InputNormalizer` stage after the
+    ``input_norm`` (log-mel presets only) puts the :class:`realtime.stages.normalize.InputNormalizer` stage after the
     features; training leaves it off here and applies the same stage over a speaker's clips as one session.
     """
 

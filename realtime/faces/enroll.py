@@ -26,8 +26,8 @@ from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.text import Text
 
-from realtime.dashboard import LEVEL_BAR_WIDTH, LEVEL_FLOOR_DB, block_dbfs, label_color
 from realtime.errors import UserError
+from realtime.faces.dashboard import LEVEL_BAR_WIDTH, LEVEL_FLOOR_DB, block_dbfs, label_color
 from realtime.model import EmotionModel
 from realtime.profile import Profile, Take, check_output, make_profile, take_from_audio
 
@@ -268,7 +268,8 @@ def run_session(model: EmotionModel, config: EnrollConfig, record: Recorder, ask
 
 
 def mic_recorder(mic: Any) -> Recorder:
-    """Records from a started :class:`realtime.capture.MicrophoneSource` (what arrived before the take is dropped)."""
+    """Records from a started :class:`realtime.sources.capture.MicrophoneSource` (what arrived before the take is
+    dropped)."""
 
     def record(seconds: float, progress: Callable[[float, float | None], None]) -> tuple[np.ndarray, int]:
         while mic.read(timeout=0.0) is not None:  # audio from before the take
@@ -296,7 +297,7 @@ def run_enroll(model: EmotionModel, output: Path, config: EnrollConfig, mic_conf
     """The guided session on the microphone; writes and returns the profile."""
     from rich.live import Live
 
-    from realtime.capture import MicrophoneSource
+    from realtime.sources.capture import MicrophoneSource
 
     output = Path(output).expanduser()
     check_output(output, overwrite)  # at the start, not after ten minutes of acting

@@ -169,7 +169,7 @@ PRESETS: dict[str, FeaturePreset] = {
     ),
     "logmel": _LOGMEL,
     # logmel with a floor 100 dB deeper: quiet recordings at -20 dB gain stay above it, so a level reference
-    # (realtime/normalize.py) removes a gain exactly; digital silence still reads as the floor
+    # (realtime/stages/normalize.py) removes a gain exactly; digital silence still reads as the floor
     "logmel_wide": replace(_LOGMEL, name="logmel_wide", amin=WIDE_AMIN),
 }
 

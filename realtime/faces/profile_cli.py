@@ -55,8 +55,8 @@ def read_manifest(path: Path) -> list[tuple[Path, str]]:
 
 def takes_from_manifest(model: EmotionModel, rows: Sequence[tuple[Path, str]]) -> tuple[list[Take], list[str]]:
     """The takes of every row that holds speech, and one line per row skipped (no speech)."""
-    from realtime.audio import read_audio
     from realtime.profile import take_from_audio
+    from realtime.sources.audio import read_audio
 
     labels = set(model.labels)
     bad = sorted({label for _, label in rows if label not in labels})
@@ -101,7 +101,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from realtime.cli import HelpFormatter
+    from realtime.faces.cli import HelpFormatter
 
     p = argparse.ArgumentParser(prog="ser-profile", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)

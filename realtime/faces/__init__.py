@@ -1,0 +1,1 @@
+"""What people use: ``ser-live`` (``cli``), the terminal dashboard, the enrolment session and ``ser-profile``."""

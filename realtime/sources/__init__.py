@@ -1,0 +1,2 @@
+"""Where audio comes from: files (``audio``, soundfile) and the microphone (``capture``, the only module that
+imports sounddevice)."""
