@@ -12,6 +12,7 @@ from train.metrics import (
     class_scores,
     classification_report,
     confusion_matrix,
+    group_metrics,
     macro_f1,
     metrics_dict,
     uar,
@@ -147,3 +148,16 @@ def test_matches_sklearn(seed: int) -> None:
         assert classification_report(y_true, y_pred, labels, digits=digits) == skm.classification_report(
             y_true, y_pred, labels=labels, digits=digits
         )
+
+
+def test_group_metrics_per_corpus() -> None:
+    # corpus "a" has labels 0, 1; corpus "b" labels 0, 2; a verdict of a label the group lacks counts as wrong
+    groups = ["a", "a", "a", "a", "b", "b", "b"]
+    truth = [0, 0, 1, 1, 0, 2, 2]
+    pred = [0, 2, 1, 1, 0, 0, 0]
+    got = group_metrics(groups, truth, pred, [0, 1, 2], ["x", "y", "z"])
+    assert got["a"]["n"] == 4 and got["a"]["labels"] == ["x", "y"]
+    assert got["a"]["uar"] == pytest.approx((0.5 + 1.0) / 2) and got["a"]["accuracy"] == pytest.approx(0.75)
+    assert got["a"]["top_label"] == "y" and got["a"]["top_label_share"] == pytest.approx(0.5)
+    assert got["b"]["uar"] == pytest.approx((1.0 + 0.0) / 2)
+    assert got["b"]["top_label"] == "x" and got["b"]["top_label_share"] == pytest.approx(1.0)

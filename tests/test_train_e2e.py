@@ -136,6 +136,8 @@ def test_speaker_folds(first: dict[str, Any], corpus: dict[str, Any], tmp_path: 
     assert code == 0, printed
     cv = load(out / "cv_metrics.json")
     assert cv["folds"] == 2 and len(cv["per_fold"]) == 2
+    assert cv["per_corpus"]["ravdess"]["folds"] == 2
+    assert cv["per_corpus"]["ravdess"]["uar_mean"] == pytest.approx(cv["uar_mean"])
     for key in ("accuracy_mean", "accuracy_std", "uar_mean", "uar_std"):
         assert 0.0 <= cv[key] <= 1.0
     test_speakers = []
@@ -299,6 +301,9 @@ def test_corpus_split_tests_on_every_clip_of_the_held_out_corpus(
     assert all(s.startswith(f"{held_out}:") for s in metrics["test_speakers"])
     expected_clips = 15 if held_out == "ased" else ACTORS * len(LABELS)  # the unreadable RAVDESS file is skipped
     assert counts["test"]["clips"] == expected_clips
+    [(name, fig)] = metrics["per_corpus"].items()  # one corpus tested: its figures are the headline's
+    assert name == held_out and fig["n"] == expected_clips
+    assert fig["uar"] == pytest.approx(metrics["clip"]["uar"]) and 0 < fig["top_label_share"] <= 1
     model_labels = load(out / "config.json")["labels"]
     if held_out == "ravdess":  # trained on ASED alone: RAVDESS's disgust and surprised are reported, not dropped
         assert model_labels == ["angry", "fearful", "happy", "neutral", "sad"]

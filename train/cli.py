@@ -422,6 +422,9 @@ def train_one(
             "macro_f1": clip_metrics["macro_f1"],
         },
         "clip": clip_metrics,
+        "per_corpus": scores.group_metrics(
+            [test_clips[c].record.corpus for c in clip_ids], clip_true, clip_probs.argmax(axis=1), ids, eval_labels
+        ),
         "window": window_metrics,
         "test_clips_without_speech_window": no_window,
         "counts": {
@@ -659,6 +662,9 @@ def run(args: argparse.Namespace) -> int:
         f"\n{len(splits)}-fold speaker CV: clip accuracy {summary['accuracy_mean']:.4f} ± {summary['accuracy_std']:.4f}"
         f", UAR {summary['uar_mean']:.4f} ± {summary['uar_std']:.4f}"
     )
+    for name, fig in summary["per_corpus"].items():
+        print(f"  {name}: clip UAR {fig['uar_mean']:.4f} ± {fig['uar_std']:.4f} over {fig['folds']} folds, "
+              f"largest single-label share {fig['top_label_share_max']:.2f}")
     return 0
 
 
@@ -673,7 +679,24 @@ def _cv_summary(fold_metrics: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "uar_mean": float(uar.mean()),
         "uar_std": float(uar.std()),
         "per_fold": [m["headline"] | {"test_speakers": m["test_speakers"]} for m in fold_metrics],
+        "per_corpus": _cv_per_corpus(fold_metrics),
     }
+
+
+def _cv_per_corpus(fold_metrics: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per held-out corpus: clip UAR mean and sd over the folds that tested it, and the largest single-label share."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted({c for m in fold_metrics for c in m.get("per_corpus", {})}):
+        got = [m["per_corpus"][name] for m in fold_metrics if name in m.get("per_corpus", {})]
+        uar = np.array([g["uar"] for g in got])
+        out[name] = {
+            "folds": len(got),
+            "uar_mean": float(uar.mean()),
+            "uar_std": float(uar.std()),
+            "per_fold_uar": uar.tolist(),
+            "top_label_share_max": max(g["top_label_share"] for g in got),
+        }
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -198,6 +198,34 @@ def metrics_dict(
     }
 
 
+def group_metrics(
+    groups: Sequence[str],
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    labels: Sequence[int],
+    target_names: Sequence[str],
+) -> dict[str, dict[str, Any]]:
+    """Per group (e.g. corpus): clips, accuracy, UAR over the labels that group has (a verdict of a label it lacks
+    counts as wrong) and the share of its most frequent verdict (the collapse check)."""
+    g = np.asarray(groups)
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(set(g.tolist())):
+        mask = g == name
+        scores = class_scores(t[mask], p[mask], labels)
+        verdicts = np.bincount(p[mask], minlength=len(labels))
+        top = int(verdicts.argmax())
+        out[str(name)] = {
+            "n": int(mask.sum()),
+            "accuracy": scores.accuracy,
+            "uar": scores.macro(scores.recall),
+            "labels": [target_names[i] for i, present in zip(labels, scores.present, strict=True) if present],
+            "top_label": target_names[top],
+            "top_label_share": float(verdicts[top] / mask.sum()),
+        }
+    return out
+
+
 NEUTRAL = "neutral"  # neither positive nor negative: left out of the binary valence figure
 
 
