@@ -78,6 +78,14 @@ def test_ser_calibrate_writes_a_calibrated_model_and_a_report(corpus: dict[str, 
     figures = json.loads(report.read_text())
     assert figures["fit_speakers"] == ["ravdess:03"] and figures["test"]["speakers"] == ["ravdess:04"]
     assert figures["fit"]["nll_after"] <= figures["fit"]["nll_before"] + 1e-9  # T = 1 is on the grid
+    # one corpus: its per-corpus figures are the whole part's
+    [(name, fit_corpus)] = figures["fit_per_corpus"].items()
+    assert name == "ravdess" and fit_corpus["windows"] == figures["fit"]["windows"]
+    assert fit_corpus["accuracy_all"] == pytest.approx(figures["uncertain"]["accuracy_all"])
+    assert fit_corpus["uncertain_share"] == pytest.approx(1 - figures["uncertain"]["coverage"])
+    test_corpus = figures["test"]["per_corpus"]["ravdess"]
+    assert test_corpus["uncertain_share"] == pytest.approx(figures["test"]["uncertain_share"])
+    assert 0 < test_corpus["top_kept_label_share"] <= 1 or test_corpus["accuracy_kept"] is None
     assert set(figures["affect"]) == {"lexicon", "linear"} and figures["affect_chosen"] in ("lexicon", "linear")
     plain, calibrated, copy = load_model(corpus["model"]), load_model(out), load_model(other)
     cal = calibrated.info.calibration

@@ -201,6 +201,28 @@ def choose_threshold(conf: np.ndarray, right: np.ndarray, target: float) -> tupl
                "accuracy_all": float(right.mean()), "reached_target": bool(reached)}
 
 
+def per_corpus(scored: Scored, shown: np.ndarray, threshold: float) -> dict[str, dict[str, Any]]:
+    """Per corpus of the scored clips: windows, the share below the uncertain threshold, the accuracy of the windows
+    kept and of all, and the largest share of one label among the kept windows' verdicts."""
+    corpus = np.array([scored.records[c].corpus for c in scored.clip])
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(set(corpus.tolist())):
+        m = (corpus == name) & (scored.truth >= 0)
+        if not m.any():
+            continue
+        conf, verdict = shown[m].max(axis=1), shown[m].argmax(axis=1)
+        right, kept = verdict == scored.truth[m], conf >= threshold
+        shares = np.bincount(verdict[kept], minlength=shown.shape[1]) / max(int(kept.sum()), 1)
+        out[name] = {
+            "windows": int(m.sum()),
+            "uncertain_share": float(np.mean(~kept)),
+            "accuracy_kept": float(right[kept].mean()) if kept.any() else None,
+            "accuracy_all": float(right.mean()),
+            "top_kept_label_share": float(shares.max()),
+        }
+    return out
+
+
 def fit_linear_head(labels: Sequence[str], probs: np.ndarray, truth: np.ndarray) -> AffectMap:
     """Ridge least squares of atanh(0.9 x lexicon coordinates of the true label) on the clip log-probabilities."""
     coords, known, _ = affect_truth(labels, truth)
@@ -307,6 +329,7 @@ def run(args: argparse.Namespace) -> int:
         "fit": fit_figures,
         "fit_at_fitted_temperature": fitted_figures,
         "uncertain": selection,
+        "fit_per_corpus": per_corpus(fit, smooth, threshold),
         "note": "ece/nll are of the smoothed windows (the confidence ser-live shows, which T calibrates and the "
         "uncertain threshold reads), before = T 1; ece_raw_windows: the unsmoothed softmax (raw_probs)",
     }
@@ -322,6 +345,7 @@ def run(args: argparse.Namespace) -> int:
             "uncertain_share": float(np.mean(conf < threshold)),
             "accuracy_kept": float(right[conf >= threshold].mean()) if np.any(conf >= threshold) else None,
             "accuracy_all": float(right.mean()),
+            "per_corpus": per_corpus(test, t_smooth, threshold),
         }
     # arousal / valence on the fitting (and test) clips
     candidates: dict[str, AffectMap] = {}
