@@ -380,6 +380,12 @@ class EmotionModel:
         parts = [self._session.run(names, {INPUT_NAME: x[i : i + MAX_BATCH_ROWS]}) for i in range(0, n, MAX_BATCH_ROWS)]
         out = [np.asarray(np.concatenate([p[k] for p in parts]) if len(parts) > 1 else parts[0][k], dtype=np.float32)
                for k in range(len(names))]
+        if not all(np.isfinite(o).all() for o in out):
+            what = "features that hold NaN or infinite values" if not np.isfinite(x).all() else "finite features"
+            raise UserError(
+                f"model {self.name} gave NaN or infinite outputs on {what}: the model file is broken "
+                "(re-export it with ser-export) or pass another --model"
+            )
         return [o[0] for o in out] if single else out
 
 
@@ -466,6 +472,37 @@ def _graph_feature_shape(session: ort.InferenceSession, source: str) -> tuple[in
     return tuple(dims)
 
 
+def _check_outputs(model: EmotionModel, source: str) -> None:
+    """Run the graph once on zero features and check that what it returns is what its metadata says: a
+    model that lies about its outputs is refused at load, in one line, not by a numpy error mid-stream."""
+    names = [OUTPUT_NAME]
+    expected = {OUTPUT_NAME: len(model.labels)}
+    if model.graph_has_head:
+        names.append(AFFECT_OUTPUT)
+        expected[AFFECT_OUTPUT] = len(DIMENSIONS)
+    if model.info.embedding is not None:
+        names.append(model.info.embedding.output)
+        expected[model.info.embedding.output] = model.info.embedding.size
+    x = np.zeros((1, *model.info.feature_shape), dtype=np.float32)
+    try:
+        outs = model._session.run(names, {INPUT_NAME: x})
+    except _ort_load_errors() as err:
+        logger.debug("probe run of %s failed: %s", source, err)
+        raise UserError(f"{source} cannot be run by onnxruntime ({type(err).__name__}): re-export it with ser-export")\
+            from None
+    for name, out in zip(names, outs, strict=True):
+        shape = np.shape(out)
+        if not np.isfinite(out).all():
+            raise UserError(f"{source}: output '{name}' is NaN or infinite on zero features: the model file is "
+                            "broken; re-export it with ser-export or pass another --model")
+        if len(shape) != 2 or shape[0] != 1 or shape[1] != expected[name]:
+            raise UserError(
+                f"{source}: output '{name}' has shape {tuple(shape)[1:]} per window but the metadata says "
+                f"{expected[name]} ({', '.join(model.labels) if name == OUTPUT_NAME else name}): the file's metadata "
+                "does not match its graph; re-export it with ser-export"
+            )
+
+
 def _check_preset(info: ModelInfo, source: str) -> None:
     """Convert the metadata preset now so that a bad one fails at load time, naming the file."""
     try:
@@ -505,6 +542,7 @@ def load_model(
     info = ModelInfo.from_metadata(meta, _graph_feature_shape(session, source), source, graph_outputs=outputs)
     _check_preset(info, source)
     model = EmotionModel(session, info, model_path)
+    _check_outputs(model, source)
     if providers[0] == CUDA_PROVIDER and model.provider != CUDA_PROVIDER:
         if str(provider).lower() == "cuda":
             raise UserError(

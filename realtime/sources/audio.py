@@ -65,8 +65,26 @@ def _truncated(p: Path, reason: object) -> UserError:
     return UserError(f"{p} is truncated or corrupt (read failed part-way); re-export or re-record the file")
 
 
+#: The largest float sample magnitude accepted. Float audio is nominally within [-1, 1], and files written at an
+#: integer scale (±32768, ±2^31) are common and fine: the model reads levels relative to the speech. Far beyond
+#: this the spectrum's power overflows float32 (measured: verdicts identical up to 1e17, NaN from 1e20).
+MAX_ABS_SAMPLE = 1e12
+
+
 def _non_finite(name: str) -> UserError:
     return UserError(f"{name} contains NaN or infinite samples; re-export it as PCM or clean the samples")
+
+
+def _check_float(samples: np.ndarray, name: str) -> None:
+    """NaN/inf samples, or samples too large to be audio at any usable scale, are a UserError naming ``name``."""
+    if not np.isfinite(samples).all():
+        raise _non_finite(name)
+    peak = float(np.abs(samples).max(initial=0.0))
+    if peak > MAX_ABS_SAMPLE:
+        raise UserError(
+            f"{name} has samples of magnitude {peak:.3g}, far beyond the [-1, 1] of float audio (limit "
+            f"±{MAX_ABS_SAMPLE:.0e}); rescale it (e.g. divide by its peak) or re-export it as PCM"
+        )
 
 
 def _empty(p: Path) -> UserError:
@@ -115,8 +133,7 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
         raise _truncated(p, err) from None
     if data.shape[0] == 0:
         raise _empty(p)
-    if not np.isfinite(data).all():
-        raise _non_finite(str(p))
+    _check_float(data, str(p))
     return np.ascontiguousarray(data, dtype=np.float32), int(rate)
 
 
@@ -143,8 +160,7 @@ def _blocks(p: Path, block_frames: int) -> Iterator[np.ndarray]:
                     raise _truncated(p, err) from None
                 if block.shape[0] == 0:
                     break
-                if not np.isfinite(block).all():
-                    raise _non_finite(str(p))
+                _check_float(block, str(p))
                 total += block.shape[0]
                 yield np.ascontiguousarray(block, dtype=np.float32)
     except (sf.LibsndfileError, RuntimeError) as err:
@@ -166,8 +182,7 @@ def sanitize_block(block: object, name: str = "audio block") -> np.ndarray:
     kind = arr.dtype.kind
     if kind == "f":
         out = arr.astype(np.float32, copy=False)
-        if not np.isfinite(out).all():
-            raise _non_finite(name)
+        _check_float(out, name)
     elif kind == "i":
         # int8/int16/int32 full scale -> [-1, 1)
         out = (arr.astype(np.float64) / float(2 ** (8 * arr.dtype.itemsize - 1))).astype(np.float32)
