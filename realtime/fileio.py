@@ -8,11 +8,13 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from realtime.errors import UserError
 
 HASH_CHUNK = 1 << 20
 FILE_MODE = 0o666  # before the umask, as open() would create it (mkstemp alone makes 0600)
@@ -54,3 +56,61 @@ def file_sha256(path: Path) -> str:
         while chunk := fh.read(HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one file (links and relative spellings included; paths that do not exist yet are
+    compared resolved)."""
+    pa, pb = Path(a), Path(b)
+    try:
+        if pa.exists() and pb.exists():
+            return os.path.samefile(pa, pb)
+    except OSError:
+        pass
+    return pa.resolve() == pb.resolve()
+
+
+def check_folder_writable(path: Path, flag: str) -> None:
+    """UserError unless ``path``'s folder exists and a file can be created there (tried, not guessed from the mode
+    bits: root passes those, a read-only mount does not)."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise UserError(f"cannot write {flag} {path}: folder {folder} does not exist; create it or choose another")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UserError(
+            f"cannot write {flag} {path}: {err.strerror or err} in {folder}; choose a writable place"
+        ) from None
+
+
+def check_outputs(
+    outputs: Mapping[str, Path],
+    inputs: Mapping[str, Path] | None = None,
+    overwrite: bool = False,
+    replace_hint: str | Mapping[str, str] = "pass --overwrite to replace it",
+) -> None:
+    """Before any work: every output (``{flag: path}``) is no input and no other output, goes to a writable folder,
+    and is not a file with content unless ``overwrite`` (else a UserError that says ``replace_hint``, one for all
+    or one per flag). Devices and pipes (``/dev/null``) are fine."""
+    named = [(flag, Path(path)) for flag, path in outputs.items()]
+    for i, (flag, path) in enumerate(named):
+        for other_flag, other in named[:i]:
+            if same_file(path, other):
+                raise UserError(f"{other_flag} and {flag} both name {path}: give each output its own path")
+        for in_flag, source in (inputs or {}).items():
+            if same_file(path, source):
+                raise UserError(f"{flag} {path} is the input {in_flag}: an input is never an output; choose "
+                                "another path")
+    for flag, path in named:
+        if path.is_dir():
+            raise UserError(f"{flag} {path} is a folder: give a file path")
+        if path.exists() and not path.is_file():
+            continue  # a device or a pipe (/dev/null, a FIFO a reader waits on): written to, nothing to lose
+        if path.exists() and path.stat().st_size > 0 and not overwrite:
+            hint = replace_hint if isinstance(replace_hint, str) else replace_hint.get(flag, "pass --overwrite to "
+                                                                                        "replace it")
+            raise UserError(f"{flag} {path} exists: {hint}, or choose another path")
+        check_folder_writable(path, flag)

@@ -23,14 +23,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", type=Path, required=True, help="the PNG to write (the summary goes beside it, .md)")
     p.add_argument("--markdown", type=Path, default=None, help="where to write the Markdown summary instead")
     p.add_argument("--title", default="", help="title of the first plot")
+    p.add_argument("--overwrite", action="store_true", help="replace the PNG / Markdown if they exist")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from report.session import read_jsonl, require_matplotlib, write_report
+    from realtime.fileio import check_outputs
+    from report.session import check_report_path, read_jsonl, require_matplotlib, write_report
 
     require_matplotlib()
+    md = check_report_path(args.out, args.markdown)
+    check_outputs({"-o": args.out, "--markdown" if args.markdown else "the Markdown beside -o": md},
+                  {"EVENTS": args.events}, overwrite=args.overwrite)
     session = read_jsonl(args.events)
     png, md = write_report(session, args.out, args.markdown, args.title)
     print(f"wrote {png} and {md} ({len(session.events)} windows)")

@@ -253,9 +253,10 @@ def write_report(session: Session, png: Path, md: Path | None = None, title: str
     md = check_report_path(png, md)
     data = draw(session, title)
     text = markdown(session).encode("utf-8")
-    try:
-        atomic_write(png, lambda fh: fh.write(data))
-        atomic_write(md, lambda fh: fh.write(text))
-    except OSError as err:
-        raise UserError(f"cannot write the report to {png.parent}: {err.strerror or err}") from None
+    for path, payload in ((png, data), (md, text)):
+        try:
+            atomic_write(path, lambda fh, b=payload: fh.write(b))
+        except OSError as err:
+            raise UserError(f"cannot write the report to {path}: {err.strerror or err}; choose a writable place") \
+                from None
     return png, md

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,99 @@ def test_metadata_with_fewer_labels_than_the_graph_is_refused_at_load(
     sf.write(wav, voice, RATE)
     assert live_main(["--file", str(wav), "--fast", "--no-dashboard", "--model", str(path)]) == USER_ERROR_EXIT
     one_line_error(capsys.readouterr().err, "does not match its graph")
+
+
+# -------------------------------------------------------------------------------- 3. outputs lost or mixed
+
+
+@pytest.fixture()
+def wav(voice: np.ndarray, tmp_path: Path) -> Path:
+    path = tmp_path / "voice.wav"
+    sf.write(path, voice, RATE)
+    return path
+
+
+def live(wav: Path, model: Path, *extra: str) -> int:
+    return live_main(["--file", str(wav), "--fast", "--no-dashboard", "--model", str(model), *extra])
+
+
+def verdicts(text: str) -> list[tuple[str, Any, Any]]:
+    return [(e["type"], e.get("label"), e.get("end_s")) for e in map(json.loads, text.splitlines())]
+
+
+def test_ser_live_never_appends_to_or_replaces_a_jsonl_without_a_flag(
+    model: Path, wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jsonl = tmp_path / "events.jsonl"
+    assert live(wav, model, "--jsonl", str(jsonl)) == 0
+    first = jsonl.read_text()
+    sessions = sum(json.loads(line)["type"] == "summary" for line in first.splitlines())
+    assert sessions == 1
+    capsys.readouterr()
+    assert live(wav, model, "--jsonl", str(jsonl)) == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, "events.jsonl exists", "--overwrite", "--append")
+    assert jsonl.read_text() == first  # untouched
+    assert live(wav, model, "--jsonl", str(jsonl), "--append") == 0
+    assert jsonl.read_text().startswith(first) and jsonl.read_text().count('"type": "summary"') == 2
+    assert live(wav, model, "--jsonl", str(jsonl), "--overwrite") == 0
+    assert verdicts(jsonl.read_text()) == verdicts(first)  # replaced by one session like the first
+    capsys.readouterr()
+    assert live(wav, model, "--jsonl", str(jsonl), "--append", "--overwrite") == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, "pass one of them")
+    assert live(wav, model, "--jsonl", os.devnull) == 0  # a device: written to, nothing to lose
+
+
+@pytest.mark.parametrize("flags", [(), ("--append",), ("--overwrite",)])
+def test_the_input_file_is_never_an_output(
+    model: Path, wav: Path, tmp_path: Path, flags: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = wav.read_bytes()
+    link = tmp_path / "same.wav"
+    link.symlink_to(wav)
+    assert live(wav, model, "--jsonl", str(link), *flags) == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, "is the input --file", "never an output")
+    assert wav.read_bytes() == before
+
+
+def test_ser_live_report_is_checked_at_start(
+    model: Path, wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "session.png"
+    png.write_bytes(b"an earlier report")
+    jsonl = tmp_path / "events.jsonl"
+    assert live(wav, model, "--report", str(png), "--jsonl", str(jsonl)) == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, "session.png exists", "--overwrite")
+    assert png.read_bytes() == b"an earlier report" and not jsonl.exists()  # refused before any work
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    assert live(wav, model, "--report", str(not_a_folder / "r.png")) == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, "does not exist")
+    md = tmp_path / "session.md"
+    assert live(wav, model, "--report", str(png), "--jsonl", str(md)) == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, "both name", "its own path")
+
+
+def test_ser_report_never_writes_over_its_input_or_an_earlier_report(
+    model: Path, wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    from report.cli import main as report_main
+
+    jsonl = tmp_path / "events.jsonl"
+    assert live(wav, model, "--jsonl", str(jsonl)) == 0
+    events = jsonl.read_bytes()
+    png = tmp_path / "r.png"
+    capsys.readouterr()
+    assert report_main([str(jsonl), "-o", str(png), "--markdown", str(jsonl)]) == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, "is the input EVENTS")
+    assert report_main([str(jsonl), "-o", str(png), "--markdown", str(png)]) == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, "both name")
+    assert jsonl.read_bytes() == events and not png.exists()
+    assert report_main([str(jsonl), "-o", str(png)]) == 0
+    drawn = png.read_bytes()
+    capsys.readouterr()
+    assert report_main([str(jsonl), "-o", str(png)]) == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, "r.png exists", "--overwrite")
+    assert png.read_bytes() == drawn
+    assert report_main([str(jsonl), "-o", str(png), "--overwrite"]) == 0

@@ -20,8 +20,9 @@ import numpy as np
 from realtime import __version__
 from realtime.engine import DEFAULT_SMOOTHING_ALPHA, OFFLINE_SPAN_S, Engine, EngineConfig
 from realtime.errors import UserError
-from realtime.events import JsonlWriter, WindowEvent
+from realtime.events import STDOUT_TARGET, JsonlWriter, WindowEvent
 from realtime.faces.enroll import DEFAULT_COUNTDOWN_S, DEFAULT_TAKE_S, DEFAULT_TAKES
+from realtime.fileio import check_outputs
 from realtime.model import DEFAULT_PROVIDER, DEFAULT_THREADS, bundled_demo_path, load_model
 from realtime.stages.pipeline import DEFAULT_VAD_AGGRESSIVENESS, DEFAULT_VAD_NOISE_MARGIN_DB
 
@@ -144,11 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
     enr.add_argument("--enroll-takes", type=int, default=DEFAULT_TAKES, help="takes per emotion")
     enr.add_argument("--take-seconds", type=float, default=DEFAULT_TAKE_S, help="length of each take")
     enr.add_argument("--countdown", type=float, default=DEFAULT_COUNTDOWN_S, help="seconds before each take")
-    enr.add_argument("--overwrite", action="store_true", help="with --enroll: replace PROFILE if it exists")
+    enr.add_argument("--overwrite", action="store_true",
+                     help="replace outputs that exist (--enroll PROFILE, --jsonl, --report); without it they are "
+                     "refused")
     out = p.add_argument_group("output")
     out.add_argument(
         "--jsonl", default=None, metavar="PATH", help="write one JSON object per window ('-' = stdout) (default: none)"
     )
+    out.add_argument("--append", action="store_true",
+                     help="add this session's lines to an existing --jsonl file (without it an existing file is "
+                     "refused)")
     out.add_argument("--no-dashboard", action="store_true", help="plain lines instead of the live dashboard")
     out.add_argument(
         "--report",
@@ -238,7 +244,7 @@ class Outputs:
         self.source_name = source_name
         self.report: Path | None = args.report
         self.kept: list[WindowEvent] = []  # for --report
-        self.jsonl: JsonlWriter | None = JsonlWriter(args.jsonl) if args.jsonl else None
+        self.jsonl: JsonlWriter | None = JsonlWriter(args.jsonl, append=args.append) if args.jsonl else None
         if self.jsonl is not None:
             stack.callback(self.jsonl.close)
         stdout_taken = args.jsonl == "-"
@@ -314,11 +320,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--duration must be positive (got {args.duration})")
     if args.threads < 1:
         raise UserError(f"--threads must be at least 1 (got {args.threads})")
-    if args.report is not None:
-        from report.session import check_report_path, require_matplotlib
-
-        require_matplotlib()  # at start, not after an hour of listening
-        check_report_path(args.report)
+    check_live_outputs(args)
     config = EngineConfig(
         window_s=args.window,
         hop_s=args.hop,
@@ -390,6 +392,29 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return EXIT_INTERRUPTED if interrupted and args.duration is None and args.file is not None else 0
+
+
+def check_live_outputs(args: argparse.Namespace) -> None:
+    """At start, not after an hour of listening: --jsonl and --report go to writable places, are not the input file
+    and not each other, and replace or extend nothing without --overwrite / --append."""
+    if args.append and args.overwrite:
+        raise UserError("--append adds to --jsonl and --overwrite replaces it: pass one of them")
+    if args.append and (not args.jsonl or args.jsonl == STDOUT_TARGET):
+        raise UserError("--append only applies to a --jsonl file")
+    outputs: dict[str, Path] = {}
+    if args.jsonl and args.jsonl != STDOUT_TARGET:
+        outputs["--jsonl"] = Path(args.jsonl)
+    if args.report is not None:
+        from report.session import check_report_path, require_matplotlib
+
+        require_matplotlib()
+        outputs["--report"] = args.report
+        outputs["--report (its Markdown)"] = check_report_path(args.report)
+    inputs = {"--file": Path(args.file)} if args.file is not None else {}
+    appended = {"--jsonl"} if args.append else set()
+    check_outputs(outputs, inputs, overwrite=True)  # no input, no two outputs alike, writable folders
+    check_outputs({k: v for k, v in outputs.items() if k not in appended}, overwrite=args.overwrite,
+                  replace_hint={"--jsonl": "pass --append to add to it or --overwrite to replace it"})
 
 
 def _enroll(args: argparse.Namespace) -> int:
