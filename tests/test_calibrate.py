@@ -140,3 +140,28 @@ def test_ser_calibrate_bad_input(corpus: dict[str, Path], tmp_path: Path, capsys
                            "--speakers", "ravdess:99", "-o", str(tmp_path / "x.onnx")])
     assert code == 2 and "fitting speakers" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_ser_calibrate_checks_every_output_before_it_writes_one(
+    corpus: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failure after -o is written would leave a calibrated model without its report or its int8 twin."""
+    out = tmp_path / "cal.onnx"
+    base = [str(corpus["model"]), "--data", f"ravdess={corpus['root'] / 'ravdess'}", "--speakers", "ravdess:03",
+            "-o", str(out)]
+    cases = [
+        (["--report", str(tmp_path / "no" / "such" / "r.json")], "does not exist"),
+        (["--report", str(corpus["model"])], "is the input MODEL"),
+        (["--apply-to", str(tmp_path / "missing.onnx")], "--apply-to"),
+        (["--apply-to", str(corpus["root"] / "ravdess" / "Actor_03")], "folder"),
+        (["--apply-to", str(out)], "both name"),
+    ]
+    not_a_model = tmp_path / "notes.onnx"
+    not_a_model.write_text("not a model")
+    cases.append((["--apply-to", str(not_a_model)], "cannot read"))
+    for extra, words in cases:
+        assert calibrate_main([*base, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists(), extra
+    assert not_a_model.read_text() == "not a model"

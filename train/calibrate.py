@@ -43,7 +43,7 @@ import numpy as np
 from realtime.engine import DEFAULT_SMOOTHING_ALPHA, DEFAULT_SMOOTHING_RESET_S, Engine, EngineConfig
 from realtime.errors import UserError
 from realtime.faces.cli import HelpFormatter
-from realtime.fileio import atomic_write, write_json
+from realtime.fileio import atomic_write, check_outputs, same_file, write_json
 from realtime.model import METADATA_KEY, EmotionModel, load_model
 from realtime.stages.affect import (
     AFFECT_KEY,
@@ -233,8 +233,11 @@ def fit_linear_head(labels: Sequence[str], probs: np.ndarray, truth: np.ndarray)
     return AffectMap.linear(labels, w[:-1], w[-1])
 
 
-def write_calibrated(source: Path, target: Path, calibration: Mapping[str, Any], affect: Mapping[str, Any]) -> None:
-    """Copy ``source`` to ``target`` (atomically) with ``calibration`` and ``affect`` in its ser_live metadata."""
+def write_calibrated(
+    source: Path, target: Path | None, calibration: Mapping[str, Any], affect: Mapping[str, Any]
+) -> None:
+    """Copy ``source`` to ``target`` (atomically) with ``calibration`` and ``affect`` in its ser_live metadata
+    (``target`` None: only check that ``source`` is a ser-live model that can take them)."""
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -247,6 +250,8 @@ def write_calibrated(source: Path, target: Path, calibration: Mapping[str, Any],
     entries = {p.key: p.value for p in proto.metadata_props}
     if METADATA_KEY not in entries:
         raise UserError(f"{source} is not a ser-live model (no '{METADATA_KEY}' metadata): export it with ser-export")
+    if target is None:
+        return
     meta = json.loads(entries[METADATA_KEY]) | {CALIBRATION_KEY: dict(calibration), AFFECT_KEY: dict(affect)}
     set_metadata(proto, json.dumps(meta))
     data = proto.SerializeToString()
@@ -263,9 +268,19 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--temperature must be positive, got {args.temperature}")
     if not 0.0 < args.target_accuracy < 1.0:
         raise UserError(f"--target-accuracy must be in (0, 1), got {args.target_accuracy}")
-    for path in (args.out, *args.apply_to):
-        if not path.parent.is_dir():
-            raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
+    # everything that will be written is checked before an hour of scoring: a failure after -o is written would
+    # leave a calibrated model without its report or its int8 twin
+    outputs = {"-o": args.out} | {f"--apply-to {p}": p for p in args.apply_to}
+    if args.report is not None:
+        outputs["--report"] = args.report
+    check_outputs({k: v for k, v in outputs.items() if k != "-o" or not same_file(v, args.model)},
+                  {"MODEL": args.model}, overwrite=True)
+    for other in args.apply_to:
+        if not other.is_file():
+            raise UserError(f"--apply-to {other} does not exist: it is a model file to update in place")
+        if same_file(other, args.out):
+            raise UserError(f"--apply-to {other} is -o as well: -o is written already; leave it out of --apply-to")
+        write_calibrated(other, None, {}, {})  # reads and checks it, writes nothing
     model = load_model(args.model, provider="cpu")
     model.info = replace(model.info, calibration=Calibration())  # fit on the graph's own softmax
     if model.graph_has_head:  # a trained head is a candidate whatever the metadata chose before
