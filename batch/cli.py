@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run through Ray Data: on the cluster at ADDRESS; with no ADDRESS or 'auto', on RAY_ADDRESS when set, "
         "else a local Ray this run starts; 'local' always starts one (default: local processes, no Ray)",
     )
+    p.add_argument("--ray-timeout", type=float, default=None, metavar="S",
+                   help="seconds to reach the --ray cluster's address before giving up (default: 10)")
     p.add_argument("--profile", default=None, metavar="PROFILE",
                    help="a personal profile for this model (ser-live --enroll, ser-profile fit), for every stream")
     p.add_argument("--profile-left", default=None, metavar="PROFILE",
@@ -139,12 +142,25 @@ def _profiles(args: argparse.Namespace, model: Any) -> dict[str, dict[str, Any]]
 def run(args: argparse.Namespace) -> int:
     from batch.inputs import expand_inputs
     from batch.score import BatchSettings, model_identity
-    from batch.store import Journal, require_pyarrow, stat_key, write_outputs
+    from batch.store import Journal, check_outputs_writable, require_pyarrow, stat_key, write_outputs
     from realtime.model import load_model
 
     require_pyarrow()
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1 (got {args.workers})")
+    if args.ray_timeout is None:
+        from batch.ray_backend import DEFAULT_CONNECT_TIMEOUT_S
+
+        args.ray_timeout = DEFAULT_CONNECT_TIMEOUT_S
+    elif not (math.isfinite(args.ray_timeout) and args.ray_timeout > 0):
+        raise UserError(f"--ray-timeout must be a positive number of seconds (got {args.ray_timeout})")
+    elif args.ray is None:
+        raise UserError("--ray-timeout only applies with --ray")
+    cpus = os.cpu_count() or 1
+    if args.ray is None and args.workers > cpus:
+        logger.warning("--workers %d is more than the %d CPUs here: using %d (more processes only compete for "
+                       "them)", args.workers, cpus, cpus)
+        args.workers = cpus
     loaded = load_model(args.model, provider="cpu")  # fails early, with one line, on a bad model
     settings = BatchSettings(channels=args.channels, profiles=_profiles(args, loaded),
                              streaming_path=args.streaming_path)
@@ -156,6 +172,11 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         raise UserError(f"cannot create --out {args.out}: {err.strerror}; pass a writable folder") from None
     journal = Journal(args.out, {"model_sha256": model["sha256"], "settings": settings.to_dict()}, fresh=args.fresh)
+    try:
+        check_outputs_writable(args.out)
+    except BaseException:
+        journal.close()
+        raise
     todo = []
     for path in paths:
         key = stat_key(path)
@@ -180,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
         if args.ray is not None:
             from batch.ray_backend import run_ray
 
-            complete = run_ray(args.ray, args.model, settings, todo, args.workers, on_result, lambda: stop.requested)
+            complete = run_ray(args.ray, args.model, settings, todo, args.workers, on_result, lambda: stop.requested,
+                               timeout_s=args.ray_timeout)
         else:
             from batch.local import run_local
 

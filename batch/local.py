@@ -1,6 +1,7 @@
 """Score files on this machine: in-process for one worker, else a pool of worker processes (one model each).
 
-Workers ignore SIGINT/SIGTERM (the driver decides when to stop), limit numpy's BLAS pool to one thread and run
+Workers ignore SIGINT/SIGTERM (the driver decides when to stop) and leave within half a second when the driver is
+gone however it ended (SIGKILL included); they limit numpy's BLAS pool to one thread and run
 ONNX Runtime with one thread, so N workers use N cores. At most ``2 * workers`` files are in flight: a stop
 request cancels the rest and waits only for the files being scored.
 """
@@ -10,7 +11,10 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 IN_FLIGHT_PER_WORKER = 2
 BLAS_THREADS = 1
+PARENT_POLL_S = 0.5  # how often a worker checks that the driver is still there
+EXIT_ORPHANED = 1
 POOL_START_METHOD = "spawn"  # ONNX Runtime and OpenBLAS threads do not survive fork() reliably
 
 _scorer: FileScorer | None = None
@@ -31,10 +37,23 @@ def limit_blas() -> None:
     threadpool_limits(BLAS_THREADS, "blas")
 
 
-def _init_worker(model_path: str | None, settings: dict[str, Any]) -> None:
+def _die_with(parent_pid: int) -> None:
+    """Leave as soon as the driver is gone (killed with SIGKILL, or left with os._exit on a second Ctrl-C): a worker
+    ignores SIGINT/SIGTERM, so without this it would outlive its parent, holding memory, for ever."""
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(EXIT_ORPHANED)
+            time.sleep(PARENT_POLL_S)
+
+    threading.Thread(target=watch, name="ser-batch-parent-watch", daemon=True).start()
+
+
+def _init_worker(model_path: str | None, settings: dict[str, Any], parent_pid: int) -> None:
     global _scorer  # one scorer per worker process
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with(parent_pid)
     limit_blas()
     _scorer = FileScorer(model_path, BatchSettings.from_dict(settings))
 
@@ -65,7 +84,8 @@ def run_local(
     todo = list(paths)
     pending: set[cf.Future[dict[str, Any]]] = set()
     with cf.ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(model_path, settings.to_dict())
+        max_workers=workers, mp_context=context, initializer=_init_worker,
+        initargs=(model_path, settings.to_dict(), os.getpid())
     ) as pool:
         while todo or pending:
             while todo and len(pending) < IN_FLIGHT_PER_WORKER * workers and not should_stop():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 from batch.score import BatchSettings, FileScorer
 from batch.store import json_default
 from realtime.errors import UserError
+from realtime.tooling import EXIT_INTERRUPTED
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ AUTH_HINT = (
 BLOCKS_PER_ACTOR = 4
 FILES_PER_CALL = 8  # files per map_batches call: fewer round trips between the actors and the driver
 RAY_HINT = "pip install 'ser-live[cluster]' (Ray Data)"
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
 
 
 class RayScorer:
@@ -67,6 +70,25 @@ def connect_error(address: str | None, err: BaseException, environ: Mapping[str,
     return UserError(f"cannot reach the Ray cluster at {address}: {first}{hint}")
 
 
+def probe_address(address: str, timeout_s: float) -> None:
+    """UserError unless something accepts a TCP connection at ``address`` (``host:port``, or ``ray://host:port``)
+    within ``timeout_s``: Ray itself retries an unreachable address for minutes. Addresses without a port are left
+    to Ray."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        reason = "timed out" if isinstance(err, TimeoutError) else (err.strerror or type(err).__name__)
+        raise UserError(f"cannot reach the Ray cluster at {address}: {reason} (within {timeout_s:g} s, "
+                        "--ray-timeout); check the address and that `ray start --head` runs there") from None
+
+
 def _init_options(cluster: str | None, workers: int, environ: MutableMapping[str, str]) -> dict[str, Any]:
     init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     if cluster is not None:
@@ -85,17 +107,26 @@ def run_ray(
     workers: int,
     on_result: Callable[[dict[str, Any]], None],
     should_stop: Callable[[], bool],
+    timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> bool:
+    cluster = resolve_address(address)
+    if cluster is not None:
+        probe_address(cluster, timeout_s)
     try:
         import ray
         import ray.data
     except ImportError:
         raise UserError(f"--ray needs Ray: {RAY_HINT}") from None
-    cluster = resolve_address(address)
+    # Ctrl-C must work while Ray connects or starts (the driver's handler only asks the scoring to stop)
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         ray.init(**_init_options(cluster, workers, os.environ))
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise connect_error(cluster, err) from None
+    except KeyboardInterrupt:
+        raise UserError("interrupted while connecting to Ray; nothing was scored", exit_code=EXIT_INTERRUPTED) from None
+    finally:
+        signal.signal(signal.SIGINT, handler)
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False

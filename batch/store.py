@@ -2,8 +2,9 @@
 
 The journal (``DIR/.ser-batch/journal.jsonl``) gets one JSON line per scored file, flushed as it is written, after
 a header naming the model (sha256) and the settings. A re-run with the same header skips every file whose path,
-size and modification time are unchanged; a different model or settings starts a new journal. The outputs are
-rebuilt from the journal at the end of every run, interrupted or not, in the order the inputs were given.
+size and modification time are unchanged; a different model or settings is refused unless ``--fresh``. The
+outputs are rebuilt from the journal at the end of every run, interrupted or not: the inputs in the order given,
+then the files earlier runs into the same folder scored. One run at a time holds the folder (a lock).
 """
 
 from __future__ import annotations
@@ -56,38 +57,70 @@ def require_pyarrow() -> None:
         raise UserError(f"ser-batch needs pyarrow: {PYARROW_HINT}") from None
 
 
+LOCK_NAME = "lock"
+FRESH_HINT = "pass --fresh to start over (the outputs there are replaced), or choose another --out"
+
+
 class Journal:
-    """Append-only record of finished files; ``done`` maps path -> result (as :meth:`FileScorer.score` gives)."""
+    """Append-only record of finished files; ``done`` maps path -> result (as :meth:`FileScorer.score` gives).
+
+    Holds an exclusive lock on ``DIR/.ser-batch/lock`` while open (the OS drops it when the process dies, so a
+    killed run leaves no stale lock). A journal of another model or other settings, one that is damaged, or a
+    folder with ser-batch outputs but no journal is refused unless ``fresh``; a cut last line (a run killed
+    mid-write) is dropped and the rest kept."""
 
     def __init__(self, out_dir: Path, header: Mapping[str, Any], fresh: bool = False) -> None:
         self.path = out_dir / STATE_DIR / JOURNAL_NAME
         self.header = dict(header)
         self.done: dict[str, dict[str, Any]] = {}
+        self._fh: Any = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise UserError(f"cannot create {self.path.parent}: {err.strerror}; pass a writable --out") from None
-        if not fresh and self.path.exists():
-            self._load()
-        if not self.done:
-            self._start()
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._lock = _lock(self.path.parent / LOCK_NAME, out_dir)
+        try:
+            if self.path.is_dir():
+                raise UserError(f"the journal {self.path} is a folder: remove it, or choose another --out")
+            if not fresh and self.path.exists():
+                self._load()
+            elif not fresh and (out_dir / FILES_CSV).exists():
+                raise UserError(f"--out {out_dir} holds a {FILES_CSV} but no ser-batch journal: {FRESH_HINT}")
+            if not self.done:
+                self._start()
+            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        except OSError as err:
+            self._lock.close()
+            raise UserError(f"cannot use the journal {self.path}: {err.strerror or err}; {FRESH_HINT}") from None
+        except BaseException:
+            self._lock.close()
+            raise
 
     def _load(self) -> None:
-        lines = self.path.read_text(encoding="utf-8").splitlines()
+        raw = self.path.read_bytes()
         try:
-            header = json.loads(lines[0]) if lines else None
-        except json.JSONDecodeError:
-            header = None
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"the journal {self.path} is not text (damaged or not ser-batch's): {FRESH_HINT}") \
+                from None
+        lines = text.split("\n")
+        cut = lines.pop() if lines else ""  # after the last newline: "" or a line a killed run left half-written
+        header = _json_object(lines[0]) if lines else None
+        if header is None or "header" not in header:
+            raise UserError(f"the journal {self.path} has no ser-batch header (damaged or foreign): {FRESH_HINT}")
         if header != {"header": self.header}:
-            logger.warning("%s is from another model or other settings: starting afresh", self.path)
-            return
-        for line in lines[1:]:
-            try:
-                result = json.loads(line)
-            except json.JSONDecodeError:  # the last line of an interrupted write
-                continue
-            self.done[result["key"]["path"]] = result
+            raise UserError(f"--out {self.path.parent.parent} holds a run with another model or other settings: "
+                            f"{FRESH_HINT}")
+        for number, line in enumerate(lines[1:], start=2):
+            result = _json_object(line)
+            path = result.get("key", {}).get("path") if result is not None else None
+            if not isinstance(path, str) or not isinstance(result.get("rows"), list):  # type: ignore[union-attr]
+                raise UserError(f"the journal {self.path} is damaged at line {number}: {FRESH_HINT}")
+            self.done[path] = result  # type: ignore[assignment]
+        if cut:  # keep the whole lines, drop the half one, so that the next append starts a line of its own
+            logger.warning("%s: dropping a cut last line (a run was stopped mid-write)", self.path)
+            kept = "".join(line + "\n" for line in lines).encode("utf-8")
+            atomic_write(self.path, lambda fh: fh.write(kept))
 
     def _start(self) -> None:
         text = json.dumps({"header": self.header}) + "\n"
@@ -98,12 +131,55 @@ class Journal:
         return prev is not None and prev["key"] == dict(key)
 
     def append(self, result: Mapping[str, Any]) -> None:
-        self._fh.write(json.dumps(result, allow_nan=False, default=json_default) + "\n")
-        self._fh.flush()
+        line = json.dumps(result, allow_nan=False, default=json_default) + "\n"
+        try:
+            self._fh.write(line)
+            self._fh.flush()
+        except OSError as err:
+            raise UserError(f"cannot write the journal {self.path}: {err.strerror or err}; free space or fix the "
+                            "folder and re-run (files done so far are kept)") from None
         self.done[result["key"]["path"]] = dict(result)
 
     def close(self) -> None:
-        self._fh.close()
+        try:
+            if self._fh is not None:
+                self._fh.close()
+        except OSError as err:  # the last flush on a full disk: the next run drops the cut line
+            logger.warning("closing %s: %s", self.path, err.strerror or err)
+        finally:
+            self._lock.close()
+
+
+def _json_object(line: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _lock(path: Path, out_dir: Path) -> Any:
+    """An open file holding an exclusive ``flock`` on ``path``; UserError when another process holds it."""
+    import fcntl
+    import os
+
+    try:
+        fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed by Journal.close
+    except OSError as err:
+        raise UserError(f"cannot create {path}: {err.strerror}; pass a writable --out") from None
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "?"
+        fh.close()
+        raise UserError(f"another ser-batch (pid {holder}) is writing to --out {out_dir}: wait for it to end, or "
+                        "choose another --out") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh
 
 
 def _csv_value(value: Any) -> Any:
@@ -199,20 +275,39 @@ def write_outputs(
     """files.csv, windows.parquet and run.json for the inputs in ``order`` that are done; returns the counts."""
     rows: list[Mapping[str, Any]] = []
     windows = WindowColumns(labels)
+    given = set(order)
+    order = [*order, *(p for p in journal.done if p not in given)]  # earlier runs' files stay in the outputs
     for path in order:
         result = journal.done.get(path)
         if result is not None:
             rows += result["rows"]
             windows.extend(WindowColumns.of(result["windows"], labels))
-    write_files_csv(out_dir / FILES_CSV, labels, rows)
-    write_windows_parquet(out_dir / WINDOWS_PARQUET, labels, windows)
-    counts = {"inputs": len(order), "files_done": sum(p in journal.done for p in order), "rows": len(rows),
-              "windows": len(windows)}
+    counts = {"inputs": len(given), "files_done": sum(p in journal.done for p in given),
+              "files_in_outputs": sum(p in journal.done for p in order), "rows": len(rows), "windows": len(windows)}
     for status in ("ok", "no_speech", "error"):
         counts[status] = sum(r["status"] == status for r in rows)
     audio_s = sum(r["duration_s"] or 0.0 for r in rows if r["channel"] in ("mix", "0", "all"))
-    write_json(out_dir / RUN_JSON, {**run_info, "counts": counts, "audio_hours": round(audio_s / 3600, 4)})
+    target = out_dir / FILES_CSV
+    try:
+        write_files_csv(target, labels, rows)
+        target = out_dir / WINDOWS_PARQUET
+        write_windows_parquet(target, labels, windows)
+        target = out_dir / RUN_JSON
+        write_json(target, {**run_info, "counts": counts, "audio_hours": round(audio_s / 3600, 4)})
+    except OSError as err:
+        raise UserError(f"cannot write {target}: {err.strerror or err}; the scores are kept in the journal: fix "
+                        "that and re-run to write the outputs") from None
     return counts
+
+
+def check_outputs_writable(out_dir: Path) -> None:
+    """Before scoring: --out's outputs can be written there (not folders; the folder takes a new file)."""
+    from realtime.fileio import check_folder_writable
+
+    for name in (FILES_CSV, WINDOWS_PARQUET, RUN_JSON):
+        if (out_dir / name).is_dir():
+            raise UserError(f"{out_dir / name} is a folder: remove it, or choose another --out")
+    check_folder_writable(out_dir / FILES_CSV, "--out")
 
 
 def stat_key(path: str) -> dict[str, Any] | None:

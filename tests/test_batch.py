@@ -83,8 +83,8 @@ def test_every_file_gets_a_row_and_a_bad_one_does_not_stop_the_batch(archive: di
         assert sum(probs) == pytest.approx(1.0, abs=1e-4)
         assert float(got[p.name]["confidence"]) == pytest.approx(max(probs))
     run = json.loads((one_worker / "run.json").read_text())
-    assert run["counts"] == {"inputs": 16, "files_done": 16, "rows": 16, "windows": run["counts"]["windows"],
-                             "ok": 14, "no_speech": 1, "error": 1}
+    assert run["counts"] == {"inputs": 16, "files_done": 16, "files_in_outputs": 16, "rows": 16,
+                             "windows": run["counts"]["windows"], "ok": 14, "no_speech": 1, "error": 1}
     assert run["model"]["sha256"] and run["complete"] and run["backend"] == "local"
     assert run["audio_hours"] > 0
 
@@ -149,8 +149,12 @@ def test_resume_skips_done_files_and_rescored_changed_ones(archive: dict[str, An
     assert ser_batch(archive, tmp_path / "out", *files, str(copy)) == 0
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert (run["resumed_files"], run["scored_this_run"]) == (len(files), 1)
-    other = make_tiny_model(tmp_path / "other.onnx", preset_name="logmel", seed=5)  # another model: afresh
-    assert main([str(calls), "--out", str(tmp_path / "out"), "--model", str(other), "-q"]) == 0
+    other = make_tiny_model(tmp_path / "other.onnx", preset_name="logmel", seed=5)
+    before = (tmp_path / "out" / "files.csv").read_bytes()
+    # another model into a finished run: refused, the run intact; with --fresh, afresh
+    assert main([str(calls), "--out", str(tmp_path / "out"), "--model", str(other), "-q"]) == 2
+    assert (tmp_path / "out" / "files.csv").read_bytes() == before
+    assert main([str(calls), "--out", str(tmp_path / "out"), "--model", str(other), "-q", "--fresh"]) == 0
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["resumed_files"] == 0 and run["scored_this_run"] == 16
 

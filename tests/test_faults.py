@@ -3,6 +3,7 @@ one-line error (exit 2) or a documented outcome, no traceback, no NaN in anythin
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -266,3 +267,206 @@ def test_ser_report_never_writes_over_its_input_or_an_earlier_report(
     one_line_error(capsys.readouterr().err, "r.png exists", "--overwrite")
     assert png.read_bytes() == drawn
     assert report_main([str(jsonl), "-o", str(png), "--overwrite"]) == 0
+
+
+# ---------------------------------------------------------------------------------------- ser-batch's folder
+
+
+@pytest.fixture()
+def archive(voice: np.ndarray, tmp_path: Path) -> Path:
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    for k in range(3):
+        sf.write(folder / f"clip{k}.wav", np.roll(voice, 1000 * k), RATE)
+    return folder
+
+
+def batch(archive: Path | list[Path], out: Path, model: Path, *extra: str) -> int:
+    inputs = [str(p) for p in archive] if isinstance(archive, list) else [str(archive)]
+    return batch_main([*inputs, "--out", str(out), "--model", str(model), "-q", *extra])
+
+
+def csv_paths(out: Path) -> list[str]:
+    with open(out / "files.csv", newline="") as fh:
+        return [Path(r["path"]).name for r in csv.DictReader(fh)]
+
+
+def test_a_rerun_with_a_subset_keeps_every_earlier_row(model: Path, archive: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert batch(archive, out, model) == 0
+    assert batch([archive / "clip1.wav"], out, model) == 0
+    assert csv_paths(out) == ["clip1.wav", "clip0.wav", "clip2.wav"]  # the inputs first, then the earlier files
+    run = json.loads((out / "run.json").read_text())
+    assert run["counts"]["inputs"] == 1 and run["counts"]["files_in_outputs"] == 3
+
+
+def test_other_settings_or_a_foreign_folder_are_refused_without_fresh(
+    model: Path, archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert batch(archive, out, model) == 0
+    before = (out / "files.csv").read_bytes()
+    capsys.readouterr()
+    assert batch([archive / "clip0.wav"], out, model, "--channels", "split") == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, "another model or other settings", "--fresh")
+    assert (out / "files.csv").read_bytes() == before
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "files.csv").write_text("somebody's results\n")
+    assert batch(archive, foreign, model) == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, "no ser-batch journal", "--fresh")
+    assert (foreign / "files.csv").read_text() == "somebody's results\n"
+    assert batch(archive, foreign, model, "--fresh") == 0 and len(csv_paths(foreign)) == 3
+
+
+@pytest.mark.parametrize("damage", ["garbage", "wrong-shape", "no-header", "middle"])
+def test_a_damaged_journal_is_refused_in_one_line(
+    model: Path, archive: Path, tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert batch(archive, out, model) == 0
+    journal = out / ".ser-batch" / "journal.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    if damage == "garbage":
+        journal.write_bytes(b"\xff\xfe\x00garbage" * 10)
+    elif damage == "wrong-shape":
+        journal.write_text("[1, 2, 3]\n")
+    elif damage == "no-header":
+        journal.write_text("".join(lines[1:]))
+    else:
+        journal.write_text("".join([lines[0], '{"not": "a result"}\n', *lines[1:]]))
+    capsys.readouterr()
+    assert batch(archive, out, model) == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, "journal", "--fresh")
+    assert len(csv_paths(out)) == 3  # the outputs are untouched
+
+
+def test_a_cut_last_line_is_dropped_and_the_rest_resumed(model: Path, archive: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert batch(archive, out, model) == 0
+    journal = out / ".ser-batch" / "journal.jsonl"
+    text = journal.read_text()
+    journal.write_text(text[: len(text) - 40])  # killed mid-write: the last result is half a line
+    assert batch(archive, out, model) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert (run["resumed_files"], run["scored_this_run"]) == (2, 1)
+    assert all(json.loads(line) for line in journal.read_text().splitlines())  # whole lines only
+    assert len(csv_paths(out)) == 3
+
+
+def test_two_runs_into_one_folder_the_second_is_refused(model: Path, archive: Path, tmp_path: Path) -> None:
+    from batch.store import Journal
+
+    out = tmp_path / "out"
+    holder = Journal(out, {"model_sha256": "x", "settings": {}})
+    try:
+        with pytest.raises(UserError, match=r"another ser-batch \(pid \d+\) is writing to --out"):
+            Journal(out, {"model_sha256": "x", "settings": {}})
+    finally:
+        holder.close()
+    Journal(out, {"model_sha256": "x", "settings": {}}).close()  # released: a stale lock cannot exist
+
+
+def test_outputs_that_cannot_be_written_are_found_before_scoring(
+    model: Path, archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    (out / "files.csv").mkdir(parents=True)
+    assert batch(archive, out, model, "--fresh") == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, "files.csv is a folder")
+    journal_dir = tmp_path / "out2" / ".ser-batch" / "journal.jsonl"
+    journal_dir.mkdir(parents=True)
+    assert batch(archive, tmp_path / "out2", model) == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, "journal", "is a folder")
+
+
+def test_an_unreachable_ray_address_fails_fast_in_one_line(
+    model: Path, archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    t0 = time.monotonic()
+    assert batch(archive, tmp_path / "out", model, "--ray", "127.0.0.1:1", "--ray-timeout", "2") == USER_ERROR_EXIT
+    assert time.monotonic() - t0 < 30
+    one_line_error(capsys.readouterr().err, "cannot reach the Ray cluster at 127.0.0.1:1", "--ray-timeout")
+    assert batch(archive, tmp_path / "out", model, "--ray-timeout", "nan", "--ray", "x:1") == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, "--ray-timeout must be a positive number")
+
+
+def test_more_workers_than_cpus_are_capped(
+    model: Path, archive: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert batch(archive, tmp_path / "out", model, "--workers", "1000") == 0
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["workers"] == (os.cpu_count() or 1)
+    assert "--workers 1000 is more than" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------ 2. processes
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc (Linux)")
+@pytest.mark.parametrize("how", ["sigkill", "two-sigterms"])
+def test_workers_die_with_the_driver(model: Path, voice: np.ndarray, tmp_path: Path, how: str) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "long"
+    folder.mkdir()
+    for k in range(40):
+        sf.write(folder / f"f{k:02d}.wav", np.tile(voice, 10), RATE)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "batch.cli", str(folder), "--out", str(tmp_path / "out"), "--model", str(model),
+         "--workers", "2", "-q"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        workers: set[int] = set()
+        journal = tmp_path / "out" / ".ser-batch" / "journal.jsonl"
+        while time.monotonic() < deadline:  # both workers up and at least one file done
+            workers = _children(driver.pid)
+            if len(workers) >= 2 and journal.exists() and journal.read_text().count("\n") >= 2:
+                break
+            time.sleep(0.1)
+        assert len(workers) >= 2, "the pool did not start"
+        if how == "sigkill":
+            driver.kill()
+        else:
+            driver.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            driver.send_signal(signal.SIGTERM)  # the second one leaves at once (os._exit)
+        driver.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.1)
+        assert not [p for p in workers if _alive(p)], "worker processes outlived the driver"
+        assert "Traceback" not in driver.stderr.read().decode()  # type: ignore[union-attr]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        for p in _children(driver.pid):
+            with contextlib.suppress(OSError):
+                os.kill(p, signal.SIGKILL)
