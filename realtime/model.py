@@ -523,6 +523,10 @@ def load_model(
     personal ``profile`` (a path or a :class:`realtime.profile.Profile`) replacing its last layer if given."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise UserError(f"threads must be a whole number >= 1, not {threads!r}")
+    cpus = os.cpu_count() or 1
+    if threads > cpus:  # ONNX Runtime would start them all (1000 threads take minutes) and gain nothing
+        logger.warning("%d inference threads asked for on %d CPUs: using %d", threads, cpus, cpus)
+        threads = cpus
     providers = resolve_providers(provider)
     model_path = bundled_model_path() if path is None else Path(path).expanduser()
     source = str(model_path)

@@ -470,3 +470,73 @@ def test_workers_die_with_the_driver(model: Path, voice: np.ndarray, tmp_path: P
         for p in _children(driver.pid):
             with contextlib.suppress(OSError):
                 os.kill(p, signal.SIGKILL)
+
+
+# ------------------------------------------------------------------------- 4. write errors after the work
+
+
+class _FullDisk:
+    def write(self, text: str) -> int:
+        raise OSError(28, "No space left on device")
+
+    def flush(self) -> None:
+        raise OSError(28, "No space left on device")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_full_disk_while_journaling_is_one_line_and_keeps_what_was_journaled(tmp_path: Path) -> None:
+    from batch.store import Journal
+
+    journal = Journal(tmp_path / "out", {"model_sha256": "x", "settings": {}})
+    journal.append({"key": {"path": "a.wav"}, "rows": [], "windows": []})
+    journal._fh = _FullDisk()
+    with pytest.raises(UserError, match=r"No space left on device.*files done so far are kept"):
+        journal.append({"key": {"path": "b.wav"}, "rows": [], "windows": []})
+    journal.close()
+    again = Journal(tmp_path / "out", {"model_sha256": "x", "settings": {}})
+    assert list(again.done) == ["a.wav"]
+    again.close()
+
+
+def test_outputs_that_fail_after_scoring_are_written_by_the_next_run(
+    model: Path, archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from batch import store
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "write_windows_parquet", full)
+        assert batch(archive, out, model) == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, "windows.parquet", "No space left", "re-run")
+    assert batch(archive, out, model) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert (run["resumed_files"], run["scored_this_run"]) == (3, 0) and len(csv_paths(out)) == 3
+
+
+def test_ser_train_checks_out_before_extracting_and_an_empty_cache_means_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.audio_fixtures import write_ravdess_tree
+    from train.cli import build_parser
+    from train.cli import main as train_main
+
+    root = tmp_path / "ravdess"
+    write_ravdess_tree(root, actors=2, unreadable=False)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    for out, words in ((a_file, "is a file"), (Path("/proc/ser-live-run"), "cannot create --out")):
+        assert train_main(["--data", f"ravdess={root}", "--out", str(out), "--cache", "", "-q"]) == USER_ERROR_EXIT
+        one_line_error(capsys.readouterr().err, words)
+    assert a_file.read_text() == "keep me"
+    assert build_parser().parse_args(["--data", "ravdess=x", "--cache", ""]).cache is None
+    assert build_parser().parse_args(["--data", "ravdess=x"]).cache == Path(".cache/features")
+
+
+def test_threads_beyond_the_cpu_count_are_capped(model: Path, caplog: pytest.LogCaptureFixture) -> None:
+    load_model(model, threads=1000)
+    assert f"1000 inference threads asked for on {os.cpu_count() or 1} CPUs" in caplog.text

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="use at most N clips per corpus (0 = all), drawn at random with --seed: N for every corpus, "
         "NAME=N for one (repeat), e.g. --limit tess=800 to keep TESS's two speakers from outweighing the rest",
     )
-    d.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache folder ('' to disable)")
+    d.add_argument("--cache", type=_cache_dir, default=DEFAULT_CACHE, help="feature cache folder ('' to disable)")
     m = p.add_argument_group("model")
     m.add_argument("--recipe", choices=RECIPE_CHOICES, default="seed180", help="network architecture")
     m.add_argument(
@@ -183,6 +183,24 @@ class Split:
     val: np.ndarray
     test: np.ndarray
     name: str
+
+
+def _cache_dir(value: str) -> Path | None:
+    """``--cache DIR``; the empty string means no cache (``Path('')`` would be the current folder)."""
+    return Path(value) if value.strip() else None
+
+
+def _check_out(out: Path) -> None:
+    """--out is checked before minutes of feature extraction: a folder that exists or can be made, writable."""
+    from realtime.fileio import check_folder_writable
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file: give a folder for the run")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create --out {out}: {err.strerror or err}; choose a writable folder") from None
+    check_folder_writable(out / "config.json", "--out")
 
 
 def _holdout_corpus(arg: str, corpora: Sequence[str]) -> str | None:
@@ -303,7 +321,7 @@ def train_one(
     from train.report import plot_confusion, plot_curves
 
     out.mkdir(parents=True, exist_ok=True)
-    cache = args.cache if str(args.cache) else None
+    cache = args.cache
     augment = _augment_config(args.augment)
     builder = FeatureBuilder(config, cache_dir=cache, augment=augment, seed=args.seed)
     shape = config.feature_shape
@@ -645,6 +663,7 @@ def run(args: argparse.Namespace) -> int:
         vad_agc=not args.no_vad_agc,
     )
     data_summary = loaded.summary() | {"used_clips": len(records), "limit_per_corpus": limit or None}
+    _check_out(args.out)
     splits = make_splits(args, records)
     # the model's labels: those of its training data (all records unless a corpus is held out whole)
     trained_on = [records[i] for i in splits[0].train] if args.split == "corpus" else records
