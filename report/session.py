@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ PAUSE_COLOR = "0.92"
 AFFECT_COLORS = {"arousal": "tab:orange", "valence": "tab:purple"}
 MARKDOWN_SUFFIX = ".md"
 # rich colour names (the dashboard's) -> matplotlib: the ones it lacks, or draws too faintly on white
+MAX_BAD_SHOWN = 3  # skipped lines named in the report's note
 COLOR_NAMES = {"white": "0.15", "yellow": "goldenrod", "bright_blue": "royalblue", "bright_yellow": "gold"}
 
 
@@ -79,7 +81,7 @@ def session_from_events(
         for e in events:
             acc.add(e, hop)
         acc.audio_s = max((e.end_s for e in events), default=0.0)
-        summary = acc.to_dict()
+        summary = acc.to_dict() | {"speech_s": None}  # the engine's VAD count is not in the windows: unknown
         notes.append("no summary line in the input (the session did not end normally): time per emotion is "
                      "recomputed from the windows, audio length is up to the last window")
     return Session(list(events), dict(summary), labels, hop, source, notes)
@@ -95,28 +97,81 @@ def read_jsonl(path: Path) -> Session:
         raise UserError(f"cannot read {path} ({err}): pass the JSONL file that ser-live --jsonl wrote") from None
     events: list[WindowEvent] = []
     summary: dict[str, Any] | None = None
-    bad = 0
+    bad: list[str] = []  # "line N: why", in file order
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-            kind = obj.get("type", WINDOW_TYPE) if isinstance(obj, dict) else None
-            if kind == WINDOW_TYPE:
+            obj = json.loads(line, parse_constant=_reject_constant)
+        except ValueError as err:
+            bad.append(f"line {n}: {err}" if "non-finite" in str(err) else f"line {n}: not JSON")
+            continue
+        kind = obj.get("type", WINDOW_TYPE) if isinstance(obj, dict) else None
+        if kind == WINDOW_TYPE:
+            why = _window_problem(obj)
+            if why is None:
                 events.append(WindowEvent.from_dict(obj))
-            elif kind == SUMMARY_TYPE:
+            else:
+                bad.append(f"line {n}: {why}")
+        elif kind == SUMMARY_TYPE:
+            why = _summary_problem(obj)
+            if why is None:
                 summary = obj
             else:
-                bad += 1
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-            bad += 1
-            logger.debug("%s:%d is not a ser-live event", path, n)
+                bad.append(f"line {n}: {why}")
+        else:
+            bad.append(f"line {n}: not a ser-live event")
+        if bad and bad[-1].startswith(f"line {n}:"):
+            logger.debug("%s:%s", path, bad[-1])
     if not events and summary is None:
-        raise UserError(f"{path} holds no ser-live events: pass a file written by ser-live --jsonl")
+        first = f" ({bad[0]})" if bad else ""
+        raise UserError(f"{path} holds no ser-live events{first}: pass a file written by ser-live --jsonl")
     session = session_from_events(events, summary, source=str(path))
     if bad:
-        session.notes.append(f"{bad} line(s) that are not ser-live events were skipped")
+        shown = "; ".join(bad[:MAX_BAD_SHOWN]) + ("; …" if len(bad) > MAX_BAD_SHOWN else "")
+        session.notes.append(f"{len(bad)} line(s) skipped: {shown}")
     return session
+
+
+def _reject_constant(token: str) -> None:
+    raise ValueError(f"a non-finite number ({token}), which JSON does not have")
+
+
+_WINDOW_NUMBERS = ("start_s", "end_s", "confidence", "speech_ratio")
+_WINDOW_MAPS = ("probs", "raw_probs")
+_SUMMARY_NUMBERS = ("audio_s", "speech_s", "windows", "uncertain_s", "uncertain_windows")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _window_problem(obj: Mapping[str, Any]) -> str | None:
+    """Why a window line cannot be drawn (a missing field, a non-number where a number belongs), or None."""
+    for key in (*_WINDOW_NUMBERS, "label", *_WINDOW_MAPS):
+        if key not in obj:
+            return f"a window without '{key}'"
+    for key in _WINDOW_NUMBERS:
+        if not _is_number(obj[key]):
+            return f"a window whose '{key}' is {obj[key]!r}, not a number"
+    for key in _WINDOW_MAPS:
+        if not isinstance(obj[key], dict) or not all(_is_number(v) for v in obj[key].values()):
+            return f"a window whose '{key}' is not a map of numbers"
+    for key in ("arousal", "valence"):
+        if obj.get(key) is not None and not _is_number(obj[key]):
+            return f"a window whose '{key}' is {obj[key]!r}, not a number"
+    return None
+
+
+def _summary_problem(obj: Mapping[str, Any]) -> str | None:
+    for key in _SUMMARY_NUMBERS:
+        if obj.get(key) is not None and not _is_number(obj[key]):
+            return f"a summary whose '{key}' is {obj[key]!r}, not a number (recomputed from the windows)"
+    for key in ("time_per_emotion_s", "time_per_quadrant_s", "counts"):
+        value = obj.get(key)
+        if value is not None and (not isinstance(value, dict) or not all(_is_number(v) for v in value.values())):
+            return f"a summary whose '{key}' is not a map of numbers (recomputed from the windows)"
+    return None
 
 
 def mpl_color(name: str) -> str:
@@ -207,12 +262,13 @@ def draw(session: Session, title: str = "") -> bytes:
 def markdown(session: Session) -> str:
     """A short Markdown summary of the session."""
     s = session.summary
-    audio, speech = float(s.get("audio_s") or 0.0), float(s.get("speech_s") or 0.0)
+    audio = float(s.get("audio_s") or 0.0)
+    speech = "speech unknown (no summary)" if s.get("speech_s") is None else f"speech {float(s['speech_s']):.1f} s"
     lines = ["# ser-live session", ""]
     if session.source:
         lines += [f"Source: `{session.source}`", ""]
     lines += [
-        f"- audio {audio:.1f} s, speech {speech:.1f} s, {s.get('windows', 0)} classified windows "
+        f"- audio {audio:.1f} s, {speech}, {s.get('windows', 0)} classified windows "
         f"(hop {session.hop_s:g} s)",
         f"- mostly **{s.get('dominant') or '—'}**; uncertain {float(s.get('uncertain_s') or 0.0):.1f} s "
         f"({s.get('uncertain_windows', 0)} windows)",

@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -540,3 +541,100 @@ def test_ser_train_checks_out_before_extracting_and_an_empty_cache_means_none(
 def test_threads_beyond_the_cpu_count_are_capped(model: Path, caplog: pytest.LogCaptureFixture) -> None:
     load_model(model, threads=1000)
     assert f"1000 inference threads asked for on {os.cpu_count() or 1} CPUs" in caplog.text
+
+
+# --------------------------------------------------------------------- 6. malformed events and manifests
+
+
+def _window_line(end: float, **changes: Any) -> dict[str, Any]:
+    probs = {"happy": 0.7, "sad": 0.3}
+    line = {"type": "window", "start_s": end - 2.0, "end_s": end, "label": "happy", "confidence": 0.7,
+            "probs": probs, "raw_probs": probs, "speech_ratio": 1.0}
+    line.update(changes)
+    return {k: v for k, v in line.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "why"),
+    [
+        ('{"type": "window", "start_s": NaN, "end_s": 3.0}', "non-finite number (NaN)"),
+        (json.dumps(_window_line(3.0)).replace("3.0", "Infinity", 1), "non-finite number (Infinity)"),
+        (json.dumps(_window_line(3.0, end_s="late")), "'end_s' is 'late', not a number"),
+        (json.dumps(_window_line(3.0, label=None)), "a window without 'label'"),
+        (json.dumps({"type": "summary", "audio_s": "long", "windows": 2}), "'audio_s' is 'long'"),
+    ],
+)
+def test_ser_report_skips_a_bad_line_and_names_it(
+    tmp_path: Path, bad_line: str, why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    from report.cli import main as report_main
+
+    good = [json.dumps(_window_line(2.0 + 0.5 * k)) for k in range(4)]
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join([good[0], good[1], bad_line, good[2], good[3]]) + "\n")
+    assert report_main([str(events), "-o", str(tmp_path / "r.png")]) == 0
+    md = (tmp_path / "r.md").read_text()
+    assert "1 line(s) skipped: line 3: " in md and why in md
+    assert "NaN" not in md.replace("(NaN)", "") and "Traceback" not in capsys.readouterr().err
+    only_bad = tmp_path / "bad.jsonl"
+    only_bad.write_text(bad_line + "\n")
+    if '"summary"' not in bad_line:
+        assert report_main([str(only_bad), "-o", str(tmp_path / "b.png")]) == USER_ERROR_EXIT
+        one_line_error(capsys.readouterr().err, "holds no ser-live events (line 1: ", why)
+
+
+def test_a_session_without_its_summary_does_not_claim_zero_speech(tmp_path: Path) -> None:
+    from report.session import markdown, read_jsonl
+
+    events = tmp_path / "killed.jsonl"
+    events.write_text("".join(json.dumps(_window_line(2.0 + 0.5 * k)) + "\n" for k in range(4)))
+    md = markdown(read_jsonl(events))
+    assert "speech unknown (no summary)" in md and "speech 0.0 s" not in md
+
+
+def test_manifest_paths_with_newlines_and_header_only_manifests(
+    model: Path, archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    odd = tmp_path / "two\nlines.wav"
+    odd.write_bytes((archive / "clip0.wav").read_bytes())
+    manifest = tmp_path / "list.csv"
+    with open(manifest, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "note"])
+        writer.writerow([str(odd), "a newline in the name"])
+        writer.writerow([str(archive / "clip1.wav"), ""])
+    out = tmp_path / "out"
+    assert batch(manifest, out, model) == 0
+    assert csv_paths(out) == ["two\nlines.wav", "clip1.wav"]
+    assert batch(out / "files.csv", tmp_path / "again", model) == 0  # ser-batch's own files.csv is a manifest
+    assert csv_paths(tmp_path / "again") == ["two\nlines.wav", "clip1.wav"]
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text("path\n")
+    capsys.readouterr()
+    assert batch(header_only, tmp_path / "none", model) == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, "lists no files")
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv to drop root's file-permission override")
+def test_an_unreadable_sub_folder_is_named_not_skipped_silently(model: Path, archive: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    locked = archive / "locked"
+    locked.mkdir()
+    sf.write(locked / "hidden.wav", np.zeros(RATE, np.float32), RATE)
+    locked.chmod(0)
+    try:
+        # root passes permission checks: run without the capabilities that let it
+        done = subprocess.run(
+            ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-m", "batch.cli",
+             str(archive), "--out", str(tmp_path / "out"), "--model", str(model), "-q"],
+            capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        locked.chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    assert "cannot read the folder" in done.stderr and "locked" in done.stderr and "not scored" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(csv_paths(tmp_path / "out")) == 3
