@@ -62,11 +62,11 @@ class EngineConfig:
         if not 0 <= self.vad_aggressiveness <= 3:
             raise UserError(f"VAD aggressiveness {self.vad_aggressiveness} is out of range: use 0, 1, 2 or 3")
         if not self.vad_noise_margin_db >= 0:
-            raise UserError(f"VAD noise margin {self.vad_noise_margin_db} dB is negative: use 0 (off) or more")
+            raise UserError(f"VAD noise margin {self.vad_noise_margin_db} dB is out of range: use 0 (off) or more")
         for name in ("window_s", "hop_s", "min_speech_s"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise UserError(f"{name.replace('_s', '')} must not be negative (got {value})")
+                raise UserError(f"{name.removesuffix('_s').replace('_', ' ')} must not be negative (got {value})")
 
     def pipeline_config(self, model: EmotionModel) -> PipelineConfig:
         info = model.info

@@ -4,12 +4,14 @@ or Ctrl-C, with the exit code that goes with it."""
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable
 
 from realtime.errors import UserError
 
 EXIT_INTERRUPTED = 130
+EXIT_IO_ERROR = 1
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
@@ -27,3 +29,38 @@ def run_tool(prog: str, work: Callable[[], int], interrupted: str = "interrupted
     except KeyboardInterrupt:
         print(f"{prog}: {interrupted}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as err:  # the net under the checks: a file system failure nobody foresaw, in one line
+        print(f"{prog}: error: {io_error_message(err)}", file=sys.stderr)
+        return EXIT_IO_ERROR
+
+
+def io_error_message(err: OSError) -> str:
+    """One line for an unexpected OSError: what failed, on which path, and what to look at."""
+    where = f" ({err.filename})" if err.filename else ""
+    return (f"{err.strerror or type(err).__name__}{where}: check that the path exists, is writable and that the "
+            "disk has space, then run again")
+
+
+def check_number(
+    flag: str,
+    value: float | None,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """UserError naming ``flag`` unless ``value`` (None: not given, fine) is a finite number in the range, e.g.
+    ``check_number("--hop", args.hop, 0, low_open=True)`` for hop > 0."""
+    if value is None:
+        return
+    below = low is not None and (value <= low if low_open else value < low)
+    above = high is not None and (value >= high if high_open else value > high)
+    if not math.isfinite(value) or below or above:
+        if high is None:
+            span = "" if low is None else f" {'>' if low_open else '>='} {low:g}"
+        elif low is None:
+            span = f" {'<' if high_open else '<='} {high:g}"
+        else:
+            span = f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise UserError(f"{flag} must be a finite number{span}, got {value:g}")

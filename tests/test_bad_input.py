@@ -241,11 +241,11 @@ def test_no_bundled_model_says_how_to_make_or_pass_one(
 @pytest.mark.parametrize(
     ("extra", "words"),
     [
-        (("--threads", "0"), ("--threads", "at least 1")),
+        (("--threads", "0"), ("--threads", ">= 1")),
         (("--smoothing", "0"), ("smoothing", "(0, 1]")),
         (("--hop", "5"), ("hop", "longer than the window", "--hop no longer")),
-        (("--hop", "0"), ("hop", "positive")),
-        (("--duration", "-1"), ("--duration", "positive")),
+        (("--hop", "0"), ("--hop", "> 0")),
+        (("--duration", "-1"), ("--duration", "> 0")),
         (("--provider", "cuda"), ()),  # available (GPU machine) or a message naming the package
     ],
     ids=["threads", "smoothing", "hop", "hop0", "duration", "cuda"],

@@ -638,3 +638,56 @@ def test_an_unreadable_sub_folder_is_named_not_skipped_silently(model: Path, arc
     assert "cannot read the folder" in done.stderr and "locked" in done.stderr and "not scored" in done.stderr
     assert "Traceback" not in done.stderr
     assert len(csv_paths(tmp_path / "out")) == 3
+
+
+# ----------------------------------------------------------------------------------- 7. numeric options
+
+
+LIVE_NUMBERS = [
+    ("--duration", "nan"), ("--duration", "inf"), ("--duration", "0"), ("--window", "nan"), ("--window", "0"),
+    ("--hop", "-1"), ("--min-speech", "nan"), ("--min-speech", "-1"), ("--smoothing", "0"), ("--smoothing", "nan"),
+    ("--min-confidence", "1.5"), ("--vad-noise-margin", "nan"), ("--samplerate", "0"), ("--threads", "0"),
+    ("--blas-threads", "0"), ("--take-seconds", "nan"), ("--countdown", "-1"), ("--enroll-takes", "0"),
+]
+
+
+@pytest.mark.parametrize(("flag", "value"), LIVE_NUMBERS, ids=[f"{f}={v}" for f, v in LIVE_NUMBERS])
+def test_every_ser_live_number_is_checked_with_its_own_name(
+    model: Path, wav: Path, flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert live(wav, model, flag, value) == USER_ERROR_EXIT
+    line = one_line_error(capsys.readouterr().err, f"{flag} must be a finite number")
+    assert value in line
+
+
+TRAIN_NUMBERS = [
+    ("--window", "nan"), ("--hop", "0"), ("--min-speech", "-1"), ("--vad-noise-margin", "nan"),
+    ("--session-restart", "nan"), ("--session-tau", "0"), ("--test-frac", "1"), ("--val-frac", "nan"),
+    ("--epochs", "0"), ("--batch-size", "0"), ("--lr", "nan"), ("--patience", "0"), ("--label-smoothing", "1"),
+    ("--affect-weight", "nan"),
+]
+
+
+@pytest.mark.parametrize(("flag", "value"), TRAIN_NUMBERS, ids=[f"{f}={v}" for f, v in TRAIN_NUMBERS])
+def test_every_ser_train_number_is_checked_before_any_work(
+    tmp_path: Path, flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from train.cli import main as train_main
+
+    code = train_main(["--data", f"ravdess={tmp_path / 'missing'}", "--out", str(tmp_path / "run"), flag, value])
+    assert code == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, f"{flag} must be a finite number")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--temperature", "nan"), ("--temperature", "inf"),
+                                             ("--target-accuracy", "nan"), ("--target-accuracy", "1")])
+def test_ser_calibrate_numbers(
+    model: Path, tmp_path: Path, flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from train.calibrate import main as calibrate_main
+
+    code = calibrate_main([str(model), "--data", f"ravdess={tmp_path}", "--speakers", "ravdess:01", "-o",
+                           str(tmp_path / "x.onnx"), flag, value])
+    assert code == USER_ERROR_EXIT
+    one_line_error(capsys.readouterr().err, f"{flag} must be a finite number")

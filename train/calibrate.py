@@ -54,7 +54,7 @@ from realtime.stages.affect import (
     temper,
 )
 from realtime.stages.smoothing import Smoother, SmoothingConfig
-from realtime.tooling import basic_logging, run_tool
+from realtime.tooling import basic_logging, check_number, run_tool
 from train.eval_cli import run_speakers
 from train.metrics import affect_scores, affect_truth
 
@@ -264,10 +264,8 @@ def write_calibrated(
 def run(args: argparse.Namespace) -> int:
     from train.corpora import load_corpora, parse_data_spec
 
-    if args.temperature is not None and not args.temperature > 0:
-        raise UserError(f"--temperature must be positive, got {args.temperature}")
-    if not 0.0 < args.target_accuracy < 1.0:
-        raise UserError(f"--target-accuracy must be in (0, 1), got {args.target_accuracy}")
+    check_number("--temperature", args.temperature, 0, low_open=True)
+    check_number("--target-accuracy", args.target_accuracy, 0, 1, low_open=True, high_open=True)
     # everything that will be written is checked before an hour of scoring: a failure after -o is written would
     # leave a calibrated model without its report or its int8 twin
     outputs = {"-o": args.out} | {f"--apply-to {p}": p for p in args.apply_to}

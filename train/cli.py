@@ -35,7 +35,7 @@ from realtime.stages.pipeline import (
     DEFAULT_WINDOW_S,
     PipelineConfig,
 )
-from realtime.tooling import basic_logging, run_tool
+from realtime.tooling import basic_logging, check_number, run_tool
 
 logger = logging.getLogger(__name__)
 
@@ -631,12 +631,22 @@ class _RichEpochs:
 def run(args: argparse.Namespace) -> int:
     from train.corpora import limit_per_corpus, load_corpora, parse_data_spec, parse_limits
 
-    if not 0.0 <= args.session_restart <= 1.0:
-        raise UserError(f"--session-restart must be a probability in [0, 1], got {args.session_restart}")
+    check_number("--session-restart", args.session_restart, 0, 1)
+    check_number("--window", args.window, 0, low_open=True)
+    check_number("--hop", args.hop, 0, low_open=True)
+    check_number("--min-speech", args.min_speech, 0)
+    check_number("--vad-noise-margin", args.vad_noise_margin, 0)
+    check_number("--session-tau", args.session_tau, 0, low_open=True)
+    check_number("--test-frac", args.test_frac, 0, 1, high_open=True)
+    check_number("--val-frac", args.val_frac, 0, 1, high_open=True)
+    check_number("--epochs", args.epochs, 1)
+    check_number("--batch-size", args.batch_size, 1)
+    check_number("--lr", args.lr, 0, low_open=True)
+    check_number("--patience", args.patience, 1)
+    check_number("--label-smoothing", args.label_smoothing, 0, 1, high_open=True)
+    check_number("--affect-weight", args.affect_weight, 0)
     if args.folds == 1 or args.folds < 0:
         raise UserError("--folds must be 0 (one split) or at least 2")
-    if not args.affect_weight >= 0:
-        raise UserError(f"--affect-weight must be 0 (no affect head) or positive, got {args.affect_weight}")
     specs = [parse_data_spec(s) for s in args.data]
     limit = parse_limits(args.limit)
     loaded = load_corpora(specs, keep_calm=args.keep_calm)

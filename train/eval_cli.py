@@ -26,7 +26,7 @@ from realtime import __version__
 from realtime.errors import UserError
 from realtime.faces.cli import HelpFormatter
 from realtime.fileio import atomic_write, write_json
-from realtime.tooling import basic_logging, run_tool
+from realtime.tooling import basic_logging, check_number, run_tool
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +122,7 @@ def _records(args: argparse.Namespace) -> list[Any]:
                 f"no clip under --data belongs to the chosen speakers ({', '.join(sorted(keep)[:4])} ...): "
                 "pass the corpus those speakers come from"
             )
+    check_number("--limit", args.limit, 0)
     if args.limit:
         records = limit_per_corpus(records, args.limit, args.seed)
     if not records:

@@ -25,6 +25,7 @@ from realtime.faces.enroll import DEFAULT_COUNTDOWN_S, DEFAULT_TAKE_S, DEFAULT_T
 from realtime.fileio import check_outputs
 from realtime.model import DEFAULT_PROVIDER, DEFAULT_THREADS, bundled_demo_path, load_model
 from realtime.stages.pipeline import DEFAULT_VAD_AGGRESSIVENESS, DEFAULT_VAD_NOISE_MARGIN_DB
+from realtime.tooling import EXIT_IO_ERROR, check_number, io_error_message
 
 logger = logging.getLogger(__name__)
 
@@ -305,6 +306,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(list_devices())
         return 0
+    check_numbers(args)
     if args.enroll is not None:
         return _enroll(args)
     if args.demo:
@@ -316,10 +318,6 @@ def run(args: argparse.Namespace) -> int:
     if args.streaming_path and not args.fast:
         raise UserError("--streaming-path only applies to --fast replays (real-time replays and the microphone "
                         "always stream)")
-    if args.duration is not None and args.duration <= 0:
-        raise UserError(f"--duration must be positive (got {args.duration})")
-    if args.threads < 1:
-        raise UserError(f"--threads must be at least 1 (got {args.threads})")
     check_live_outputs(args)
     config = EngineConfig(
         window_s=args.window,
@@ -392,6 +390,26 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return EXIT_INTERRUPTED if interrupted and args.duration is None and args.file is not None else 0
+
+
+MAX_SAMPLE_RATE = 768_000
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Every numeric option: finite and in its range, the message naming the option as --help does."""
+    check_number("--duration", args.duration, 0, low_open=True)
+    check_number("--window", args.window, 0, low_open=True)
+    check_number("--hop", args.hop, 0, low_open=True)
+    check_number("--min-speech", args.min_speech, 0)
+    check_number("--smoothing", args.smoothing, 0, 1, low_open=True)
+    check_number("--min-confidence", args.min_confidence, 0, 1)
+    check_number("--vad-noise-margin", args.vad_noise_margin, 0)
+    check_number("--samplerate", args.samplerate, 1, MAX_SAMPLE_RATE)
+    check_number("--threads", args.threads, 1)
+    check_number("--blas-threads", args.blas_threads, 1)
+    check_number("--take-seconds", args.take_seconds, 0, low_open=True)
+    check_number("--countdown", args.countdown, 0)
+    check_number("--enroll-takes", args.enroll_takes, 1)
 
 
 def check_live_outputs(args: argparse.Namespace) -> None:
@@ -470,6 +488,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.exit_code
     except (KeyboardInterrupt, _Stop):
         code = EXIT_INTERRUPTED
+    except OSError as err:  # the net under the checks (see realtime.tooling)
+        print(f"ser-live: error: {io_error_message(err)}", file=sys.stderr)
+        code = EXIT_IO_ERROR
     return leave_if_stuck(code)
 
 
