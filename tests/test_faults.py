@@ -16,6 +16,8 @@ import numpy as np
 import onnx
 import pytest
 import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from onnx import numpy_helper
 
 from batch.cli import main as batch_main
@@ -691,3 +693,99 @@ def test_ser_calibrate_numbers(
                            str(tmp_path / "x.onnx"), flag, value])
     assert code == USER_ERROR_EXIT
     one_line_error(capsys.readouterr().err, f"{flag} must be a finite number")
+
+
+# ------------------------------------------------------------------------------- property-based sweeps
+
+PROPERTY_EXAMPLES = 60  # per property, every CI run (hypothesis draws new ones each time; failures are kept in
+# .hypothesis/ and replayed first)
+PROPERTY_SETTINGS = settings(max_examples=PROPERTY_EXAMPLES, deadline=None,
+                             suppress_health_check=[HealthCheck.function_scoped_fixture])
+SPECIAL_VALUES = [0.0, 1.0, -1.0, 1e-42, -1e-42, 1e11, 1e13, 3e38, float("nan"), float("inf"), float("-inf")]
+
+
+@st.composite
+def audio_arrays(draw: st.DrawFn) -> tuple[np.ndarray, int]:
+    rate = draw(st.sampled_from([8000, 11025, 16000, 22050, 44100, 48000, 96000]))
+    frames = draw(st.integers(0, int(2.5 * rate)))
+    channels = draw(st.sampled_from([None, 1, 2]))
+    dtype = draw(st.sampled_from(["float32", "float64", "int16", "int32", "uint8"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    shape = (frames,) if channels is None else (frames, channels)
+    level = draw(st.sampled_from([1e-6, 0.01, 0.3, 1.0]))
+    envelope = 1 + np.sin(np.linspace(0, 20, frames))
+    x = rng.normal(0.0, level, size=shape) * (envelope if channels is None else envelope[:, np.newaxis])
+    if dtype.startswith("float"):
+        if frames and draw(st.booleans()):  # a few special values at random places
+            for value in draw(st.lists(st.sampled_from(SPECIAL_VALUES), min_size=1, max_size=3)):
+                x.flat[draw(st.integers(0, x.size - 1))] = value
+        return x.astype(dtype), rate
+    info = np.iinfo(dtype)
+    scaled = np.clip(x * info.max + (0 if info.min < 0 else info.max / 2), info.min, info.max)
+    return scaled.astype(dtype), rate
+
+
+@PROPERTY_SETTINGS
+@given(audio_arrays())
+def test_any_audio_array_gives_a_finite_verdict_or_a_user_error(model: Path, case: tuple[np.ndarray, int]) -> None:
+    from realtime.api import EmotionRecognizer
+
+    samples, rate = case
+    recognizer = EmotionRecognizer(model=model)
+    try:
+        result = recognizer.predict(samples, rate)
+    except UserError as err:
+        assert str(err) and "\n" not in str(err)
+        bad = samples.dtype.kind == "f" and samples.size and (
+            not np.isfinite(samples).all() or np.abs(samples).max() > MAX_ABS_SAMPLE)
+        assert bad or samples.size == 0, f"refused good audio: {err}"
+        return
+    if result.label is None:
+        assert result.probs == {} or all(math.isfinite(v) for v in result.probs.values())
+        return
+    assert all(math.isfinite(v) for v in result.probs.values())
+    assert sum(result.probs.values()) == pytest.approx(1.0, abs=1e-4)
+    for w in result.windows:
+        no_nan_json(json.dumps(w.to_dict()))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=8,
+)
+
+
+@st.composite
+def jsonl_lines(draw: st.DrawFn) -> str:
+    """A ser-live window or summary line with fields dropped, replaced or added, or any JSON, or any text."""
+    kind = draw(st.sampled_from(["window", "summary", "json", "text"]))
+    if kind == "text":
+        return draw(st.text(max_size=40)).replace("\n", " ")
+    if kind == "json":
+        return json.dumps(draw(json_values))
+    base: dict[str, Any] = (_window_line(draw(st.floats(0, 100))) if kind == "window" else
+                            {"type": "summary", "audio_s": 10.0, "speech_s": 5.0, "windows": 3})
+    for key in draw(st.lists(st.sampled_from(sorted(base)), max_size=2)):
+        if draw(st.booleans()):
+            del base[key]
+        else:
+            base[key] = draw(json_values)
+    return json.dumps(base)
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(jsonl_lines(), min_size=1, max_size=8))
+def test_any_jsonl_gives_a_report_without_nan_or_a_user_error(tmp_path: Path, lines: list[str]) -> None:
+    from report.session import markdown, read_jsonl
+
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join([json.dumps(_window_line(2.0)), *lines]) + "\n")
+    try:
+        session = read_jsonl(events)
+    except UserError as err:
+        assert "\n" not in str(err)
+        return
+    text = markdown(session)
+    assert "nan" not in text.replace("(NaN)", "").lower().replace("nan)", "")
+    assert all(math.isfinite(e.end_s) and math.isfinite(e.confidence) for e in session.events)
