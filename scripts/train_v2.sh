@@ -28,16 +28,7 @@ NEW=(--recipe logmel_cnn --balance-corpora --class-weights --label-smoothing 0.1
 V1=(--recipe logmel_cnn --balance-corpora --class-weights --label-smoothing 0.1 --augment seed
     --preset logmel --input-norm none --vad-noise-margin 0 --no-vad-agc)
 SHORT=(--epochs 12 --patience 5)
-run() {
-    local name=$1; shift
-    echo "=== $name: $(date -u +%FT%TZ) $train $*"
-    if $train "$@" --out "$out/$name" -q; then
-        echo "=== $name done: $(date -u +%FT%TZ)"
-    else
-        echo "=== $name FAILED (exit $?): $(date -u +%FT%TZ)"
-        return 1
-    fi
-}
+source "$(dirname "$0")/run_job.sh"
 for job in "${jobs[@]}"; do
     case $job in
         ship-ased) run ship-ased "${R[@]}" "${T[@]}" "${A[@]}" "${NEW[@]}" --split speaker --epochs 20 --patience 5 &&
