@@ -331,7 +331,7 @@ class CaptureConfig:
         if self.channels < 1:
             raise UserError(f"--channels must be at least 1, got {self.channels}")
         if self.sample_rate is not None and self.sample_rate <= 0:
-            raise UserError(f"--sample-rate must be positive, got {self.sample_rate}")
+            raise UserError(f"--samplerate must be positive, got {self.sample_rate}")
         if self.block_ms <= 0:
             raise UserError(f"block size must be positive, got {self.block_ms} ms")
         if self.queue_blocks < 1:
