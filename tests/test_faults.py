@@ -789,3 +789,34 @@ def test_any_jsonl_gives_a_report_without_nan_or_a_user_error(tmp_path: Path, li
     text = markdown(session)
     assert "nan" not in text.replace("(NaN)", "").lower().replace("nan)", "")
     assert all(math.isfinite(e.end_s) and math.isfinite(e.confidence) for e in session.events)
+
+
+def _options(parser: Any) -> set[str]:
+    import argparse
+
+    found = set()
+    for action in parser._actions:
+        found |= {o for o in action.option_strings if o.startswith("--")}
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _options(sub)
+    return found
+
+
+def test_every_option_a_message_names_exists() -> None:
+    """A message that tells the user to pass --something names an option some command has (issue 20.7)."""
+    import importlib
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    defined: set[str] = set()
+    for module in ("realtime.faces.cli", "realtime.faces.profile_cli", "train.cli", "train.eval_cli",
+                   "train.calibrate", "export.cli", "batch.cli", "report.cli"):
+        defined |= _options(importlib.import_module(module).build_parser())
+    named: dict[str, set[str]] = {}
+    for folder in ("realtime", "train", "batch", "export", "report"):
+        for source in (root / folder).rglob("*.py"):
+            for flag in re.findall(r"(?<![\w`-])--[a-z][a-z0-9-]+", source.read_text(encoding="utf-8")):
+                named.setdefault(flag, set()).add(source.name)
+    shell = {"--head"}  # `ray start --head`, quoted from Ray's own CLI
+    assert {f: sorted(w) for f, w in named.items() if f not in defined | shell} == {}
