@@ -165,6 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="at the end, draw the session report (PNG, and a Markdown summary beside it); needs the [report] extra "
         "(default: no report)",
     )
+    srv = p.add_argument_group("serving (needs the [serve] extra)")
+    srv.add_argument("--serve", nargs="?", const="127.0.0.1:8765", default=None, metavar="[HOST:]PORT",
+                     help="also serve the session: a live page at /, every event over a WebSocket at /ws, health at "
+                     "/status; any host but loopback needs a token (default: not served; --serve alone: 127.0.0.1:8765)")
+    srv.add_argument("--token", default=None,
+                     help="with --serve: the token clients must give (?token= or 'Authorization: Bearer'); "
+                     "(default: none on loopback, generated and printed for any other host)")
+    srv.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                     help="with --serve: another web origin whose pages may read the session, e.g. "
+                     "http://localhost:3000 (repeat) (default: only the page's own origin)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     p.add_argument("--version", action="version", version=f"ser-live {__version__}")
     return p
@@ -266,19 +276,33 @@ class Outputs:
             stack.callback(self.live.stop)
             self.plain = None
         self._dashboard = dashboard
+        self.server: Any = None
+        if args.serve is not None:
+            self.server = _start_server(args, engine, source_name)
+            stack.callback(self.server.close)
+            print(f"ser-live: serving {self.server.url}", file=sys.stderr, flush=True)
 
     def tick(self, dropped_s: float = 0.0, overflows: int = 0) -> None:
         st = self.engine.state
         self.state.update_level(st.level_dbfs, st.is_speech, audio_s=st.samples_in / self.engine.sample_rate)
         self.state.update_stats(dropped_s=dropped_s, overflows=overflows)
+        if self.server is not None:
+            self.server.status(level_dbfs=round(float(st.level_dbfs), 1), speech=bool(st.is_speech),
+                               audio_s=round(st.samples_in / self.engine.sample_rate, 3),
+                               windows=self.engine.summary.windows, dropped_audio_s=round(dropped_s, 3),
+                               overflows=overflows)
         # the live dashboard redraws itself ~10x a second from this state (level, speech, elapsed)
 
     def events(self, events: Sequence[WindowEvent]) -> None:
         for ev in events:
             if self.report is not None:
                 self.kept.append(ev)
-            if self.jsonl is not None:
-                self.jsonl.write(ev.to_dict())
+            if self.jsonl is not None or self.server is not None:
+                line = ev.to_dict()
+                if self.jsonl is not None:
+                    self.jsonl.write(line)
+                if self.server is not None:
+                    self.server.publish(line)
             self.state.update_window(ev)
             if self.plain is not None:
                 print(self._dashboard.plain_line(ev), file=self.plain, flush=True)
@@ -288,6 +312,8 @@ class Outputs:
     def finish(self, summary: dict[str, Any]) -> None:
         if self.jsonl is not None:
             self.jsonl.write(summary)
+        if self.server is not None:
+            self.server.close(summary)  # the summary reaches the clients, then they are closed (1001)
         if self.live is not None:
             self.live.stop()
             self.live = None
@@ -298,6 +324,19 @@ class Outputs:
 
             png, md = write_report(session_from_events(self.kept, summary, source=self.source_name), self.report)
             print(f"report: {png} and {md}", file=out, flush=True)
+
+
+def _start_server(args: argparse.Namespace, engine: Engine, source_name: str) -> Any:
+    from realtime.faces.serve import EventServer, ServeConfig, parse_bind
+
+    host, port = parse_bind(args.serve)
+    pipeline = engine.pipeline_config
+    hello = {"model": engine.model.name, "labels": list(engine.labels), "version": __version__,
+             "source": source_name, "profile": engine.profile_name,
+             "settings": {"window_s": pipeline.window_s, "hop_s": pipeline.hop_s,
+                          "min_speech_s": pipeline.min_speech_s, "sample_rate": engine.sample_rate}}
+    config = ServeConfig(host=host, port=port, token=args.token, allow_origins=tuple(args.allow_origin), hello=hello)
+    return EventServer(config).start()
 
 
 def run(args: argparse.Namespace) -> int:

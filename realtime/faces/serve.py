@@ -1,0 +1,317 @@
+"""``ser-live --serve``: the session's events over a local WebSocket, a live web page, and a JSON health check.
+
+One module imports ``websockets`` (the ``[serve]`` extra), as one imports sounddevice. :class:`EventServer` runs
+an asyncio event loop in a thread of its own; the engine's thread only calls :meth:`EventServer.publish`, which
+hands the message to the loop (``call_soon_threadsafe``) and returns at once. Every client has a bounded queue: a
+client that reads slowly or not at all loses its *oldest* messages (counted, and reported to it in the ``status``
+messages it does receive), and the engine never waits for it.
+
+Routes: ``/`` the page (package data, no CDN), ``/ws`` the event stream (on connect a ``hello`` with the model's
+labels and settings and the last :data:`RECENT_EVENTS` events, then every event as the JSONL has it, ``status``
+messages, and the ``summary`` before the server closes with code 1001), ``/status`` JSON health.
+
+Safe by default: loopback unless a host is given; any other bind needs a token (generated and printed as a URL if
+not given), checked on every route (``?token=`` or ``Authorization: Bearer``); the WebSocket checks ``Origin``
+(the page's own origin and ``--allow-origin`` ones pass; programs that send none pass with the token rules);
+clients may send nothing but small ``{"type": "ping"}`` messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import json
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from realtime.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+CLIENT_QUEUE = 256  # messages waiting for one client before its oldest are dropped
+RECENT_EVENTS = 120  # window events a client gets on connect (60 s at the default hop)
+MAX_CLIENT_MESSAGE = 1024  # bytes: clients only ping
+STATUS_EVERY_S = 0.25  # at most this often a status message
+DRAIN_S = 1.0  # at the end: how long the summary may take to reach the clients
+CLOSE_TIMEOUT_S = 1.0  # a client that does not answer the closing handshake (it stopped reading) is dropped
+START_TIMEOUT_S = 10.0
+CLOSE_GOING_AWAY = 1001
+SERVE_HINT = "pip install 'ser-live[serve]' (websockets)"
+PAGE = "index.html"
+LOOPBACK_NAMES = ("localhost",)
+
+
+def parse_bind(value: str) -> tuple[str, int]:
+    """``[HOST:]PORT`` (or ``HOST:`` for the default port) -> (host, port); UserError naming --serve otherwise."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = "", value
+    host = host.strip("[]") or DEFAULT_HOST
+    if not port:
+        return host, DEFAULT_PORT
+    if not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port (printed)
+        raise UserError(f"--serve {value}: the port must be a number in 0-65535, e.g. --serve 127.0.0.1:8765")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(eq=False)  # one per connection, kept in a set by identity
+class _Client:
+    queue: asyncio.Queue[str]
+    dropped: int = 0
+    sent: int = 0
+
+
+@dataclass
+class ServeConfig:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    token: str | None = None
+    allow_origins: Sequence[str] = ()
+    hello: Mapping[str, Any] = field(default_factory=dict)  # model, labels, settings, source
+
+
+class EventServer:
+    """The WebSocket/HTTP server of one session. ``start()`` binds (UserError: port in use, no websockets),
+    ``publish(message)`` from any thread, ``close(summary)`` sends the summary and closes every client."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        try:  # everything the loop thread will use, imported here, in the caller's thread
+            import websockets.asyncio.server
+            import websockets.datastructures
+            import websockets.http11  # noqa: F401
+        except ImportError:
+            raise UserError(f"--serve needs websockets: {SERVE_HINT}") from None
+        self.config = config
+        self.token = config.token
+        if self.token is None and not is_loopback(config.host):
+            self.token = secrets.token_urlsafe(18)  # any other bind is reachable from the network
+        self.recent: deque[str] = deque(maxlen=RECENT_EVENTS)
+        self.clients: set[_Client] = set()
+        self.started = time.monotonic()
+        self.windows = 0
+        self.dropped_audio_s = 0.0
+        self.last_status: dict[str, Any] = {}
+        self._last_status_t = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._page = resources.files("realtime.faces").joinpath("web", PAGE).read_bytes()
+
+    # ---------------------------------------------------------------------------------------- public side
+    @property
+    def url(self) -> str:
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        query = f"?token={self.token}" if self.token else ""
+        return f"http://{host}:{self.port}/{query}"
+
+    @property
+    def port(self) -> int:
+        if self._server is not None:
+            return int(self._server.sockets[0].getsockname()[1])
+        return self.config.port
+
+    def start(self) -> EventServer:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            try:
+                self._server = loop.run_until_complete(self._serve())
+            except BaseException as err:  # handed to the starting thread
+                failure.append(err)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            # every connection's task ends here, in this loop: a task left pending would be finalised later by the
+            # garbage collector in whatever thread runs then
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="ser-live-serve", daemon=True)
+        self._thread.start()
+        if not ready.wait(START_TIMEOUT_S):
+            raise UserError(f"the server on {self.config.host}:{self.config.port} did not start")
+        if failure:
+            err = failure[0]
+            if isinstance(err, OSError):
+                raise UserError(f"cannot serve on {self.config.host}:{self.config.port}: "
+                                f"{err.strerror or err}; pass --serve with another port (or host)") from None
+            raise err
+        return self
+
+    def publish(self, message: Mapping[str, Any]) -> None:
+        """Send ``message`` to every client (and remember window events for late joiners); returns at once."""
+        if self._loop is None:
+            return
+        kind = message.get("type")
+        if kind == "window":
+            self.windows += 1
+        text = json.dumps(message, allow_nan=False)
+        self._loop.call_soon_threadsafe(self._fanout, text, kind == "window")
+
+    def status(self, **fields: Any) -> None:
+        """A ``status`` message (level, speech, counters), at most every :data:`STATUS_EVERY_S`."""
+        self.dropped_audio_s = float(fields.get("dropped_audio_s", self.dropped_audio_s))
+        self.last_status = dict(fields)
+        now = time.monotonic()
+        if now - self._last_status_t < STATUS_EVERY_S or self._loop is None:
+            return
+        self._last_status_t = now
+        self._loop.call_soon_threadsafe(self._fanout_status, dict(fields))
+
+    def close(self, summary: Mapping[str, Any] | None = None) -> None:
+        """Send ``summary`` (if given), let the clients' queues drain (up to :data:`DRAIN_S`), close them with 1001."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if summary is not None:
+            self.publish(summary)
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+        with contextlib.suppress(Exception):
+            future.result(timeout=DRAIN_S + CLOSE_TIMEOUT_S + 5.0)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5.0)
+        self._loop = None
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "source": self.config.hello.get("source"),
+            "model": self.config.hello.get("model"),
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "windows": self.windows,
+            "dropped_audio_s": round(self.dropped_audio_s, 3),
+            "clients": len(self.clients),
+        }
+
+    # ----------------------------------------------------------------------------------------- loop side
+    async def _serve(self) -> Any:
+        from websockets.asyncio.server import serve
+
+        return await serve(self._handler, self.config.host, self.config.port, process_request=self._http,
+                           max_size=MAX_CLIENT_MESSAGE, max_queue=4, close_timeout=CLOSE_TIMEOUT_S)
+
+    def _fanout(self, text: str, remember: bool) -> None:
+        if remember:
+            self.recent.append(text)
+        for client in list(self.clients):
+            _put(client, text)
+
+    def _fanout_status(self, fields: dict[str, Any]) -> None:
+        for client in list(self.clients):
+            message = {"type": "status", **fields, "clients": len(self.clients), "dropped_messages": client.dropped}
+            _put(client, json.dumps(message, allow_nan=False))
+
+    async def _shutdown(self) -> None:
+        deadline = time.monotonic() + DRAIN_S
+        while any(not c.queue.empty() for c in self.clients) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self._server is not None:
+            self._server.close()  # closes every connection with 1001 (going away)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), CLOSE_TIMEOUT_S + 1.0)
+
+    def _authorised(self, request: Any) -> bool:
+        if self.token is None:
+            return True
+        given = parse_qs(urlsplit(request.path).query).get("token", [""])[0]
+        bearer = request.headers.get("Authorization", "")
+        if bearer.startswith("Bearer "):
+            given = given or bearer.removeprefix("Bearer ").strip()
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+    def _origin_ok(self, request: Any) -> bool:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True  # a program, not a page: the token rules apply
+        host = request.headers.get("Host", "")
+        own = {f"http://{host}", f"https://{host}"}
+        return origin in own or origin in self.config.allow_origins
+
+    def _http(self, connection: Any, request: Any) -> Any:
+        path = urlsplit(request.path).path
+        if not self._authorised(request):
+            return _response(HTTPStatus.UNAUTHORIZED, b"a token is needed: open the URL ser-live printed\n")
+        if path == "/ws":
+            if not self._origin_ok(request):
+                return _response(HTTPStatus.FORBIDDEN, b"this origin may not read the session (--allow-origin)\n")
+            return None  # the WebSocket handshake goes on
+        if path == "/":
+            return _response(HTTPStatus.OK, self._page, "text/html; charset=utf-8")
+        if path == "/status":
+            return _response(HTTPStatus.OK, json.dumps(self.health()).encode(), "application/json")
+        return _response(HTTPStatus.NOT_FOUND, b"not found: try / , /ws or /status\n")
+
+    async def _handler(self, websocket: Any) -> None:
+        client = _Client(asyncio.Queue(CLIENT_QUEUE))
+        hello = {"type": "hello", **self.config.hello, "recent": [json.loads(t) for t in self.recent]}
+        self.clients.add(client)
+        sender = asyncio.create_task(self._send(websocket, client, json.dumps(hello, allow_nan=False)))
+        try:
+            async for message in websocket:  # clients may only ping; anything else is ignored
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    if json.loads(message).get("type") == "ping":
+                        _put(client, json.dumps({"type": "pong"}))
+        except Exception as err:  # a client that vanished: free it, keep serving the others
+            logger.debug("client left: %s", err)
+        finally:
+            self.clients.discard(client)
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+    async def _send(self, websocket: Any, client: _Client, hello: str) -> None:
+        with contextlib.suppress(Exception):
+            await websocket.send(hello)
+            while True:
+                await websocket.send(await client.queue.get())
+                client.sent += 1
+
+
+def _put(client: _Client, text: str) -> None:
+    """Queue ``text`` for ``client``, dropping (and counting) its oldest message when the queue is full."""
+    if client.queue.full():
+        with contextlib.suppress(asyncio.QueueEmpty):
+            client.queue.get_nowait()
+            client.dropped += 1
+    client.queue.put_nowait(text)
+
+
+def _response(status: HTTPStatus, body: bytes, content_type: str = "text/plain; charset=utf-8") -> Any:
+    from websockets.datastructures import Headers  # imported by EventServer() already: no import in the loop
+    from websockets.http11 import Response
+
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
+                       ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")])
+    return Response(status.value, status.phrase, headers, body)

@@ -1,0 +1,212 @@
+"""``ser-live --serve``: the WebSocket feed carries the JSONL's events, slow clients never hold up the others or the
+engine, tokens and origins are checked, a port in use is one line, and the page and /status are served."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from realtime.errors import UserError
+from realtime.faces.cli import main as live_main
+from realtime.faces.serve import CLIENT_QUEUE, EventServer, ServeConfig, parse_bind
+from tests.audio_fixtures import voiced_tone
+from tests.tiny_model import make_tiny_model
+
+RATE = 16000
+HELLO = {"model": "tiny", "labels": ["a", "b"], "source": "test"}
+
+
+@pytest.fixture()
+def server() -> Any:
+    srv = EventServer(ServeConfig(port=0, hello=HELLO)).start()
+    yield srv
+    srv.close()
+
+
+def window(k: int, pad: int = 0) -> dict[str, Any]:
+    return {"type": "window", "end_s": 0.5 * k, "label": "a", "confidence": 0.6, "probs": {"a": 0.6, "b": 0.4},
+            "pad": "x" * pad}
+
+
+async def collect(url: str, until: str = "summary", **kwargs: Any) -> list[dict[str, Any]]:
+    got = []
+    async with connect(url, **kwargs) as ws:
+        async for text in ws:
+            got.append(json.loads(text))
+            if got[-1]["type"] == until:
+                break
+    return got
+
+
+def test_bind_parsing_and_loopback_needs_no_token() -> None:
+    assert parse_bind("9000") == ("127.0.0.1", 9000)
+    assert parse_bind("0.0.0.0:9000") == ("0.0.0.0", 9000)
+    assert parse_bind("[::1]:9000") == ("::1", 9000)
+    with pytest.raises(UserError, match="--serve x:70000: the port must be"):
+        parse_bind("x:70000")
+    assert EventServer(ServeConfig(host="127.0.0.1")).token is None
+    assert EventServer(ServeConfig(host="0.0.0.0")).token  # reachable from the network: a token is generated
+
+
+def test_a_client_gets_hello_every_event_and_the_summary(server: EventServer) -> None:
+    server.publish(window(0))  # before the client: it arrives in hello's recent events
+
+    async def run() -> list[dict[str, Any]]:
+        task = asyncio.create_task(collect(f"ws://127.0.0.1:{server.port}/ws"))
+        await asyncio.sleep(0.3)
+        for k in range(1, 20):
+            server.publish(window(k))
+        server.status(level_dbfs=-20.0, speech=True)
+        await asyncio.to_thread(server.close, {"type": "summary", "windows": 20})
+        return await task
+
+    got = asyncio.run(run())
+    assert got[0]["type"] == "hello" and got[0]["labels"] == ["a", "b"]
+    ends = [e["end_s"] for e in got[0]["recent"]] + [e["end_s"] for e in got if e["type"] == "window"]
+    assert ends == [0.5 * k for k in range(20)]
+    assert got[-1] == {"type": "summary", "windows": 20}
+
+
+def stalled_client(port: int) -> socket.socket:
+    """A WebSocket client that completes the handshake and then never reads (a tiny receive buffer)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)  # byte by byte: read the response and nothing after it
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def test_a_client_that_never_reads_loses_its_oldest_messages_and_nobody_waits(server: EventServer) -> None:
+    n = 3 * CLIENT_QUEUE
+
+    async def run() -> tuple[list[list[dict[str, Any]]], float, int]:
+        stalled = stalled_client(server.port)  # handshakes, then never reads: its TCP buffers fill up
+        readers = [asyncio.create_task(collect(f"ws://127.0.0.1:{server.port}/ws")) for _ in range(2)]
+        await asyncio.sleep(0.3)
+        t0 = time.perf_counter()
+        slowest = 0.0
+        for k in range(n):
+            t = time.perf_counter()
+            server.publish(window(k, pad=100_000))  # 100 kB each: the stalled socket's buffers fill quickly
+            slowest = max(slowest, time.perf_counter() - t)
+            if k % 32 == 31:  # let the readers catch up (two clients have sent everything), as a page would
+                deadline = time.monotonic() + 10
+                while sum(c.sent > k for c in list(server.clients)) < 2 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+        assert time.perf_counter() - t0 < 30
+        await asyncio.sleep(0.5)
+        dropped = max(c.dropped for c in server.clients)
+        await asyncio.to_thread(server.close, {"type": "summary"})
+        results = [await r for r in readers]
+        stalled.close()
+        return results, slowest, dropped
+
+    results, slowest, dropped = asyncio.run(run())
+    for got in results:  # the reading clients get every event, in order
+        assert [e["end_s"] for e in got if e["type"] == "window"] == [0.5 * k for k in range(n)]
+    assert dropped > 0
+    assert slowest < 0.05  # publish hands over and returns: it never waits for a client
+
+
+def test_tokens_and_origins(tmp_path: Path) -> None:
+    srv = EventServer(ServeConfig(host="0.0.0.0", port=0, hello=HELLO, allow_origins=("http://allowed.test",)))
+    srv.start()
+    try:
+        base = f"127.0.0.1:{srv.port}"
+
+        async def status_of(url: str, **kwargs: Any) -> int:
+            try:
+                async with connect(url, **kwargs) as ws:
+                    await ws.recv()
+                    return 101
+            except InvalidStatus as err:
+                return err.response.status_code
+
+        async def run() -> list[int]:
+            return [
+                await status_of(f"ws://{base}/ws"),  # no token
+                await status_of(f"ws://{base}/ws?token=wrong"),
+                await status_of(f"ws://{base}/ws?token={srv.token}"),  # a program: no Origin
+                await status_of(f"ws://{base}/ws", additional_headers={"Authorization": f"Bearer {srv.token}"}),
+                await status_of(f"ws://{base}/ws?token={srv.token}", origin="http://evil.test"),
+                await status_of(f"ws://{base}/ws?token={srv.token}", origin=f"http://{base}"),  # the page's own
+                await status_of(f"ws://{base}/ws?token={srv.token}", origin="http://allowed.test"),
+            ]
+
+        assert asyncio.run(run()) == [401, 401, 101, 101, 403, 101, 101]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://{base}/status")
+        assert refused.value.code == 401
+        health = json.loads(urllib.request.urlopen(f"http://{base}/status?token={srv.token}").read())
+        assert set(health) == {"source", "model", "uptime_s", "windows", "dropped_audio_s", "clients"}
+        page = urllib.request.urlopen(f"http://{base}/?token={srv.token}")
+        assert page.headers["Content-Type"].startswith("text/html") and b"new WebSocket" in page.read()
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://{base}/nothing?token={srv.token}")
+        assert missing.value.code == 404
+    finally:
+        srv.close()
+
+
+def test_a_port_in_use_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(UserError, match=f"cannot serve on 127.0.0.1:{port}: .*another port"):
+            EventServer(ServeConfig(port=port)).start()
+        model = make_tiny_model(tmp_path / "tiny.onnx")
+        wav = tmp_path / "v.wav"
+        sf.write(wav, voiced_tone(180.0, 1.0, 0.3, 4.0, seed=1), RATE)
+        code = live_main(["--file", str(wav), "--fast", "--no-dashboard", "--model", str(model),
+                          "--serve", f"127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "another port" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_replay_served_gives_the_jsonl_events(tmp_path: Path) -> None:
+    """ser-live --file (real-time pace) --serve --jsonl: a WebSocket client sees exactly the JSONL's windows."""
+    model = make_tiny_model(tmp_path / "tiny.onnx")
+    wav = tmp_path / "voice.wav"
+    sf.write(wav, np.concatenate([np.zeros(RATE // 2, np.float32), voiced_tone(180.0, 3.0, 0.3, 4.0, seed=2)]), RATE)
+    jsonl = tmp_path / "events.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "realtime.faces.cli", "--file", str(wav), "--no-dashboard", "--model", str(model),
+         "--jsonl", str(jsonl), "--serve", "127.0.0.1:0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = proc.stderr.readline()  # type: ignore[union-attr]
+        url = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert url, line
+        got = asyncio.run(collect(f"ws://127.0.0.1:{url.group(1)}/ws"))
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    served = [e for e in got[0]["recent"]] + [e for e in got if e["type"] == "window"]
+    written = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    windows = [e for e in written if e["type"] == "window"]
+    assert windows and served == windows
+    assert got[-1] == written[-1] and got[-1]["type"] == "summary"
+    assert any(e["type"] == "status" for e in got)
