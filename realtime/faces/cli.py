@@ -167,8 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv = p.add_argument_group("serving (needs the [serve] extra)")
     srv.add_argument("--serve", nargs="?", const="127.0.0.1:8765", default=None, metavar="[HOST:]PORT",
-                     help="also serve the session: a live page at /, every event over a WebSocket at /ws, health at "
-                     "/status; any host but loopback needs a token (default: not served; --serve alone: 127.0.0.1:8765)")
+                     help="also serve the session: a live page at /, every event over a WebSocket at /ws, health "
+                     "at /status; any host but loopback needs a token (default: not served; --serve alone: "
+                     "127.0.0.1:8765)")
     srv.add_argument("--token", default=None,
                      help="with --serve: the token clients must give (?token= or 'Authorization: Bearer'); "
                      "(default: none on loopback, generated and printed for any other host)")

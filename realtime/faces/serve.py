@@ -117,7 +117,7 @@ class EventServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
-        self._page = resources.files("realtime.faces").joinpath("web", PAGE).read_bytes()
+        self._page = resources.files("realtime.faces.web").joinpath(PAGE).read_bytes()
 
     # ---------------------------------------------------------------------------------------- public side
     @property
