@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
+import math
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -15,6 +17,8 @@ from typing import IO, Any
 import numpy as np
 
 from realtime.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 HASH_CHUNK = 1 << 20
 FILE_MODE = 0o666  # before the umask, as open() would create it (mkstemp alone makes 0600)
@@ -41,8 +45,24 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=2) + "\n"
+    """``data`` as JSON, atomically. JSON has no NaN or Infinity: a non-finite number is written as null (and
+    logged with where it was), so that every file the project writes parses everywhere."""
+    text = json.dumps(finite_json(data, path.name), indent=2, allow_nan=False) + "\n"
     atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def finite_json(data: Any, where: str = "") -> Any:
+    """``data`` with every non-finite float replaced by None (a warning names its place)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        logger.warning("%s is %s; written as null", where or "a JSON value", data)
+        return None
+    if isinstance(data, dict):
+        return {k: finite_json(v, f"{where}.{k}") for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite_json(v, f"{where}[{i}]") for i, v in enumerate(data)]
+    if isinstance(data, np.floating | np.integer):
+        return finite_json(data.item(), where)
+    return data
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:

@@ -36,3 +36,14 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> N
         atomic_write(target, half_then_fail)
     assert json.loads(target.read_text()) == {"old": True}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+
+def test_json_never_holds_nan_or_infinity(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "m.json"
+    write_json(path, {"uar": float("nan"), "per": [1.0, float("inf"), np.float32("-inf")], "ok": np.int64(3)})
+
+    def refuse(token: str) -> None:
+        raise AssertionError(token)
+
+    assert json.loads(path.read_text(), parse_constant=refuse) == {"uar": None, "per": [1.0, None, None], "ok": 3}
+    assert "m.json.uar is nan" in caplog.text and "m.json.per[1] is inf" in caplog.text
