@@ -25,11 +25,12 @@ CLAIMED_INPUT_NORM = "window"
 # synthetic windows below (rounded to 1e-4).
 EXPECTED = np.array(
     [
-        [0.0383, 0.0647, 0.0299, 0.0234, 0.3672, 0.4250, 0.0515],
-        [0.1016, 0.0364, 0.0570, 0.0424, 0.0607, 0.6162, 0.0857],
-        [0.0234, 0.0169, 0.8385, 0.0576, 0.0198, 0.0259, 0.0179],
+        [0.0417, 0.0529, 0.0700, 0.0414, 0.4146, 0.3312, 0.0483],
+        [0.1611, 0.0534, 0.0823, 0.0888, 0.1172, 0.3483, 0.1489],
+        [0.0410, 0.0276, 0.6261, 0.1680, 0.0181, 0.1022, 0.0170],
     ]
 )
+EMBEDDING_SIZE = 128  # the ensemble's two 64-value embeddings, side by side
 TOLERANCE = 2e-4  # float32 differences between CPUs / ONNX Runtime builds; a retrained model moves far more
 INT8_TOLERANCE = 0.06
 LEVELS_DBFS = (-30.0, -20.0, -10.0)  # peak level of the utterance
@@ -69,7 +70,11 @@ def test_bundled_model_is_package_data_and_matches_its_card() -> None:
     fitted = info.calibration.raw["temperature_fitted"]
     assert info.calibration.temperature == 1.0 and fitted != 1.0
     assert 0.0 < info.calibration.min_confidence < 1.0
-    assert info.affect is not None and info.affect.method == "linear"
+    assert info.affect is not None and info.affect.method == "lexicon"
+    # model v3 (issue 19): the logit mean of v2 and a model trained on every corpus; it has heard all three
+    assert set(info.data["per_corpus"]) == {"ravdess", "tess", "ased"}
+    parts = info.raw["ensemble"]["parts"]
+    assert [p["weight"] for p in parts] == [0.5, 0.5] and all(len(p["sha256"]) == 64 for p in parts)
     card = CARD.read_text(encoding="utf-8")
     for claim in (*CLAIMED_LABELS, CLAIMED_PRESET, CLAIMED_RECIPE, "CC BY-NC-SA 4.0", "CC BY-NC-ND 4.0", "NRC VAD",
                   f"{fitted:.3f}", f"{info.calibration.min_confidence:g}"):
@@ -125,7 +130,8 @@ def test_demo_runs_through_the_bundled_model() -> None:
 
 
 def test_bundled_models_carry_the_embedding_and_their_last_layer() -> None:
-    """Both shipped files can be personalised: the ``embedding`` output (64 values) and, in the metadata, the last
+    """Both shipped files can be personalised: the ``embedding`` output (128 values: the two parts' 64 each) and, in
+    the metadata, the last
     layer it feeds, which rebuilds the float graph's probabilities; the outputs above are unchanged by it."""
     from realtime.profile import softmax
 
@@ -134,8 +140,8 @@ def test_bundled_models_carry_the_embedding_and_their_last_layer() -> None:
     cfg = PipelineConfig(preset=model.info.preset, window_s=model.info.window_s, hop_s=model.info.hop_s)
     x = _model_input(model, _synthetic_windows(model.info.sample_rate, cfg.window_samples))
     for m in (model, int8):
-        assert m.can_personalise and m.info.embedding is not None and m.info.embedding.size == 64
-        assert m.info.embedding.weights.shape == (64, len(CLAIMED_LABELS))
+        assert m.can_personalise and m.info.embedding is not None and m.info.embedding.size == EMBEDDING_SIZE
+        assert m.info.embedding.weights.shape == (EMBEDDING_SIZE, len(CLAIMED_LABELS))
     rebuilt = softmax(model.embed(x).astype(np.float64) @ model.info.embedding.weights + model.info.embedding.bias)
     np.testing.assert_allclose(rebuilt, model.predict(x), atol=1e-5)
     np.testing.assert_allclose(int8.embed(x), model.embed(x), atol=0.1 * float(np.abs(model.embed(x)).max()))
