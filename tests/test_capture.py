@@ -461,7 +461,7 @@ def test_close_does_not_hang_when_abort_blocks(fake_sd: FakeSoundDevice) -> None
 def test_capture_config_rejects_nonsense() -> None:
     with pytest.raises(UserError, match="--channels"):
         CaptureConfig(channels=0)
-    with pytest.raises(UserError, match="--sample-rate"):
+    with pytest.raises(UserError, match="--samplerate"):
         CaptureConfig(sample_rate=-8000)
     with pytest.raises(UserError, match="block size"):
         CaptureConfig(block_ms=0)

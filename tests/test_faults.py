@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -697,9 +698,9 @@ def test_ser_calibrate_numbers(
 
 # ------------------------------------------------------------------------------- property-based sweeps
 
-PROPERTY_EXAMPLES = 60  # per property, every CI run (hypothesis draws new ones each time; failures are kept in
-# .hypothesis/ and replayed first)
-PROPERTY_SETTINGS = settings(max_examples=PROPERTY_EXAMPLES, deadline=None,
+PROPERTY_EXAMPLES = 60  # per property and run; derandomised, so CI sees the same examples every time (set
+# derandomize=False and more examples to explore: 400 random ones each passed on 2026-12-02)
+PROPERTY_SETTINGS = settings(max_examples=PROPERTY_EXAMPLES, deadline=None, derandomize=True, database=None,
                              suppress_health_check=[HealthCheck.function_scoped_fixture])
 SPECIAL_VALUES = [0.0, 1.0, -1.0, 1e-42, -1e-42, 1e11, 1e13, 3e38, float("nan"), float("inf"), float("-inf")]
 
@@ -766,7 +767,7 @@ def jsonl_lines(draw: st.DrawFn) -> str:
         return json.dumps(draw(json_values))
     base: dict[str, Any] = (_window_line(draw(st.floats(0, 100))) if kind == "window" else
                             {"type": "summary", "audio_s": 10.0, "speech_s": 5.0, "windows": 3})
-    for key in draw(st.lists(st.sampled_from(sorted(base)), max_size=2)):
+    for key in draw(st.lists(st.sampled_from(sorted(base)), max_size=2, unique=True)):
         if draw(st.booleans()):
             del base[key]
         else:
@@ -787,7 +788,10 @@ def test_any_jsonl_gives_a_report_without_nan_or_a_user_error(tmp_path: Path, li
         assert "\n" not in str(err)
         return
     text = markdown(session)
-    assert "nan" not in text.replace("(NaN)", "").lower().replace("nan)", "")
+    for named in ("(NaN)", "(Infinity)", "(-Infinity)"):  # the skipped-line note names what it skipped
+        text = text.replace(named, "")
+    # a number drawn as nan/inf, not a quoted key or value that a skipped line held
+    assert not re.search(r"(?<![\w'\"])-?(nan|inf)(?![\w'\"])", text, re.IGNORECASE), text
     assert all(math.isfinite(e.end_s) and math.isfinite(e.confidence) for e in session.events)
 
 

@@ -22,6 +22,9 @@ HEAVY = ("librosa", "scipy", "numba", "scikit-learn", "tensorflow-cpu", "tensorf
 # the bundled models and demo are package data of the sibling package ``models``; ``report`` (same wheel) is
 # imported only for ``ser-live --report``, which checks for its extra (matplotlib) first
 OWN_PACKAGES = {"realtime", "models", "report"}
+# runtime features behind an extra: the one module that imports each, and the extra that provides it. That module
+# imports it inside functions only and says which extra to install when it is missing.
+OPTIONAL = {"websockets": ("faces/serve.py", "serve")}
 
 
 def _name(requirement: str) -> str:
@@ -31,6 +34,23 @@ def _name(requirement: str) -> str:
 def base_requirements() -> set[str]:
     requires = metadata.requires(PROJECT) or []
     return {_name(r) for r in requires if not EXTRA_MARKER.search(r)}
+
+
+def extra_requirements(extra: str) -> set[str]:
+    requires = metadata.requires(PROJECT) or []
+    marker = re.compile(rf"extra\s*==\s*[\"']{re.escape(extra)}[\"']")
+    return {_name(r) for r in requires if marker.search(r)}
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """Modules imported at module level (not inside a function) by ``path``."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
 
 
 def imported_top_level(path: Path) -> set[str]:
@@ -75,6 +95,12 @@ def test_every_runtime_import_is_a_base_requirement() -> None:
     providers = module_providers()
     missing = {}
     for module, files in third_party_imports().items():
+        if module in OPTIONAL:
+            owner, extra = OPTIONAL[module]
+            assert sorted(files) == [owner], f"{module} is imported outside {owner}: {sorted(files)}"
+            assert module not in top_level_imports(RUNTIME / owner), f"{owner} imports {module} at module level"
+            assert module in extra_requirements(extra), f"{module} is not in the [{extra}] extra"
+            continue
         dists = {d.lower().replace("_", "-") for d in providers.get(module, [])}
         assert dists, f"{module} (imported by {sorted(files)}) belongs to no installed distribution"
         if not dists & base:
