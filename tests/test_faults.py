@@ -824,3 +824,27 @@ def test_every_option_a_message_names_exists() -> None:
                 named.setdefault(flag, set()).add(source.name)
     shell = {"--head"}  # `ray start --head`, quoted from Ray's own CLI
     assert {f: sorted(w) for f, w in named.items() if f not in defined | shell} == {}
+
+
+def test_ser_eval_and_ser_calibrate_skip_a_huge_sample_file_and_write_no_nan(
+    tmp_path: Path, voice: np.ndarray, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 20.1: a clip x 1e30 in a corpus was counted as angry and put NaN into eval.json and the model."""
+    from tests.audio_fixtures import ravdess_name, write_ravdess_tree
+    from train.calibrate import main as calibrate_main
+    from train.eval_cli import main as eval_main
+
+    root = tmp_path / "ravdess"
+    write_ravdess_tree(root, actors=2, unreadable=False)
+    huge = root / "Actor_01" / ravdess_name("05", 1, intensity=2)
+    sf.write(huge, (voice * 1e30).astype(np.float32), RATE, subtype="FLOAT")
+    model = make_tiny_model(tmp_path / "tiny.onnx", preset_name="logmel")
+    out = tmp_path / "eval"
+    assert eval_main([str(model), "--data", f"ravdess={root}", "--conditions", "clean", "--out", str(out), "-q"]) == 0
+    figures = no_nan_json((out / "eval.json").read_text())
+    assert any(huge.name in json.dumps(entry) for entry in figures["unreadable"])
+    report = tmp_path / "cal.json"
+    assert calibrate_main([str(model), "--data", f"ravdess={root}", "--speakers", "ravdess:01,ravdess:02", "-o",
+                           str(tmp_path / "cal.onnx"), "--report", str(report)]) == 0
+    no_nan_json(report.read_text())
+    assert "Traceback" not in capsys.readouterr().err
