@@ -13,6 +13,7 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,18 @@ import soundfile as sf
 from threadpoolctl import threadpool_limits
 
 ROUNDS, WARMUP, FILE_RUNS = 1000, 50, 3
+
+
+def timed(call: Callable[[], object], warmup: int, rounds: int) -> np.ndarray:
+    """Seconds of each of ``rounds`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return np.array(times)
 
 
 def main() -> None:
@@ -42,21 +55,9 @@ def main() -> None:
         for path in args.models:
             model = load_model(path, threads=1)
             window = np.random.default_rng(0).normal(-40, 10, size=(1, *model.info.feature_shape)).astype(np.float32)
-            for _ in range(WARMUP):
-                model.predict(window)
-            times = []
-            for _ in range(ROUNDS):
-                t0 = time.perf_counter()
-                model.predict(window)
-                times.append(time.perf_counter() - t0)
-            ms = np.array(times) * 1e3
+            ms = timed(lambda m=model, w=window: m.predict(w), WARMUP, ROUNDS) * 1e3
             recognizer = EmotionRecognizer(model=path, threads=1)
-            recognizer.predict_file(long)
-            runs = []
-            for _ in range(FILE_RUNS):
-                t0 = time.perf_counter()
-                recognizer.predict_file(long)
-                runs.append(time.perf_counter() - t0)
+            runs = timed(lambda r=recognizer: r.predict_file(long), 1, FILE_RUNS)
             wall = float(np.median(runs))
             print(f"{path}: graph p50 {np.percentile(ms, 50):.3f} ms p99 {np.percentile(ms, 99):.3f} ms; "
                   f"{seconds:.0f} s file {wall:.2f} s ({seconds / wall:.0f}x real time)")

@@ -121,13 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weight-a", type=float, default=0.5)
     p.add_argument("--int8", type=Path, default=None, help="also write a dynamically quantised copy here")
     args = p.parse_args(argv)
-    model, meta = join(args.a, args.b, args.weight_a)
-    shape = tuple(meta["feature_shape"]) if "feature_shape" in meta else None
-    if shape is None:
-        from realtime.model import load_model
+    from realtime.model import load_model
 
-        shape = load_model(args.a).info.feature_shape
-    diff = check(model, args.a, args.b, args.weight_a, shape)
+    model, meta = join(args.a, args.b, args.weight_a)
+    diff = check(model, args.a, args.b, args.weight_a, load_model(args.a).info.feature_shape)
     if diff > TOLERANCE:
         raise SystemExit(f"the joined graph does not average the logits: max |diff| {diff:.2e}")
     data = model.SerializeToString()
