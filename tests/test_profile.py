@@ -214,6 +214,37 @@ def test_ser_live_with_a_profile_says_so(profile_file: Path, tiny: Path, speech:
     assert lines[-1]["type"] == "summary"
 
 
+def test_ser_serve_streams_with_the_profile_a_client_names(profile_file: Path, tiny: Path,
+                                                          speech: dict[str, list[Path]], tmp_path: Path) -> None:
+    from realtime.engine import EngineConfig
+    from realtime.faces.serve import EventServer, ServeConfig, stream_to
+    from realtime.faces.serve_cli import parse_profiles
+    from realtime.faces.stream import StreamService
+
+    model = load_model(tiny)
+    service = StreamService(model, EngineConfig(), parse_profiles([f"me={profile_file}"], model))
+    srv = EventServer(ServeConfig(port=0, streams=service)).start()
+    try:
+        data, rate = sf.read(str(speech["angry"][0]), dtype="float32", always_2d=True)
+        got: list[dict] = []
+        stream_to(srv.stream_url, [data[i:i + 1600] for i in range(0, len(data), 1600)], rate, 1, got.append,
+                  profile="me")
+        plain: list[dict] = []
+        stream_to(srv.stream_url, [data], rate, 1, plain.append)
+    finally:
+        srv.close()
+        service.close()
+    jsonl = tmp_path / "events.jsonl"
+    assert live_main(["--file", str(speech["angry"][0]), "--fast", "--model", str(tiny), "--profile",
+                      str(profile_file), "--jsonl", str(jsonl), "--no-dashboard"]) == 0
+    local = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    assert got[0]["profile"] == "me" and plain[0]["profile"] is None
+    windows = [{k: v for k, v in e.items() if k != "latency_ms"} for e in got if e["type"] == "window"]
+    assert windows and windows == [{k: v for k, v in e.items() if k != "latency_ms"} for e in local
+                                   if e["type"] == "window"]
+    assert all(e["profile"] is None for e in plain if e["type"] == "window")
+
+
 def test_ser_batch_profile_per_channel(profile_file: Path, tiny: Path, speech: dict[str, list[Path]],
                                        tmp_path: Path) -> None:
     left, rate = sf.read(str(speech["sad"][0]), dtype="float32")

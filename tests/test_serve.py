@@ -158,7 +158,8 @@ def test_tokens_and_origins(tmp_path: Path) -> None:
             urllib.request.urlopen(f"http://{base}/status")
         assert refused.value.code == 401
         health = json.loads(urllib.request.urlopen(f"http://{base}/status?token={srv.token}").read())
-        assert set(health) == {"source", "model", "uptime_s", "windows", "dropped_audio_s", "clients"}
+        assert set(health) == {"mode", "source", "model", "uptime_s", "windows", "dropped_audio_s", "clients"}
+        assert health["mode"] == "live"
         page = urllib.request.urlopen(f"http://{base}/?token={srv.token}")
         assert page.headers["Content-Type"].startswith("text/html") and b"new WebSocket" in page.read()
         with pytest.raises(urllib.error.HTTPError) as missing:

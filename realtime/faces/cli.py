@@ -48,6 +48,73 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action) or text
 
 
+def add_serve_options(group: Any, prefix: str = "") -> None:
+    """Token, origins and TLS of a server (ser-live --serve, ser-serve)."""
+    group.add_argument("--token", default=None,
+                       help=f"{prefix}the token clients must give (?token= or 'Authorization: Bearer') (default: "
+                       "none on loopback, generated and printed for any other host)")
+    group.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                       help=f"{prefix}another web origin whose pages may connect, e.g. http://localhost:3000 "
+                       "(repeat) (default: only the page's own origin)")
+    group.add_argument("--tls-cert", default=None, metavar="PEM",
+                       help=f"{prefix}serve HTTPS/WSS with this certificate (browsers give the page the microphone "
+                       "only on localhost or HTTPS) (default: plain HTTP)")
+    group.add_argument("--tls-key", default=None, metavar="PEM", help="the private key of --tls-cert (default: none)")
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """The engine's settings (ser-live, ser-serve): VAD, windows, smoothing, the uncertain threshold."""
+    eng = p.add_argument_group("engine")
+    eng.add_argument("--vad", type=int, choices=range(4), default=DEFAULT_VAD_AGGRESSIVENESS, help="VAD aggressiveness")
+    eng.add_argument(
+        "--vad-noise-margin",
+        type=float,
+        default=DEFAULT_VAD_NOISE_MARGIN_DB,
+        help="a voiced frame must stand this many dB above the noise floor (0 = webrtcvad alone, as for v1)",
+    )
+    eng.add_argument(
+        "--no-vad-agc",
+        action="store_true",
+        help="give webrtcvad the raw level (v1) instead of a level-normalised copy of the signal",
+    )
+    eng.add_argument("--window", type=float, default=None, help="window length in s (default: the model's)")
+    eng.add_argument("--hop", type=float, default=None, help="hop between windows in s (default: the model's)")
+    eng.add_argument("--min-speech", type=float, default=None, help="speech a window needs, s (default: the model's)")
+    eng.add_argument(
+        "--smoothing", type=float, default=DEFAULT_SMOOTHING_ALPHA, help="EMA weight of the newest window (1 = off)"
+    )
+    eng.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        help="a window whose (calibrated) top probability is below this is shown and counted as 'uncertain' "
+        "(default: the threshold stored in the model, none for models without one; 0 = never uncertain)",
+    )
+
+
+def engine_config(args: argparse.Namespace) -> EngineConfig:
+    return EngineConfig(
+        window_s=args.window,
+        hop_s=args.hop,
+        min_speech_s=args.min_speech,
+        vad_aggressiveness=args.vad,
+        vad_noise_margin_db=args.vad_noise_margin,
+        vad_agc=not args.no_vad_agc,
+        smoothing_alpha=args.smoothing,
+        min_confidence=args.min_confidence,
+    )
+
+
+def check_engine_numbers(args: argparse.Namespace) -> None:
+    check_number("--window", args.window, 0, low_open=True)
+    check_number("--hop", args.hop, 0, low_open=True)
+    check_number("--min-speech", args.min_speech, 0)
+    check_number("--smoothing", args.smoothing, 0, 1, low_open=True)
+    check_number("--min-confidence", args.min_confidence, 0, 1)
+    check_number("--vad-noise-margin", args.vad_noise_margin, 0)
+    check_number("--threads", args.threads, 1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ser-live",
@@ -106,32 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_BLAS_THREADS,
         help="numpy BLAS threads for the features (small matrices: more threads only add latency)",
     )
-    eng = p.add_argument_group("engine")
-    eng.add_argument("--vad", type=int, choices=range(4), default=DEFAULT_VAD_AGGRESSIVENESS, help="VAD aggressiveness")
-    eng.add_argument(
-        "--vad-noise-margin",
-        type=float,
-        default=DEFAULT_VAD_NOISE_MARGIN_DB,
-        help="a voiced frame must stand this many dB above the noise floor (0 = webrtcvad alone, as for v1)",
-    )
-    eng.add_argument(
-        "--no-vad-agc",
-        action="store_true",
-        help="give webrtcvad the raw level (v1) instead of a level-normalised copy of the signal",
-    )
-    eng.add_argument("--window", type=float, default=None, help="window length in s (default: the model's)")
-    eng.add_argument("--hop", type=float, default=None, help="hop between windows in s (default: the model's)")
-    eng.add_argument("--min-speech", type=float, default=None, help="speech a window needs, s (default: the model's)")
-    eng.add_argument(
-        "--smoothing", type=float, default=DEFAULT_SMOOTHING_ALPHA, help="EMA weight of the newest window (1 = off)"
-    )
-    eng.add_argument(
-        "--min-confidence",
-        type=float,
-        default=None,
-        help="a window whose (calibrated) top probability is below this is shown and counted as 'uncertain' "
-        "(default: the threshold stored in the model, none for models without one; 0 = never uncertain)",
-    )
+    add_engine_options(p)
     enr = p.add_argument_group("enrolment (a personal profile)")
     enr.add_argument(
         "--enroll",
@@ -170,12 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also serve the session: a live page at /, every event over a WebSocket at /ws, health "
                      "at /status; any host but loopback needs a token (default: not served; --serve alone: "
                      "127.0.0.1:8765)")
-    srv.add_argument("--token", default=None,
-                     help="with --serve: the token clients must give (?token= or 'Authorization: Bearer'); "
-                     "(default: none on loopback, generated and printed for any other host)")
-    srv.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
-                     help="with --serve: another web origin whose pages may read the session, e.g. "
-                     "http://localhost:3000 (repeat) (default: only the page's own origin)")
+    add_serve_options(srv, "with --serve: ")
+    srv.add_argument("--connect", default=None, metavar="URL",
+                     help="score remotely: stream the microphone or --file to a ser-serve at URL (e.g. "
+                     "ws://127.0.0.1:8765, or the URL it printed) and show the events it sends back (default: the "
+                     "local engine)")
+    srv.add_argument("--connect-profile", default=None, metavar="NAME",
+                     help="with --connect: one of the profiles the server was started with (ser-serve --profile) "
+                     "(default: none, the server's model)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     p.add_argument("--version", action="version", version=f"ser-live {__version__}")
     return p
@@ -336,7 +380,8 @@ def _start_server(args: argparse.Namespace, engine: Engine, source_name: str) ->
              "source": source_name, "profile": engine.profile_name,
              "settings": {"window_s": pipeline.window_s, "hop_s": pipeline.hop_s,
                           "min_speech_s": pipeline.min_speech_s, "sample_rate": engine.sample_rate}}
-    config = ServeConfig(host=host, port=port, token=args.token, allow_origins=tuple(args.allow_origin), hello=hello)
+    config = ServeConfig(host=host, port=port, token=args.token, allow_origins=tuple(args.allow_origin), hello=hello,
+                         tls_cert=args.tls_cert, tls_key=args.tls_key)
     return EventServer(config).start()
 
 
@@ -347,6 +392,10 @@ def run(args: argparse.Namespace) -> int:
         print(list_devices())
         return 0
     check_numbers(args)
+    if args.connect is not None:
+        return _connect(args)
+    if args.connect_profile is not None:
+        raise UserError("--connect-profile only applies with --connect URL")
     if args.enroll is not None:
         return _enroll(args)
     if args.demo:
@@ -359,16 +408,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--streaming-path only applies to --fast replays (real-time replays and the microphone "
                         "always stream)")
     check_live_outputs(args)
-    config = EngineConfig(
-        window_s=args.window,
-        hop_s=args.hop,
-        min_speech_s=args.min_speech,
-        vad_aggressiveness=args.vad,
-        vad_noise_margin_db=args.vad_noise_margin,
-        vad_agc=not args.no_vad_agc,
-        smoothing_alpha=args.smoothing,
-        min_confidence=args.min_confidence,
-    )
+    config = engine_config(args)
     if args.blas_threads < 1:
         raise UserError(f"--blas-threads must be at least 1 (got {args.blas_threads})")
     limit_blas_threads(args.blas_threads)
@@ -438,14 +478,8 @@ MAX_SAMPLE_RATE = 768_000
 def check_numbers(args: argparse.Namespace) -> None:
     """Every numeric option: finite and in its range, the message naming the option as --help does."""
     check_number("--duration", args.duration, 0, low_open=True)
-    check_number("--window", args.window, 0, low_open=True)
-    check_number("--hop", args.hop, 0, low_open=True)
-    check_number("--min-speech", args.min_speech, 0)
-    check_number("--smoothing", args.smoothing, 0, 1, low_open=True)
-    check_number("--min-confidence", args.min_confidence, 0, 1)
-    check_number("--vad-noise-margin", args.vad_noise_margin, 0)
+    check_engine_numbers(args)
     check_number("--samplerate", args.samplerate, 1, MAX_SAMPLE_RATE)
-    check_number("--threads", args.threads, 1)
     check_number("--blas-threads", args.blas_threads, 1)
     check_number("--take-seconds", args.take_seconds, 0, low_open=True)
     check_number("--countdown", args.countdown, 0)
@@ -498,6 +532,65 @@ def _enroll(args: argparse.Namespace) -> int:
         print("ser-live: enrolment interrupted; no profile written", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+LOCAL_ONLY = ("serve", "enroll", "profile", "model", "report", "streaming_path")
+
+
+def _connect(args: argparse.Namespace) -> int:
+    """``--connect URL``: the microphone or a file streamed to a ser-serve; its events printed or written as JSONL,
+    exactly as the local engine's would be."""
+    from realtime.faces.dashboard import plain_line
+    from realtime.faces.serve import stream_to
+    from realtime.sources.audio import audio_info
+
+    for name in LOCAL_ONLY:
+        if getattr(args, name) not in (None, False):
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} applies to the local engine; with --connect the server's model scores (its "
+                            "profiles: --connect-profile NAME)")
+    if args.demo:
+        if args.file is not None:
+            raise UserError("--demo and --file are two inputs: pass one of them")
+        args.file = bundled_demo_path()
+    check_live_outputs(args)
+    with ExitStack() as stack:
+        if args.file is not None:
+            blocks, rate, source_name = file_blocks(args.file, realtime_pace=not args.fast)
+            channels = audio_info(args.file).channels
+        else:
+            from realtime.sources.capture import CaptureConfig, MicrophoneSource
+
+            mic = stack.enter_context(
+                MicrophoneSource(CaptureConfig(device=args.device, sample_rate=args.samplerate)).start()
+            )
+            blocks, rate, source_name, channels = _mic_blocks(mic), mic.sample_rate, f"mic {mic.device_name}", 1
+        jsonl = JsonlWriter(args.jsonl, append=args.append) if args.jsonl else None
+        if jsonl is not None:
+            stack.callback(jsonl.close)
+        plain = None if args.jsonl == STDOUT_TARGET else sys.stdout
+        stop = StopRequest().install(stack)
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+
+        def on_message(message: dict[str, Any]) -> None:
+            kind = message.get("type")
+            if kind == "hello":
+                print(f"ser-live: streaming {source_name} to {args.connect.split('?')[0]}: model "
+                      f"{message.get('model')}, session {message.get('session')}", file=sys.stderr, flush=True)
+            if kind in ("window", "summary") and jsonl is not None:
+                jsonl.write(message)
+            if kind == "window" and plain is not None:
+                print(plain_line(message), file=plain, flush=True)
+
+        def stopping() -> bool:
+            return stop.signum is not None or (deadline is not None and time.monotonic() >= deadline)
+
+        summary = stream_to(args.connect, blocks, rate, channels, on_message, profile=args.connect_profile,
+                            client=source_name, stop=stopping)
+        if summary is None:
+            raise UserError(f"{args.connect.split('?')[0]} went away before the session's summary")
+        print(summary_line(summary), file=sys.stderr if plain is None else plain, flush=True)
+    return EXIT_INTERRUPTED if stop.signum is not None and args.duration is None and args.file is not None else 0
 
 
 def _mic_blocks(mic: Any) -> Iterator[np.ndarray | None]:
