@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     basic_logging(args.verbose)
-    logging.getLogger("websockets").setLevel(logging.INFO)  # -v: sessions, not every frame
+    if args.verbose:
+        logging.getLogger("websockets").setLevel(logging.INFO)  # sessions, not every frame
     return run_tool("ser-serve", lambda: run(args))
 
 
