@@ -186,7 +186,8 @@ def test_a_port_in_use_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_a_replay_served_gives_the_jsonl_events(tmp_path: Path) -> None:
-    """ser-live --file (real-time pace) --serve --jsonl: a WebSocket client sees exactly the JSONL's windows."""
+    """ser-live --file (real-time pace) --serve --jsonl: two WebSocket clients see exactly the JSONL's windows while a
+    third never reads, and the replay loses no audio."""
     model = make_tiny_model(tmp_path / "tiny.onnx")
     wav = tmp_path / "voice.wav"
     sf.write(wav, np.concatenate([np.zeros(RATE // 2, np.float32), voiced_tone(180.0, 3.0, 0.3, 4.0, seed=2)]), RATE)
@@ -200,14 +201,22 @@ def test_a_replay_served_gives_the_jsonl_events(tmp_path: Path) -> None:
         line = proc.stderr.readline()  # type: ignore[union-attr]
         url = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
         assert url, line
-        got = asyncio.run(collect(f"ws://127.0.0.1:{url.group(1)}/ws"))
+        stalled = stalled_client(int(url.group(1)))
+
+        async def readers() -> list[list[dict[str, Any]]]:
+            return list(await asyncio.gather(*(collect(f"ws://127.0.0.1:{url.group(1)}/ws") for _ in range(2))))
+
+        results = asyncio.run(readers())
         assert proc.wait(timeout=60) == 0
+        stalled.close()
     finally:
         if proc.poll() is None:
             proc.kill()
-    served = [e for e in got[0]["recent"]] + [e for e in got if e["type"] == "window"]
     written = [json.loads(x) for x in jsonl.read_text().splitlines()]
     windows = [e for e in written if e["type"] == "window"]
-    assert windows and served == windows
-    assert got[-1] == written[-1] and got[-1]["type"] == "summary"
-    assert any(e["type"] == "status" for e in got)
+    assert windows and written[-1]["dropped_audio_s"] == 0.0
+    for got in results:
+        served = [e for e in got[0]["recent"]] + [e for e in got if e["type"] == "window"]
+        assert served == windows
+        assert got[-1] == written[-1] and got[-1]["type"] == "summary"
+        assert any(e["type"] == "status" for e in got)
