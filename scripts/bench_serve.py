@@ -1,7 +1,8 @@
 """What ser-serve costs: N clients stream a file to one ``ser-serve`` at once, in 0.1 s PCM16 frames, as fast as
 the server takes them (``--pace fast``) or at real-time pace (``--pace realtime``). Prints, per N: the wall time,
 audio seconds scored per wall second (all clients together), the server's CPU seconds per audio second (from
-/proc, the server is its own process) and the time the server spent on each window (features + inference, p50/p99 of the events' latency_ms).
+/proc, the server is its own process) and the time the server spent on each window (features + inference,
+p50/p99 of the events' latency_ms).
 
     python scripts/bench_serve.py --clients 1,4,16 --pace fast
     python scripts/bench_serve.py --clients 8 --pace realtime
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +37,7 @@ def cpu_seconds(pid: int) -> float:
 def one_client(url: str, data: np.ndarray, rate: int, pace: str, out: list[float], failures: list[str]) -> None:
     step = int(FRAME_S * rate)
 
-    def blocks():  # noqa: ANN202
+    def blocks() -> Iterator[np.ndarray]:
         start = time.monotonic()
         for k, i in enumerate(range(0, len(data), step)):
             if pace == "realtime":

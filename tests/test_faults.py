@@ -814,8 +814,8 @@ def test_every_option_a_message_names_exists() -> None:
 
     root = Path(__file__).resolve().parents[1]
     defined: set[str] = set()
-    for module in ("realtime.faces.cli", "realtime.faces.profile_cli", "train.cli", "train.eval_cli",
-                   "train.calibrate", "export.cli", "batch.cli", "report.cli"):
+    for module in ("realtime.faces.cli", "realtime.faces.profile_cli", "realtime.faces.serve_cli", "train.cli",
+                   "train.eval_cli", "train.calibrate", "export.cli", "batch.cli", "report.cli"):
         defined |= _options(importlib.import_module(module).build_parser())
     named: dict[str, set[str]] = {}
     for folder in ("realtime", "train", "batch", "export", "report"):
