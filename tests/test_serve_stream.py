@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import ssl
 import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -327,3 +329,29 @@ def test_ser_serve_mistakes_are_one_line(argv: list[str], says: str, tiny: Path,
     assert serve_main([*argv, "--model", str(tiny)]) != 0
     err = capsys.readouterr().err.strip()
     assert says in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.mic
+def test_ser_live_connect_streams_the_microphone(server: EventServer, tmp_path: Path) -> None:
+    """The virtual microphone (tests/virtual_mic.py) hears espeak-ng speech; ``ser-live --connect`` streams it to the
+    server and writes the windows the server sends back, and a summary that covers the whole capture."""
+    from tests.audio_fixtures import espeak_wav
+    from tests.virtual_mic import VirtualMic
+
+    speech = espeak_wav(tmp_path / "speech.wav", "Good morning. The train to the coast leaves at nine today.")
+    out = tmp_path / "remote.jsonl"
+    with VirtualMic() as vm:
+        proc = subprocess.Popen([sys.executable, "-m", "realtime.faces.cli", "--connect", server.url, "--device",
+                                 "pulse", "--duration", "5", "--jsonl", str(out)], env=vm.env(dict(os.environ)),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            line = proc.stderr.readline()  # type: ignore[union-attr]
+            assert "ser-live: streaming mic" in line, line
+            vm.play(speech)
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert lines[-1]["type"] == "summary" and lines[-1]["audio_s"] >= 4.0
+    assert sum(e["type"] == "window" for e in lines) >= 2
