@@ -60,7 +60,9 @@ def test_bind_parsing_and_loopback_needs_no_token() -> None:
     with pytest.raises(UserError, match="--serve x:70000: the port must be"):
         parse_bind("x:70000")
     assert EventServer(ServeConfig(host="127.0.0.1")).token is None
-    assert EventServer(ServeConfig(host="0.0.0.0")).token  # reachable from the network: a token is generated
+    wide = EventServer(ServeConfig(host="0.0.0.0", port=9000))
+    assert wide.token  # reachable from the network: a token is generated
+    assert wide.url == f"http://{socket.gethostname()}:9000/?token={wide.token}"  # an address others can open
 
 
 def test_a_client_gets_hello_every_event_and_the_summary(server: EventServer) -> None:

@@ -30,6 +30,7 @@ import ipaddress
 import json
 import logging
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -70,6 +71,7 @@ MAX_REASON_BYTES = 123  # a close frame's reason (RFC 6455)
 SERVE_HINT = "pip install 'ser-live[serve]' (websockets)"
 PAGE = "index.html"
 LOOPBACK_NAMES = ("localhost",)
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 def parse_bind(value: str, flag: str = "--serve") -> tuple[str, int]:
@@ -156,7 +158,10 @@ class EventServer:
     # ---------------------------------------------------------------------------------------- public side
     @property
     def url(self) -> str:
-        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        """Where to point a browser: a wildcard bind (0.0.0.0, ::) is shown as this machine's name, which the
+        other machines on the network can reach (0.0.0.0 itself is no address to open)."""
+        host = socket.gethostname() if self.config.host in WILDCARD_HOSTS else self.config.host
+        host = f"[{host}]" if ":" in host else host
         query = f"?token={self.token}" if self.token else ""
         scheme = "https" if self.ssl is not None else "http"
         return f"{scheme}://{host}:{self.port}/{query}"
