@@ -236,8 +236,13 @@ class StopRequest:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self) -> None:
+    def __init__(self, duration_s: float | None = None) -> None:
         self.signum: int | None = None
+        self.deadline = None if duration_s is None else time.monotonic() + duration_s
+
+    def due(self) -> bool:
+        """A signal came, or ``--duration`` is over: stop after the current block."""
+        return self.signum is not None or (self.deadline is not None and time.monotonic() >= self.deadline)
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
@@ -248,6 +253,27 @@ class StopRequest:
         for sig in self.SIGNALS:
             stack.callback(signal.signal, sig, signal.signal(sig, self))
         return self
+
+
+def resolve_demo(args: argparse.Namespace) -> None:
+    """``--demo`` is ``--file`` on the bundled recording."""
+    if args.demo:
+        if args.file is not None:
+            raise UserError("--demo and --file are two inputs: pass one of them")
+        args.file = bundled_demo_path()
+
+
+def open_source(args: argparse.Namespace, stack: ExitStack,
+                block_s: float | None = None) -> tuple[Iterator[np.ndarray | None], int, str, Any]:
+    """``--file`` (paced unless ``--fast``) or the microphone (entered on ``stack``): blocks, their rate, the
+    source's name, and the microphone (None for a file)."""
+    if args.file is not None:
+        blocks, rate, name = file_blocks(args.file, realtime_pace=not args.fast, block_s=block_s)
+        return blocks, rate, name, None
+    from realtime.sources.capture import CaptureConfig, MicrophoneSource
+
+    mic = stack.enter_context(MicrophoneSource(CaptureConfig(device=args.device, sample_rate=args.samplerate)).start())
+    return _mic_blocks(mic), mic.sample_rate, f"mic {mic.device_name}", mic
 
 
 def file_blocks(path: Path, realtime_pace: bool, block_s: float | None = None) -> tuple[Iterator[np.ndarray], int, str]:
@@ -375,11 +401,8 @@ def _start_server(args: argparse.Namespace, engine: Engine, source_name: str) ->
     from realtime.faces.serve import EventServer, ServeConfig, parse_bind
 
     host, port = parse_bind(args.serve)
-    pipeline = engine.pipeline_config
     hello = {"model": engine.model.name, "labels": list(engine.labels), "version": __version__,
-             "source": source_name, "profile": engine.profile_name,
-             "settings": {"window_s": pipeline.window_s, "hop_s": pipeline.hop_s,
-                          "min_speech_s": pipeline.min_speech_s, "sample_rate": engine.sample_rate}}
+             "source": source_name, "profile": engine.profile_name, "settings": engine.settings}
     config = ServeConfig(host=host, port=port, token=args.token, allow_origins=tuple(args.allow_origin), hello=hello,
                          tls_cert=args.tls_cert, tls_key=args.tls_key)
     return EventServer(config).start()
@@ -398,10 +421,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--connect-profile only applies with --connect URL")
     if args.enroll is not None:
         return _enroll(args)
-    if args.demo:
-        if args.file is not None:
-            raise UserError("--demo and --file are two inputs: pass one of them")
-        args.file = bundled_demo_path()
+    resolve_demo(args)
     if args.fast and args.file is None:
         raise UserError("--fast only applies to --file (or --demo) replays")
     if args.streaming_path and not args.fast:
@@ -417,36 +437,24 @@ def run(args: argparse.Namespace) -> int:
     interrupted = False
     failure: UserError | None = None
     with ExitStack() as stack:
-        mic = None
         offline = args.file is not None and args.fast and not args.streaming_path
-        if args.file is not None:
-            span = OFFLINE_SPAN_S if offline else None
-            blocks, rate, source_name = file_blocks(args.file, realtime_pace=not args.fast, block_s=span)
-        else:
-            from realtime.sources.capture import CaptureConfig, MicrophoneSource
-
-            mic = stack.enter_context(
-                MicrophoneSource(CaptureConfig(device=args.device, sample_rate=args.samplerate)).start()
-            )
-            rate, source_name = mic.sample_rate, f"mic {mic.device_name}"
-            blocks = _mic_blocks(mic)
+        blocks, rate, source_name, mic = open_source(args, stack, OFFLINE_SPAN_S if offline else None)
         engine = Engine(model, rate, config)
         outputs = Outputs(args, engine, source_name, stack)
-        deadline = None if args.duration is None else time.monotonic() + args.duration
-        stop = StopRequest().install(stack)
+        stop = StopRequest(args.duration).install(stack)
         try:
             if offline:  # the whole file is at hand: long spans, batched model calls, the same events
                 for event in engine.iter_batched(blocks):
                     outputs.events([event])
                     outputs.tick()
-                    if stop.signum is not None or (deadline is not None and time.monotonic() >= deadline):
+                    if stop.due():
                         break
             else:
                 for block in blocks:
                     if block is not None and len(block):
                         outputs.events(engine.feed(block))
                     outputs.tick(*((mic.dropped_seconds, mic.overflows) if mic is not None else ()))
-                    if stop.signum is not None or (deadline is not None and time.monotonic() >= deadline):
+                    if stop.due():
                         break
         except (KeyboardInterrupt, _Stop):
             interrupted = True
@@ -549,28 +557,16 @@ def _connect(args: argparse.Namespace) -> int:
             flag = "--" + name.replace("_", "-")
             raise UserError(f"{flag} applies to the local engine; with --connect the server's model scores (its "
                             "profiles: --connect-profile NAME)")
-    if args.demo:
-        if args.file is not None:
-            raise UserError("--demo and --file are two inputs: pass one of them")
-        args.file = bundled_demo_path()
+    resolve_demo(args)
     check_live_outputs(args)
     with ExitStack() as stack:
-        if args.file is not None:
-            blocks, rate, source_name = file_blocks(args.file, realtime_pace=not args.fast)
-            channels = audio_info(args.file).channels
-        else:
-            from realtime.sources.capture import CaptureConfig, MicrophoneSource
-
-            mic = stack.enter_context(
-                MicrophoneSource(CaptureConfig(device=args.device, sample_rate=args.samplerate)).start()
-            )
-            blocks, rate, source_name, channels = _mic_blocks(mic), mic.sample_rate, f"mic {mic.device_name}", 1
+        blocks, rate, source_name, mic = open_source(args, stack)
+        channels = mic.channels if mic is not None else audio_info(args.file).channels
         jsonl = JsonlWriter(args.jsonl, append=args.append) if args.jsonl else None
         if jsonl is not None:
             stack.callback(jsonl.close)
         plain = None if args.jsonl == STDOUT_TARGET else sys.stdout
-        stop = StopRequest().install(stack)
-        deadline = None if args.duration is None else time.monotonic() + args.duration
+        stop = StopRequest(args.duration).install(stack)
 
         def on_message(message: dict[str, Any]) -> None:
             kind = message.get("type")
@@ -582,11 +578,8 @@ def _connect(args: argparse.Namespace) -> int:
             if kind == "window" and plain is not None:
                 print(plain_line(message), file=plain, flush=True)
 
-        def stopping() -> bool:
-            return stop.signum is not None or (deadline is not None and time.monotonic() >= deadline)
-
         summary = stream_to(args.connect, blocks, rate, channels, on_message, profile=args.connect_profile,
-                            client=source_name, stop=stopping)
+                            client=source_name, stop=stop.due)
         if summary is None:
             raise UserError(f"{args.connect.split('?')[0]} went away before the session's summary")
         print(summary_line(summary), file=sys.stderr if plain is None else plain, flush=True)
