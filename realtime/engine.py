@@ -129,6 +129,13 @@ class Engine:
     def hop_s(self) -> float:
         return self._hop_s
 
+    @property
+    def settings(self) -> dict[str, float]:
+        """The windowing a client needs to read the events (ser-live --serve's and ser-serve's ``hello``)."""
+        pipeline = self.pipeline_config
+        return {"window_s": pipeline.window_s, "hop_s": pipeline.hop_s, "min_speech_s": pipeline.min_speech_s,
+                "sample_rate": self.sample_rate}
+
     def reset(self) -> None:
         self._pipeline.reset()
         self._smoother.reset()

@@ -135,8 +135,10 @@ class EventServer:
             import websockets.asyncio.server
             import websockets.datastructures
             import websockets.http11  # noqa: F401
+            from websockets.exceptions import ConnectionClosed
         except ImportError:
             raise UserError(f"--serve needs websockets: {SERVE_HINT}") from None
+        self._client_left = ConnectionClosed
         self.config = config
         self.token = config.token
         if self.token is None and not is_loopback(config.host):
@@ -391,15 +393,14 @@ class EventServer:
             with contextlib.suppress(Exception):
                 await websocket.send(json.dumps(err.to_dict()))
                 await websocket.close(int(err.code), _reason(err.message))
-        except Exception as err:  # the client left (ConnectionClosed) or the engine failed: free the session
-            if type(err).__name__.startswith("ConnectionClosed"):
-                logger.debug("stream client left: %s", err)
-            else:
-                logger.warning("stream %s failed: %s", id(stream), err)
-                message = str(err) if isinstance(err, UserError) else f"the engine failed: {type(err).__name__}"
-                with contextlib.suppress(Exception):
-                    await websocket.send(json.dumps(ProtocolError(CloseCode.ENGINE, message).to_dict()))
-                    await websocket.close(int(CloseCode.ENGINE), _reason(message))
+        except self._client_left as err:  # it vanished mid-stream: free the session
+            logger.debug("stream client left: %s", err)
+        except Exception as err:  # the engine failed on this stream: say so, free the session
+            logger.warning("stream %s failed: %s", id(stream), err)
+            message = str(err) if isinstance(err, UserError) else f"the engine failed: {type(err).__name__}"
+            with contextlib.suppress(Exception):
+                await websocket.send(json.dumps(ProtocolError(CloseCode.ENGINE, message).to_dict()))
+                await websocket.close(int(CloseCode.ENGINE), _reason(message))
         finally:
             self.streams.discard(stream)
             if reserved:
@@ -425,9 +426,7 @@ class EventServer:
                 out = await loop.run_in_executor(service.executor, session.feed, message)
             else:  # end or reset: the engine's last windows and the summary
                 out = await loop.run_in_executor(service.executor, session.finish if kind == "end" else session.reset)
-            service.count(out)
-            for item in out:
-                await stream.websocket.send(json.dumps(item, allow_nan=False))
+            await _send_all(stream, service, out)
             if kind == "end":
                 stream.closing = True
                 await stream.websocket.close(int(CloseCode.NORMAL), "end of stream")
@@ -441,9 +440,13 @@ class EventServer:
                 return
             stream.closing = True
             out = await asyncio.get_running_loop().run_in_executor(service.executor, stream.session.finish)
-            service.count(out)
-            for item in out:
-                await stream.websocket.send(json.dumps(item, allow_nan=False))
+            await _send_all(stream, service, out)
+
+
+async def _send_all(stream: _Stream, service: StreamService, messages: list[dict[str, Any]]) -> None:
+    service.count(messages)
+    for item in messages:
+        await stream.websocket.send(json.dumps(item, allow_nan=False))
 
 
 def _reason(message: str) -> str:

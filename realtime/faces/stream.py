@@ -148,13 +148,11 @@ class StreamSession:
         self.finished = False
 
     def hello(self, extra: Mapping[str, Any]) -> dict[str, Any]:
-        pipeline = self.engine.pipeline_config
         return {"type": "hello", **extra, "session": self.number, "client": self.start.client,
                 "profile": self.engine.profile_name, "labels": list(self.engine.labels),
                 "input": {"sample_rate": self.start.sample_rate, "channels": self.start.channels,
                           "format": "pcm16le"},
-                "settings": {"window_s": pipeline.window_s, "hop_s": pipeline.hop_s,
-                             "min_speech_s": pipeline.min_speech_s, "sample_rate": self.engine.sample_rate}}
+                "settings": self.engine.settings}
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         if len(data) % self._frame_bytes:
