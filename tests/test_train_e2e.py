@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import zipfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -384,3 +384,49 @@ def test_affect_weight_must_not_be_negative(corpus: dict[str, Any], tmp_path: Pa
     code = main(["--data", f"ravdess={corpus['root']}", "--out", str(tmp_path / "x"), "--affect-weight", "-1", "-q"])
     err = capsys.readouterr().err
     assert code != 0 and "--affect-weight must be a finite number >= 0" in err and "Traceback" not in err
+
+
+def test_specaugment_and_mixup_train_and_are_recorded(corpus: dict[str, Any], tmp_path: Path) -> None:
+    """A log-mel run with --specaugment --mixup: it trains, config.json says what was applied, and the training
+    batches (not the validation ones) come out masked and mixed."""
+    import contextlib
+    import io
+
+    from train.batch_augment import MASK_VALUE, SPEC_AUGMENT, BatchAugment
+    from train.cli import Batches, main
+
+    out = tmp_path / "run"
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["--data", f"ravdess={corpus['root']}", "--cache", str(corpus["cache"]), "--out", str(out),
+                     "--specaugment", "--mixup", "0.2", *LOGMEL_ARGS])
+    assert code == 0
+    cfg = replace(SPEC_AUGMENT, mixup_alpha=0.2)
+    assert load(out / "config.json")["batch_augment"] == asdict(cfg)
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((40, 197, 64)) + 1.0).astype(np.float32)
+    y = np.arange(40) % 7
+    w = np.ones(40, np.float32)
+
+    def prep(a: np.ndarray) -> np.ndarray:
+        return a.reshape((len(a), 197, 64, 1))
+
+    xb, yb, _ = Batches(x, y, w, 7, 40, prep, seed=1, augment=BatchAugment(**asdict(cfg)))[0]
+    assert (xb == MASK_VALUE).any()
+    assert np.all(yb.max(axis=1) >= 0.5 - 1e-6) and (yb.max(axis=1) < 1).any(), "targets are mixed"
+    np.testing.assert_allclose(yb.sum(axis=1), 1.0, atol=1e-6)
+    xv, yv = Batches(x, y, None, 7, 40, prep, seed=1, shuffle=False)[0]
+    assert np.array_equal(xv, prep(x)) and np.array_equal(yv.argmax(axis=1), y) and yv.max() == 1
+
+
+def test_specaugment_needs_a_frame_recipe(corpus: dict[str, Any], tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from train.cli import main
+
+    code = main(["--data", f"ravdess={corpus['root']}", "--out", str(tmp_path / "x"), "--recipe", "seed180",
+                 "--specaugment", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--specaugment masks bands and frames" in err and "Traceback" not in err
+    code = main(["--data", f"ravdess={corpus['root']}", "--out", str(tmp_path / "y"), "--mixup", "-1", "-q"])
+    err = capsys.readouterr().err
+    assert code != 0 and "--mixup" in err and "Traceback" not in err

@@ -36,6 +36,7 @@ from realtime.stages.pipeline import (
     PipelineConfig,
 )
 from realtime.tooling import basic_logging, check_number, run_tool
+from train.batch_augment import NO_BATCH_AUGMENT, SPEC_AUGMENT, BatchAugment, augment_batch
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ DEFAULT_AFFECT_WEIGHT = 0.0  # train.models.DEFAULT_AFFECT_WEIGHT (not imported:
 SPLIT_CHOICES = ("random", "speaker", "corpus")
 PARITY_ROWS = 256  # validation windows saved for ser-export's parity check
 RECIPE_CHOICES = ("seed180", "seed162", "logmel_cnn", "logmel_cnn2d")
+DEFAULT_MIXUP = 0.0  # off
+AUGMENT_STREAM = 1  # the batch augmentation's random stream, apart from the batch order's
 # The defaults --help shows for the training hyper-parameters. train.models.TrainHyperParams holds the values
 # used (importing it loads Keras: too slow for --help); tests/test_train_e2e.py checks that the two agree.
 HYPER_HELP_DEFAULTS: dict[str, float] = {
@@ -147,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--val-frac", type=float, default=DEFAULT_VAL_FRAC, help="share of clips/speakers for validation")
     t = p.add_argument_group("training")
     t.add_argument("--augment", choices=AUGMENT_CHOICES, default=DEFAULT_AUGMENT, help="training-split augmentation")
+    t.add_argument(
+        "--specaugment", action="store_true",
+        help=f"mask {SPEC_AUGMENT.freq_masks} spans of up to {SPEC_AUGMENT.freq_width} mel bands and "
+        f"{SPEC_AUGMENT.time_masks} of up to {SPEC_AUGMENT.time_width} frames in every training window, anew each "
+        "epoch (SpecAugment without time warping)",
+    )
+    t.add_argument(
+        "--mixup", type=float, default=DEFAULT_MIXUP, metavar="ALPHA",
+        help="mix each training window with another of its batch, l ~ Beta(ALPHA, ALPHA) folded to l >= 0.5, "
+        "targets and weights alike; 0 = off, 0.2 is usual",
+    )
     hd = HYPER_HELP_DEFAULTS
     t.add_argument(
         "--epochs", type=int, default=None,
@@ -258,6 +272,12 @@ def make_splits(args: argparse.Namespace, records: Sequence[Any]) -> list[Split]
         corpora=corpora, holdout_corpus=holdout,
     )
     return [Split(r.train, r.val, r.test, "speaker")]
+
+
+def batch_augment_config(args: argparse.Namespace) -> BatchAugment:
+    """``--specaugment`` and ``--mixup`` as one :class:`~train.batch_augment.BatchAugment`."""
+    masks = SPEC_AUGMENT if args.specaugment else NO_BATCH_AUGMENT
+    return replace(masks, mixup_alpha=args.mixup)
 
 
 def _augment_config(name: str) -> Any:
@@ -386,9 +406,11 @@ def train_one(
         weights *= np.array([cw[int(c)] for c in y_tr], dtype=np.float32)
     if args.balance_corpora:
         weights *= corpus_weights([train_clips[g].record.corpus for g in g_tr])
+    batch_aug = batch_augment_config(args)
     t0 = time.time()
     history = model.fit(
-        Batches(x_tr, y_tr, weights, n_cls, hyper.batch_size, prep, seed=args.seed, affect=targets),
+        Batches(x_tr, y_tr, weights, n_cls, hyper.batch_size, prep, seed=args.seed, affect=targets,
+                augment=batch_aug),
         validation_data=Batches(x_va, y_va, None, n_cls, hyper.batch_size, prep, seed=args.seed, shuffle=False,
                                 affect=targets),
         epochs=hyper.epochs,
@@ -471,6 +493,7 @@ def train_one(
         "input_normalization": input_norm.to_dict(),
         "session_restart": args.session_restart,
         "augment": None if augment is None else asdict(augment),
+        "batch_augment": batch_aug.to_dict() if batch_aug.active else None,
         "affect_head": None if targets is None else {
             "weight": args.affect_weight, "output": models.AFFECT_OUTPUT, "targets": LEXICON_CITATION,
         },
@@ -563,11 +586,13 @@ class Batches:
                 seed: int,
                 shuffle: bool = True,
                 affect: tuple[np.ndarray, np.ndarray] | None = None,
+                augment: BatchAugment = NO_BATCH_AUGMENT,
             ) -> None:
                 super().__init__()
                 self.x, self.y, self.w, self.n_cls, self.bs, self.prep = x, y, w, n_cls, batch_size, prep
-                self.shuffle, self.affect = shuffle, affect
+                self.shuffle, self.affect, self.augment = shuffle, affect, augment
                 self.rng = np.random.default_rng(seed)
+                self.aug_rng = np.random.default_rng([seed, AUGMENT_STREAM])  # apart from the order's stream
                 self.order = self.rng.permutation(len(x)) if shuffle else np.arange(len(x))
 
             def __len__(self) -> int:
@@ -576,14 +601,20 @@ class Batches:
             def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
                 idx = np.sort(self.order[i * self.bs : (i + 1) * self.bs])
                 onehot = np.eye(self.n_cls, dtype=np.float32)[self.y[idx]]
+                w = np.ones(len(idx), np.float32) if self.w is None else self.w[idx]
+                x = self.prep(self.x[idx])
                 if self.affect is not None:  # two outputs: class targets and arousal/valence targets
                     coords, known = self.affect
-                    w = np.ones(len(idx), np.float32) if self.w is None else self.w[idx]
-                    y = {PROBS_OUTPUT: onehot, AFFECT_OUTPUT: coords[self.y[idx]]}
-                    return self.prep(self.x[idx]), y, {PROBS_OUTPUT: w, AFFECT_OUTPUT: w * known[self.y[idx]]}
-                if self.w is None:
-                    return self.prep(self.x[idx]), onehot
-                return self.prep(self.x[idx]), onehot, self.w[idx]
+                    parts = [onehot, coords[self.y[idx]], w, w * known[self.y[idx]]]
+                    if self.augment.active:
+                        x, parts = augment_batch(x, parts, self.augment, self.aug_rng)
+                    return x, {PROBS_OUTPUT: parts[0], AFFECT_OUTPUT: parts[1]}, {
+                        PROBS_OUTPUT: parts[2], AFFECT_OUTPUT: parts[3]}
+                if self.augment.active:
+                    x, (onehot, w) = augment_batch(x, [onehot, w], self.augment, self.aug_rng)
+                if self.w is None and not self.augment.active:
+                    return x, onehot
+                return x, onehot, w
 
             def on_epoch_end(self) -> None:
                 if self.shuffle:
@@ -632,6 +663,7 @@ def run(args: argparse.Namespace) -> int:
     from train.corpora import limit_per_corpus, load_corpora, parse_data_spec, parse_limits
 
     check_number("--session-restart", args.session_restart, 0, 1)
+    check_number("--mixup", args.mixup, 0)
     check_number("--window", args.window, 0, low_open=True)
     check_number("--hop", args.hop, 0, low_open=True)
     check_number("--min-speech", args.min_speech, 0)
@@ -666,6 +698,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"recipe {args.recipe} takes {recipe.input_kind} input but preset {preset.name} gives {preset.kind}: "
             f"use --preset {recipe.default_preset}"
+        )
+    if args.specaugment and preset.kind != "frames":
+        raise UserError(
+            f"--specaugment masks bands and frames, but preset {preset.name} gives one feature vector per window: "
+            "use a log-mel recipe (e.g. --recipe logmel_cnn) or leave --specaugment out"
         )
     config = PipelineConfig(
         preset=preset, window_s=args.window, hop_s=args.hop, min_speech_s=args.min_speech, vad_aggressiveness=args.vad,
