@@ -430,3 +430,70 @@ def test_specaugment_needs_a_frame_recipe(corpus: dict[str, Any], tmp_path: Path
     code = main(["--data", f"ravdess={corpus['root']}", "--out", str(tmp_path / "y"), "--mixup", "-1", "-q"])
     err = capsys.readouterr().err
     assert code != 0 and "--mixup" in err and "Traceback" not in err
+
+
+def test_a_time_budget_ends_training_cleanly(corpus: dict[str, Any], tmp_path: Path) -> None:
+    """--time-budget shorter than one epoch: one epoch runs, then the run is evaluated and written as usual."""
+    import contextlib
+    import io
+
+    from train.cli import main
+
+    out = tmp_path / "run"
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["--data", f"ravdess={corpus['root']}", "--cache", str(corpus["cache"]), "--out", str(out),
+                     *LOGMEL_ARGS, "--epochs", "5", "--time-budget", "0.0001"])
+    assert code == 0
+    m = load(out / "metrics.json")
+    assert m["epochs_run"] == 1 and m["stopped_early"] == {"reason": "time budget", "after_epoch": 1}
+    for name in OUTPUTS:
+        assert (out / name).is_file(), name
+
+
+def test_ctrl_c_once_stops_after_the_epoch_twice_aborts() -> None:
+    import os
+    import signal
+
+    import keras
+
+    from train.cli import STOP_INTERRUPT, StopControl
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    before = signal.getsignal(signal.SIGINT)
+    stop = StopControl(None)
+    stop.set_model(model)
+    stop.on_train_begin()
+    stop.on_epoch_end(0)
+    assert stop.reason is None and not getattr(model, "stop_training", False)
+    os.kill(os.getpid(), signal.SIGINT)
+    assert stop.reason == STOP_INTERRUPT
+    stop.on_epoch_end(1)
+    assert model.stop_training
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before, "the handler is removed on abort"
+    stop.on_train_end()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_ctrl_c_during_a_fold_skips_the_folds_left(corpus: dict[str, Any], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+    import io
+
+    import train.cli as cli
+
+    calls = []
+
+    def fake_fold(args: Any, records: Any, split: Any, labels: Any, config: Any, out: Path, data: Any) -> dict:
+        calls.append(out.name)
+        return {"headline": {"accuracy": 0.5, "uar": 0.4}, "test_speakers": ["ravdess:01"], "per_corpus": {},
+                "stopped_early": {"reason": cli.STOP_INTERRUPT, "after_epoch": 1}}
+
+    monkeypatch.setattr(cli, "train_one", fake_fold)
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = cli.main(["--data", f"ravdess={corpus['root']}", "--cache", str(corpus["cache"]), "--out",
+                         str(tmp_path / "cv"), "--folds", "2", *LOGMEL_ARGS])
+    assert code == 0 and calls == ["fold1"]
+    summary = load(tmp_path / "cv" / "cv_metrics.json")
+    assert summary["folds"] == 1 and summary["folds_planned"] == 2

@@ -184,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="add an arousal/valence output trained with the classes (multi-task; targets: the NRC VAD lexicon "
         "coordinates of each clip's label, so every corpus teaches it), its loss weighted so; 0 = no such head",
     )
+    t.add_argument(
+        "--time-budget", type=float, default=0.0, metavar="MINUTES",
+        help="stop after the last epoch that fits in this many minutes of training (estimated from the epochs so "
+        "far; per fold with --folds), keep the best epoch's weights and evaluate as usual; 0 = no limit. Ctrl-C "
+        "once does the same now (with --folds: and skips the folds left); twice aborts",
+    )
     t.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (splits, init, augmentation)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="run folder to write")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -399,7 +405,8 @@ def train_one(
         return norm.apply(x).reshape((len(x), *models.model_input_shape(shape)))
 
     ckpt = out / "checkpoint.keras"
-    callbacks = [*models.callbacks_for(hyper, ckpt), _RichEpochs(hyper.epochs, args.quiet)]
+    stop = StopControl(args.time_budget * 60 if args.time_budget > 0 else None)
+    callbacks = [*models.callbacks_for(hyper, ckpt), _RichEpochs(hyper.epochs, args.quiet), stop]
     weights = np.ones(len(y_tr), dtype=np.float32)
     if hyper.class_weighting:
         cw = models.class_weights(y_tr, n_cls)
@@ -418,6 +425,11 @@ def train_one(
         verbose=0,
     )
     train_s = time.time() - t0
+    epochs_run = len(history.history.get("loss", []))
+    stopped = None if stop.reason is None else {"reason": stop.reason, "after_epoch": epochs_run}
+    if stopped is not None:
+        logger.warning("training stopped after epoch %d of %d (%s); the best epoch's weights are kept", epochs_run,
+                       hyper.epochs, stop.reason)
     model.save(out / "model.keras")
     ckpt.unlink(missing_ok=True)
 
@@ -480,7 +492,8 @@ def train_one(
         "input_normalization": input_norm.mode,
         "affect": affect_figures,
         "augment": args.augment,
-        "epochs_run": len(history.history.get("loss", [])),
+        "epochs_run": epochs_run,
+        "stopped_early": stopped,
         "train_seconds": round(train_s, 1),
     }
     if split.name.startswith("speaker") and any(r.corpus == "tess" for r in records):
@@ -634,6 +647,60 @@ def _counts(records: Sequence[Any]) -> dict[str, Any]:
     return {"clips": len(records), "corpus": by("corpus"), "label": by("label"), "speaker": by("speaker")}
 
 
+STOP_INTERRUPT = "Ctrl-C"
+STOP_BUDGET = "time budget"
+
+
+class StopControl:
+    """A Keras callback that ends training early but cleanly, after the current epoch: on the first Ctrl-C, or when
+    the next epoch would overrun ``budget_s`` seconds of training (judged by the longest epoch so far). Training then
+    ends as early stopping ends it: the best epoch's weights are restored (EarlyStopping), and the run is evaluated
+    and written. A second Ctrl-C raises KeyboardInterrupt (abort). ``reason`` says why it stopped (None: it did
+    not). The Ctrl-C handler is installed only while training runs, and only in the main thread."""
+
+    def __new__(cls, budget_s: float | None) -> Any:
+        import signal
+        import threading
+
+        import keras
+
+        class Callback(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.reason: str | None = None
+                self.previous: Any = None
+                self.start = self.last = 0.0
+                self.longest = 0.0
+
+            def interrupt(self, signum: int, frame: Any) -> None:
+                if self.reason == STOP_INTERRUPT:
+                    self.on_train_end()
+                    raise KeyboardInterrupt
+                self.reason = STOP_INTERRUPT
+                print("\nser-train: stopping after this epoch (the best epoch's weights are kept); Ctrl-C again to "
+                      "abort", file=sys.stderr)
+
+            def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+                self.start = self.last = time.monotonic()
+                if threading.current_thread() is threading.main_thread():
+                    self.previous = signal.signal(signal.SIGINT, self.interrupt)
+
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                now = time.monotonic()
+                self.longest, self.last = max(self.longest, now - self.last), now
+                if self.reason is None and budget_s is not None and now - self.start + self.longest > budget_s:
+                    self.reason = STOP_BUDGET
+                if self.reason is not None:
+                    self.model.stop_training = True
+
+            def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+                if self.previous is not None:
+                    signal.signal(signal.SIGINT, self.previous)
+                    self.previous = None
+
+        return Callback()
+
+
 class _RichEpochs:
     """A Keras callback that shows epochs as a rich progress bar (imports keras lazily)."""
 
@@ -664,6 +731,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_number("--session-restart", args.session_restart, 0, 1)
     check_number("--mixup", args.mixup, 0)
+    check_number("--time-budget", args.time_budget, 0)
     check_number("--window", args.window, 0, low_open=True)
     check_number("--hop", args.hop, 0, low_open=True)
     check_number("--min-speech", args.min_speech, 0)
@@ -722,7 +790,11 @@ def run(args: argparse.Namespace) -> int:
     fold_metrics = []
     for k, split in enumerate(splits):
         fold_metrics.append(train_one(args, records, split, labels, config, args.out / f"fold{k + 1}", data_summary))
-    summary = _cv_summary(fold_metrics)
+        if (fold_metrics[-1]["stopped_early"] or {}).get("reason") == STOP_INTERRUPT and k + 1 < len(splits):
+            logger.warning("Ctrl-C: the %d folds left are skipped; cv_metrics.json covers folds 1-%d",
+                           len(splits) - k - 1, k + 1)
+            break
+    summary = _cv_summary(fold_metrics) | {"folds_planned": len(splits)}
     write_json(args.out / "cv_metrics.json", summary)
     print(
         f"\n{len(splits)}-fold speaker CV: clip accuracy {summary['accuracy_mean']:.4f} ± {summary['accuracy_std']:.4f}"
