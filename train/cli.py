@@ -354,25 +354,28 @@ def train_one(
     # labels only the test part has (a corpus split): reported with recall 0, never dropped
     test_only = tuple(sorted({records[i].label for i in split.test} - set(labels)))
     eval_labels = (*labels, *test_only)
-    parts = {}
+    clips_of: dict[str, list[Any]] = {}
     with progress_bar(args.quiet) as progress:
         for part, idx, aug in (("train", split.train, True), ("val", split.val, False), ("test", split.test, False)):
             task = progress.add_task(f"features {part:5s}", total=len(idx), info="")
-            clips = builder.build(
+            clips_of[part] = builder.build(
                 [records[i] for i in idx], with_augment=aug, progress=lambda n, t=task: progress.advance(t, n)
             )
-            parts[part] = (clips, *stack_examples(clips, eval_labels if part == "test" else labels, shape))
-            progress.update(task, info=f"{len(parts[part][1])} windows")
+            progress.update(task, info=f"{sum(len(c.features) for c in clips_of[part])} windows")
     floor = config.preset.floor_db
-    input_norm = fit_input_norm(parts["train"][0], input_norm_config(args, config.preset.kind), floor)
-    if input_norm.enabled:
-        hop_s = config.hop_samples / config.sample_rate
-        for k, part in enumerate(("train", "val", "test")):
+    input_norm = fit_input_norm(clips_of["train"], input_norm_config(args, config.preset.kind), floor)
+    # Memory: each part's windows are held once as clips and once stacked; the raw clips are dropped as soon as
+    # their normalised copies exist, and only the records are kept after stacking (a 90k-window run peaked at
+    # 17 GB when every stage kept its copy).
+    parts = {}
+    for k, part in enumerate(("train", "val", "test")):
+        if input_norm.enabled:
             restart = args.session_restart if part == "train" else 0.0  # held-out speakers: one session each
-            clips = normalize_clips(parts[part][0], input_norm, hop_s, seed=args.seed + k, abs_floor_db=floor,
-                                    restart=restart)
-            parts[part] = (clips, *stack_examples(clips, eval_labels if part == "test" else labels, shape))
-    (train_clips, x_tr, y_tr, g_tr), (_, x_va, y_va, _), (test_clips, x_te, y_te, g_te) = (
+            clips_of[part] = normalize_clips(clips_of[part], input_norm, config.hop_samples / config.sample_rate,
+                                             seed=args.seed + k, abs_floor_db=floor, restart=restart)
+        x, y, g = stack_examples(clips_of[part], eval_labels if part == "test" else labels, shape)
+        parts[part] = ([c.record for c in clips_of.pop(part)], x, y, g)
+    (train_recs, x_tr, y_tr, g_tr), (_, x_va, y_va, _), (test_recs, x_te, y_te, g_te) = (
         parts["train"],
         parts["val"],
         parts["test"],
@@ -412,7 +415,7 @@ def train_one(
         cw = models.class_weights(y_tr, n_cls)
         weights *= np.array([cw[int(c)] for c in y_tr], dtype=np.float32)
     if args.balance_corpora:
-        weights *= corpus_weights([train_clips[g].record.corpus for g in g_tr])
+        weights *= corpus_weights([train_recs[g].corpus for g in g_tr])
     batch_aug = batch_augment_config(args)
     t0 = time.time()
     history = model.fit(
@@ -437,7 +440,7 @@ def train_one(
     ids = list(range(len(eval_labels)))
     window_metrics = scores.metrics_dict(y_te, probs.argmax(axis=1), ids, eval_labels)
     clip_ids, clip_probs = pool_by_clip(probs, g_te)
-    clip_true = np.array([eval_labels.index(test_clips[c].record.label) for c in clip_ids], dtype=np.int64)
+    clip_true = np.array([eval_labels.index(test_recs[c].label) for c in clip_ids], dtype=np.int64)
     clip_metrics = scores.metrics_dict(clip_true, clip_probs.argmax(axis=1), ids, eval_labels)
     if test_only:
         known = clip_true < len(labels)
@@ -475,7 +478,7 @@ def train_one(
         },
         "clip": clip_metrics,
         "per_corpus": scores.group_metrics(
-            [test_clips[c].record.corpus for c in clip_ids], clip_true, clip_probs.argmax(axis=1), ids, eval_labels
+            [test_recs[c].corpus for c in clip_ids], clip_true, clip_probs.argmax(axis=1), ids, eval_labels
         ),
         "window": window_metrics,
         "test_clips_without_speech_window": no_window,
