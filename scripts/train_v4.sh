@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Issue 19, one change at a time: what made B's recipe travel worse than v2's? v2 (RAVDESS + *all* of TESS) scores
+# 34.5 % clip UAR on all of ASED, which it never heard; B's recipe without ASED (RAVDESS + TESS *800*, 12 epochs)
+# 24.8 %, and v2's own 12-epoch leave-ASED-out run with TESS 800 25.6 %. Both recipes use corpus balancing, class
+# weights, label smoothing 0.1 and channel augmentation; what differs is TESS's size (and v2's 20-epoch budget).
+#   loco-ased-fulltess    B-without-ASED (scripts/loco_v3.sh) with only --limit tess=800 removed: RAVDESS (all 20
+#                         actors) + all 2,798 TESS clips -> all 65 ASED speakers; 12 epochs, patience 4.
+#   ship                  the v4 candidate: B's run (scripts/train_v3.sh ship) with all of TESS and B's effective
+#                         budget (12 epochs, patience 4): RAVDESS + TESS + ASED, speakers of every corpus held out
+#                         (--holdout-corpus any, 15 % test, 10 % validation, seed 42).
+#   loco-ravdess-fulltess all of TESS + all of ASED -> all 20 RAVDESS actors (B's part 4 without the TESS limit).
+#   loco-ased-specaug     loco-ased-fulltess + --specaugment (one change);  loco-ased-mixup  + --mixup 0.2.
+#   kfold-all             the ship recipe in 4 speaker-grouped folds over RAVDESS and ASED at once (every actor and
+#                         every ASED speaker tested once; TESS always trains): the K-fold figures of the benchmark.
+#                         About 7 hours on the 2-core CPU: a GPU job.
+# Run here with TF_NUM_INTRAOP_THREADS=1 (one core each, two jobs side by side on the 2-core CPU).
+# Usage: scripts/train_v4.sh DATA_DIR [OUT_DIR] [JOBS...]   (DATA_DIR holds ravdess/, tess/, ased/)
+set -uo pipefail
+data=${1:?usage: scripts/train_v4.sh DATA_DIR [OUT_DIR] [JOBS...]}
+out=${2:-runs/v4}
+shift 2 2>/dev/null || shift $#
+jobs=("$@")
+[ ${#jobs[@]} -eq 0 ] && jobs=(loco-ased-fulltess ship loco-ravdess-fulltess)
+train=${SER_TRAIN:-ser-train}
+D=(--data ravdess="$data/ravdess" --data tess="$data/tess" --data ased="$data/ased")
+RECIPE=(--recipe logmel_cnn --balance-corpora --class-weights --label-smoothing 0.1 --augment channel
+        --epochs 12 --patience 4)
+source "$(dirname "$0")/run_job.sh"
+for job in "${jobs[@]}"; do
+    case $job in
+        loco-ased-fulltess) run "$job" "${D[@]}" "${RECIPE[@]}" --split corpus --test-corpus ased ;;
+        ship) run ship "${D[@]}" "${RECIPE[@]}" --split speaker --holdout-corpus any --test-frac 0.15 \
+            --val-frac 0.1 ;;
+        loco-ravdess-fulltess) run "$job" "${D[@]}" "${RECIPE[@]}" --split corpus --test-corpus ravdess ;;
+        loco-ased-specaug) run "$job" "${D[@]}" "${RECIPE[@]}" --split corpus --test-corpus ased --specaugment ;;
+        loco-ased-mixup) run "$job" "${D[@]}" "${RECIPE[@]}" --split corpus --test-corpus ased --mixup 0.2 ;;
+        kfold-all) run "$job" "${D[@]}" "${RECIPE[@]}" --folds 4 --holdout-corpus any ;;
+        *) echo "unknown job $job (loco-ased-fulltess ship loco-ravdess-fulltess loco-ased-specaug loco-ased-mixup" \
+                "kfold-all)"; exit 2 ;;
+    esac
+done
