@@ -691,7 +691,9 @@ class StopControl:
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 now = time.monotonic()
                 self.longest, self.last = max(self.longest, now - self.last), now
-                if self.reason is None and budget_s is not None and now - self.start + self.longest > budget_s:
+                planned = (self.params or {}).get("epochs", epoch + 2)
+                over = budget_s is not None and now - self.start + self.longest > budget_s
+                if self.reason is None and over and epoch + 1 < planned:  # the last epoch ends training anyway
                     self.reason = STOP_BUDGET
                 if self.reason is not None:
                     self.model.stop_training = True
