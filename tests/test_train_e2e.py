@@ -392,7 +392,7 @@ def test_specaugment_and_mixup_train_and_are_recorded(corpus: dict[str, Any], tm
     import contextlib
     import io
 
-    from train.batch_augment import MASK_VALUE, SPEC_AUGMENT, BatchAugment
+    from train.batch_augment import MASK_VALUE, SPEC_AUGMENT
     from train.cli import Batches, main
 
     out = tmp_path / "run"
@@ -411,7 +411,7 @@ def test_specaugment_and_mixup_train_and_are_recorded(corpus: dict[str, Any], tm
     def prep(a: np.ndarray) -> np.ndarray:
         return a.reshape((len(a), 197, 64, 1))
 
-    xb, yb, _ = Batches(x, y, w, 7, 40, prep, seed=1, augment=BatchAugment(**asdict(cfg)))[0]
+    xb, yb, _ = Batches(x, y, w, 7, 40, prep, seed=1, augment=cfg)[0]
     assert (xb == MASK_VALUE).any()
     assert np.all(yb.max(axis=1) >= 0.5 - 1e-6) and (yb.max(axis=1) < 1).any(), "targets are mixed"
     np.testing.assert_allclose(yb.sum(axis=1), 1.0, atol=1e-6)

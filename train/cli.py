@@ -54,7 +54,7 @@ DEFAULT_AFFECT_WEIGHT = 0.0  # train.models.DEFAULT_AFFECT_WEIGHT (not imported:
 SPLIT_CHOICES = ("random", "speaker", "corpus")
 PARITY_ROWS = 256  # validation windows saved for ser-export's parity check
 RECIPE_CHOICES = ("seed180", "seed162", "logmel_cnn", "logmel_cnn2d")
-DEFAULT_MIXUP = 0.0  # off
+DEFAULT_MIXUP = NO_BATCH_AUGMENT.mixup_alpha  # 0: off
 AUGMENT_STREAM = 1  # the batch augmentation's random stream, apart from the batch order's
 # The defaults --help shows for the training hyper-parameters. train.models.TrainHyperParams holds the values
 # used (importing it loads Keras: too slow for --help); tests/test_train_e2e.py checks that the two agree.
@@ -801,8 +801,10 @@ def run(args: argparse.Namespace) -> int:
             break
     summary = _cv_summary(fold_metrics) | {"folds_planned": len(splits)}
     write_json(args.out / "cv_metrics.json", summary)
+    planned = f" (of {len(splits)} planned)" if summary["folds"] < len(splits) else ""
     print(
-        f"\n{len(splits)}-fold speaker CV: clip accuracy {summary['accuracy_mean']:.4f} ± {summary['accuracy_std']:.4f}"
+        f"\n{summary['folds']}-fold speaker CV{planned}: clip accuracy {summary['accuracy_mean']:.4f} "
+        f"± {summary['accuracy_std']:.4f}"
         f", UAR {summary['uar_mean']:.4f} ± {summary['uar_std']:.4f}"
     )
     for name, fig in summary["per_corpus"].items():
