@@ -497,3 +497,36 @@ def test_ctrl_c_during_a_fold_skips_the_folds_left(corpus: dict[str, Any], tmp_p
     assert code == 0 and calls == ["fold1"]
     summary = load(tmp_path / "cv" / "cv_metrics.json")
     assert summary["folds"] == 1 and summary["folds_planned"] == 2
+
+
+def test_epochs_are_logged_line_by_line_when_the_output_is_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a log file rich's bar appears only when training ends; each epoch then gets a line as it finishes."""
+    import io
+
+    from rich.console import Console
+
+    import train.cli as cli
+
+    buf = io.StringIO()
+    real = cli.progress_bar
+
+    def bar(quiet: bool) -> Any:
+        progress = real(quiet)
+        progress.live.console = Console(file=buf, force_terminal=False, width=120)
+        return progress
+
+    monkeypatch.setattr(cli, "progress_bar", bar)
+    epochs = cli._RichEpochs(3, False)
+    epochs.on_train_begin()
+    epochs.on_epoch_end(0, {"loss": 1.25, "val_loss": 1.5, "lr": 0.001})
+    epochs.on_epoch_end(1, {"loss": 1.0, "val_loss": 1.25})
+    lines = [line for line in buf.getvalue().splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2
+    assert lines[0].startswith("epoch 1/3 ") and "loss=1.250 val_loss=1.500" in lines[0] and "lr" not in lines[0]
+    assert lines[1].startswith("epoch 2/3 ") and "val_loss=1.250" in lines[1]
+    epochs.on_train_end()
+    quiet = cli._RichEpochs(3, True)
+    quiet.on_train_begin()
+    quiet.on_epoch_end(0, {"loss": 1.0})
+    quiet.on_train_end()
+    assert len([line for line in buf.getvalue().splitlines() if line.startswith("epoch ")]) == 2

@@ -724,6 +724,10 @@ class _RichEpochs:
                          "val_affect_loss")
                 info = " ".join(f"{k}={v:.3f}" for k, v in logs.items() if k in shown)
                 self.progress.update(self.task, advance=1, info=info)
+                console = self.progress.console
+                if not quiet and not console.is_terminal:  # a log file: the bar shows only at the end, so a line
+                    elapsed = next(t.elapsed for t in self.progress.tasks if t.id == self.task) or 0.0
+                    console.print(f"epoch {epoch + 1}/{epochs} {elapsed / 60:.1f} min {info}", highlight=False)
 
             def on_train_end(self, logs: dict[str, float] | None = None) -> None:
                 self.progress.stop()
