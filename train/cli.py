@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
         "once does the same now (with --folds: and skips the folds left); twice aborts",
     )
     t.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (splits, init, augmentation)")
+    t.add_argument("--split-seed", type=int, default=None, metavar="SEED",
+                   help="seed of the split alone (default: --seed); a second training seed with the same "
+                   "--split-seed keeps the same held-out speakers")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="run folder to write")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -256,25 +259,26 @@ def make_splits(args: argparse.Namespace, records: Sequence[Any]) -> list[Split]
     speakers = np.array([r.speaker for r in records])
     corpora = np.array([r.corpus for r in records])
     holdout = _holdout_corpus(args.holdout_corpus, list(corpora))
+    seed = args.seed if args.split_seed is None else args.split_seed
     if args.folds:
         folds = splits.speaker_kfold(
-            speakers, args.folds, seed=args.seed, corpora=corpora, holdout_corpus=holdout,
+            speakers, args.folds, seed=seed, corpora=corpora, holdout_corpus=holdout,
             labels=labels, val_frac=args.val_frac,
         )
         return [Split(f.train, f.val, f.test, f"speaker-fold{k + 1}of{args.folds}") for k, f in enumerate(folds)]
     if args.split == "corpus":
         r = splits.corpus_split(
             speakers, labels, corpora, _test_corpus(args.test_corpus, list(corpora)), val_frac=args.val_frac,
-            seed=args.seed,
+            seed=seed,
         )
         return [Split(r.train, r.val, r.test, f"corpus-{args.test_corpus}")]
     if args.test_corpus is not None:
         raise UserError("--test-corpus needs --split corpus")
     if args.split == "random":
-        r = splits.random_split(labels, test_frac=args.test_frac, val_frac=args.val_frac, seed=args.seed)
+        r = splits.random_split(labels, test_frac=args.test_frac, val_frac=args.val_frac, seed=seed)
         return [Split(r.train, r.val, r.test, "random")]
     r = splits.speaker_split(
-        speakers, labels, test_frac=args.test_frac, val_frac=args.val_frac, seed=args.seed,
+        speakers, labels, test_frac=args.test_frac, val_frac=args.val_frac, seed=seed,
         corpora=corpora, holdout_corpus=holdout,
     )
     return [Split(r.train, r.val, r.test, "speaker")]
@@ -516,6 +520,7 @@ def train_one(
         "hyper": asdict(hyper),
         "split": split.name,
         "seed": args.seed,
+        "split_seed": args.seed if args.split_seed is None else args.split_seed,
         "data": data_summary,
         "metrics": metrics["headline"] | {"split": split.name},
         "project_version": __version__,

@@ -1,0 +1,63 @@
+"""Per-hop cost of model files in the live loop: features + graph for one 0.5 s hop (the `HopLoop` of
+tests/benchmarks/test_latency.py), one ONNX Runtime thread, BLAS 1 thread, on the bundled demo resampled to 16 kHz.
+
+    taskset -c 1 python scripts/bench_hop.py runs/v2.onnx models/default.onnx [--hops 1000] [--repeats 2]
+
+Prints p50/p99 of the whole hop and of the graph call, per model and repeat (models interleaved, so a busy moment
+hits all of them). No figure here is asserted anywhere: quote them in BENCHMARKS.md with the machine and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+from threadpoolctl import threadpool_limits
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from realtime.model import load_model  # noqa: E402
+from tests.benchmarks.test_latency import HopLoop  # noqa: E402
+
+SAMPLE_RATE = 16_000
+WARMUP_HOPS = 200
+
+
+def demo_audio() -> np.ndarray:
+    y, sr = sf.read(ROOT / "models" / "demo.wav", dtype="float32", always_2d=True)
+    return soxr.resample(y.mean(axis=1), sr, SAMPLE_RATE).astype(np.float32)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", type=Path)
+    parser.add_argument("--hops", type=int, default=1000, help="timed hops per model and repeat (after 200)")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    audio = demo_audio()
+    with threadpool_limits(1):
+        for rep in range(args.repeats):
+            for path in args.models:
+                loop = HopLoop(load_model(path, provider="cpu", threads=1), audio)
+                loop.prime()
+                hop_ms = []
+                for _ in range(WARMUP_HOPS + args.hops):
+                    t0 = time.perf_counter()
+                    loop.step()
+                    hop_ms.append((time.perf_counter() - t0) * 1e3)
+                hop = np.array(hop_ms[WARMUP_HOPS:])
+                graph = np.array(loop.inference_s[WARMUP_HOPS:]) * 1e3
+                print(f"{path} (repeat {rep + 1}): hop p50 {np.percentile(hop, 50):.3f} / p99 "
+                      f"{np.percentile(hop, 99):.3f} ms; graph p50 {np.percentile(graph, 50):.3f} / p99 "
+                      f"{np.percentile(graph, 99):.3f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
