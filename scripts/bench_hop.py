@@ -1,29 +1,28 @@
 """Per-hop cost of model files in the live loop: features + graph for one 0.5 s hop (the `HopLoop` of
 tests/benchmarks/test_latency.py), one ONNX Runtime thread, BLAS 1 thread, on the bundled demo resampled to 16 kHz.
 
-    taskset -c 1 python scripts/bench_hop.py runs/v2.onnx models/default.onnx [--hops 1000] [--repeats 2]
+    python scripts/bench_hop.py runs/v2.onnx models/default.onnx [--hops 1000] [--repeats 2]
 
-Prints p50/p99 of the whole hop and of the graph call, per model and repeat (models interleaved, so a busy moment
-hits all of them). No figure here is asserted anywhere: quote them in BENCHMARKS.md with the machine and date.
+The suite's own helpers pin the process to one core and limit BLAS to one thread. Prints p50/p99 of the whole hop
+and of the graph call, per model and repeat (models interleaved, so a busy moment hits all of them). No figure here
+is asserted anywhere: quote them in BENCHMARKS.md with the machine and date.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
-from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from realtime.model import load_model  # noqa: E402
-from tests.benchmarks.test_latency import HopLoop  # noqa: E402
+from tests.benchmarks.conftest import blas_threads, percentiles_ms, pinned_to_one_core  # noqa: E402
+from tests.benchmarks.test_latency import HopLoop, _load  # noqa: E402
 
 SAMPLE_RATE = 16_000
 WARMUP_HOPS = 200
@@ -41,21 +40,18 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     audio = demo_audio()
-    with threadpool_limits(1):
+    with pinned_to_one_core() as cpu, blas_threads(1):
         for rep in range(args.repeats):
             for path in args.models:
-                loop = HopLoop(load_model(path, provider="cpu", threads=1), audio)
+                loop = HopLoop(_load(path), audio)
                 loop.prime()
-                hop_ms = []
                 for _ in range(WARMUP_HOPS + args.hops):
-                    t0 = time.perf_counter()
                     loop.step()
-                    hop_ms.append((time.perf_counter() - t0) * 1e3)
-                hop = np.array(hop_ms[WARMUP_HOPS:])
-                graph = np.array(loop.inference_s[WARMUP_HOPS:]) * 1e3
-                print(f"{path} (repeat {rep + 1}): hop p50 {np.percentile(hop, 50):.3f} / p99 "
-                      f"{np.percentile(hop, 99):.3f} ms; graph p50 {np.percentile(graph, 50):.3f} / p99 "
-                      f"{np.percentile(graph, 99):.3f} ms")
+                features, graph = loop.features_s[WARMUP_HOPS:], loop.inference_s[WARMUP_HOPS:]
+                hop = percentiles_ms(np.add(features, graph))
+                net = percentiles_ms(graph)
+                print(f"{path} (repeat {rep + 1}, cpu {cpu}): hop p50 {hop['p50_ms']:.3f} / p99 {hop['p99_ms']:.3f} "
+                      f"ms; graph p50 {net['p50_ms']:.3f} / p99 {net['p99_ms']:.3f} ms")
     return 0
 
 

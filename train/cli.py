@@ -252,6 +252,11 @@ def _test_corpus(arg: str | None, corpora: Sequence[str]) -> str:
     return name
 
 
+def split_seed(args: argparse.Namespace) -> int:
+    """The seed the split is drawn with: ``--split-seed``, else ``--seed``."""
+    return args.seed if args.split_seed is None else args.split_seed
+
+
 def make_splits(args: argparse.Namespace, records: Sequence[Any]) -> list[Split]:
     from train import splits
 
@@ -259,7 +264,7 @@ def make_splits(args: argparse.Namespace, records: Sequence[Any]) -> list[Split]
     speakers = np.array([r.speaker for r in records])
     corpora = np.array([r.corpus for r in records])
     holdout = _holdout_corpus(args.holdout_corpus, list(corpora))
-    seed = args.seed if args.split_seed is None else args.split_seed
+    seed = split_seed(args)
     if args.folds:
         folds = splits.speaker_kfold(
             speakers, args.folds, seed=seed, corpora=corpora, holdout_corpus=holdout,
@@ -520,7 +525,7 @@ def train_one(
         "hyper": asdict(hyper),
         "split": split.name,
         "seed": args.seed,
-        "split_seed": args.seed if args.split_seed is None else args.split_seed,
+        "split_seed": split_seed(args),
         "data": data_summary,
         "metrics": metrics["headline"] | {"split": split.name},
         "project_version": __version__,
