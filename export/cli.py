@@ -33,15 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ser-export",
         description="Convert a ser-train run (model.keras + config.json) into one self-describing ONNX model "
         "for ser-live: standardisation folded in, metadata, an embedding output for personal profiles, "
-        "parity-checked, written atomically. Given a ser-live .onnx file instead, add the embedding output to it "
-        "(same weights; with --quantize int8 also to its NAME.int8.onnx beside it).",
+        "parity-checked, written atomically. Given a ser-live .onnx file instead, bring it up to date with the same "
+        "weights: add the embedding output (with --quantize int8 also to its NAME.int8.onnx beside it) and fold "
+        "batch normalisation into its convolutions.",
     )
     parser.add_argument(
         "source",
         type=Path,
         metavar="SOURCE",
-        help="run directory made by ser-train, a .keras file (then give --config), or a ser-live .onnx model "
-        "without an embedding output (it gets one, weights unchanged)",
+        help="run directory made by ser-train, a .keras file (then give --config), or a ser-live .onnx model to "
+        "bring up to date (embedding output, batch normalisation folded; weights unchanged)",
     )
     parser.add_argument(
         "-o", "--output", type=Path, required=True, metavar="OUT", help="output model file, e.g. models/NAME.onnx"
@@ -132,11 +133,15 @@ def _upgrade(args: argparse.Namespace) -> int:
         if not int8_source.is_file():
             raise UserError(f"--quantize int8: no {int8_source} beside {args.source} to add the embedding to")
     report = upgrade_model(args.source, args.output, int8_source, int8_dest, overwrite=args.overwrite)
-    print(f"added an embedding output ({report.size} values) to {args.source} -> {report.output}: probs unchanged "
-          f"(max |diff| {report.probs_max_diff:g}), softmax(embedding @ W + b) = probs within "
-          f"{report.reconstruction_max_diff:.1e}")
+    done = [f"added an embedding output ({report.size} values)"] if report.embedding_added else []
+    if report.folded:
+        done.append(f"folded batch normalisation into {report.folded} convolutions")
+    print(f"{' and '.join(done)}: {args.source} -> {report.output}; probs max |diff| {report.probs_max_diff:.1e}, "
+          f"softmax(embedding @ W + b) = probs within {report.reconstruction_max_diff:.1e}")
     if report.int8 is not None:
         print(f"and to {int8_source} -> {report.int8}: probs unchanged (max |diff| {report.int8_probs_max_diff:g})")
+    elif int8_source is not None:
+        print(f"{int8_source} left as it is: it has its embedding output, and a quantised graph is not folded")
     return 0
 
 

@@ -3,7 +3,8 @@
 ``export_model(source, output)`` takes a run directory made by ``ser-train`` (``model.keras`` + ``config.json``,
 optionally ``val_features.npy``) or a ``.keras`` file plus its config, and writes ``output`` (and, with
 ``quantize="int8"``, ``NAME.int8.onnx``). The graph takes raw features ``features [batch, *feature_shape]``, applies
-``(x - mean) / std``, reshapes to the Keras input and returns ``probs [batch, n_labels]``. The ser-live metadata
+``(x - mean) / std``, reshapes to the Keras input and returns ``probs [batch, n_labels]``; batch normalisation is
+folded into the convolutions before it (:mod:`export.fold`), so the parity check covers that too. The ser-live metadata
 (``metadata_props["ser_live"]``, see ARCHITECTURE.md) is read back by :func:`realtime.model.load_model`.
 
 TensorFlow / Keras / tf2onnx are imported lazily inside the functions that need them.
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from export.embedding import add_embedding_output, add_output_by_name, check_embedding, run_graph
+from export.fold import fold_batchnorm
 from realtime import __version__ as PROJECT_VERSION  # noqa: N812
 from realtime.errors import UserError
 from realtime.model import (
@@ -595,6 +597,8 @@ def export_model(
     metadata_json = json.dumps(metadata, allow_nan=False)
 
     proto = _convert(model, run, opset)
+    folded = fold_batchnorm(proto)  # checked with the rest by the parity check below
+    logger.debug("batch normalisation folded into %d convolutions", folded)
     classifier = add_embedding_output(proto)
     if classifier is not None:
         metadata[EMBEDDING_KEY] = classifier.info().to_dict()

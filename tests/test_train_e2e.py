@@ -255,6 +255,13 @@ def test_session_normalised_run_exports_its_stage_and_live_equals_training(
     onnx_path = tmp_path / "model.onnx"
     assert export_model(out, onnx_path).parity.passed
     assert load_model(onnx_path).info.input_norm == norm_config
+    # export/fold.py ran (the parity check above covers it): each convolution feeds its ReLU directly
+    import onnx
+
+    graph = onnx.load(str(onnx_path)).graph
+    convs = [n.output[0] for n in graph.node if n.op_type == "Conv"]
+    readers = {name: [n.op_type for n in graph.node if name in n.input] for name in convs}
+    assert len(convs) == 4 and all(ops == ["Relu"] for ops in readers.values()), readers
 
     clip = corpus["good"][3]
     pipeline = PipelineConfig(preset=load_model(onnx_path).info.preset, window_s=config["window_s"],
