@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from realtime.errors import UserError
-from realtime.model import EMBEDDING_KEY, EMBEDDING_OUTPUT, METADATA_KEY, OUTPUT_NAME, EmbeddingInfo
+from realtime.model import (
+    EMBEDDING_KEY,
+    EMBEDDING_OUTPUT,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    SAME_FUNCTION_KEY,
+    EmbeddingInfo,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -189,7 +196,7 @@ def upgrade_model(source: Path, output: Path, int8_source: Path | None = None, i
     import onnx
 
     from export.fold import fold_batchnorm
-    from export.onnx_export import ExportError, _check_output, _temporary_sibling, _write_bytes
+    from export.onnx_export import ExportError, _check_output, _temporary_sibling, _write_bytes, set_metadata
     from realtime.model import load_model
 
     source, output = Path(source).expanduser(), Path(output).expanduser()
@@ -214,6 +221,11 @@ def upgrade_model(source: Path, output: Path, int8_source: Path | None = None, i
     else:
         found = find_classifier(proto)
     folded = fold_batchnorm(proto)
+    if folded:  # same weights: profiles made for the source (or for the files it was made from) fit the new file
+        meta = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
+        earlier = meta.get(SAME_FUNCTION_KEY)
+        meta[SAME_FUNCTION_KEY] = [*(earlier if isinstance(earlier, list) else []), model.sha256]
+        set_metadata(proto, json.dumps(meta, allow_nan=False))
     if not add and not folded:
         raise UserError(f"{source} already has an embedding output and no batch normalisation left to fold: "
                         "nothing to do")

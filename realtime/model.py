@@ -39,6 +39,9 @@ INPUT_NAME = "features"
 OUTPUT_NAME = "probs"
 EMBEDDING_OUTPUT = "embedding"  # optional graph output: the layer that feeds the classifier (personal profiles)
 EMBEDDING_KEY = "embedding"  # metadata: {"output", "size", "classifier": {"weights" [size][n_labels], "bias"}}
+# metadata: sha256s of earlier files this graph computes the same function as (export/fold.py re-wrote them with
+# the same weights); a personal profile made for one of them fits this file too
+SAME_FUNCTION_KEY = "same_function_as"
 BUNDLED_PACKAGE = "models"
 BUNDLED_MODEL_NAME = "default.onnx"
 BUNDLED_DEMO_NAME = "demo.wav"
@@ -287,6 +290,14 @@ class EmotionModel:
         from realtime.fileio import file_sha256
 
         return file_sha256(self.path)
+
+    @property
+    def profile_sha256s(self) -> frozenset[str]:
+        """The file hashes a personal profile may name for this model: its own and those of the earlier files it
+        computes the same function as (``same_function_as`` in the metadata)."""
+        same = self.info.raw.get(SAME_FUNCTION_KEY)
+        earlier = [str(h) for h in same] if isinstance(same, list) else []
+        return frozenset([self.sha256, *earlier])
 
     @property
     def can_personalise(self) -> bool:

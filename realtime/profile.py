@@ -361,13 +361,14 @@ class Profile:
         return self.layer.probs(embeddings).astype(np.float32)
 
     def check_model(self, model: EmotionModel) -> None:
-        """UserError unless ``model`` is the file this profile was fitted for (same bytes)."""
+        """UserError unless ``model`` is the file this profile was fitted for (same bytes), or a file that says it
+        computes the same function as that one (``EmotionModel.profile_sha256s``)."""
         where = self.source or self.name
         if tuple(model.labels) != self.labels:
             raise UserError(f"profile {where} was made for model {self.model_name} with labels "
                             f"{', '.join(self.labels)}, not {model.path.name}: pass --model {self.model_name}.onnx "
                             "or enrol again with this model")
-        if model.sha256 != self.model_sha256:
+        if self.model_sha256 not in model.profile_sha256s:
             raise UserError(f"profile {where} was made for another model file ({self.model_name}, sha256 "
                             f"{self.model_sha256[:12]}…), not {model.path.name} ({model.sha256[:12]}…): use that "
                             "model or enrol again with this one")

@@ -167,3 +167,37 @@ def test_ser_export_brings_an_old_model_up_to_date(tmp_path: Path, capsys: pytes
     assert export_main([str(new), "-o", str(again)]) == 2
     err = capsys.readouterr().err
     assert "nothing to do" in err and len(err.strip().splitlines()) == 1 and not again.exists()
+
+
+def test_a_profile_made_for_the_unfolded_file_fits_the_folded_one(tmp_path: Path) -> None:
+    """Folding keeps the weights, so a personal profile bound (by sha256) to the file before it still loads on the
+    file after it (``same_function_as``); a profile of any other model is still refused."""
+    from export.embedding import add_embedding_output, set_embedding_metadata
+    from realtime.errors import UserError
+    from realtime.profile import Take, make_profile
+
+    old = _ser_live_file(tmp_path / "old.onnx")
+    proto = onnx.load(str(old))
+    found = add_embedding_output(proto)
+    assert found is not None
+    set_embedding_metadata(proto, found)
+    unfolded = tmp_path / "unfolded.onnx"  # personalisable, not folded: what the bundled v4 was until 2026-12-05
+    onnx.save(proto, str(unfolded))
+    folded = tmp_path / "folded.onnx"
+    assert export_main([str(unfolded), "-o", str(folded)]) == 0
+
+    base = load_model(unfolded)
+    rng = np.random.default_rng(4)
+    x = features(base.info.feature_shape, rows=4 * len(TINY_LABELS))
+    emb = base.embed(x)
+    takes = [Take(label, emb[4 * i:4 * i + 4] + rng.normal(0, 0.01, (4, emb.shape[1])).astype(np.float32),
+                  source=f"{label}-{n}") for i, label in enumerate(TINY_LABELS) for n in range(2)]
+    profile_path = make_profile(base, takes, name="me").save(tmp_path / "me.json")
+    with_profile = load_model(folded, profile=profile_path)
+    assert with_profile.profile is not None
+    np.testing.assert_allclose(with_profile.predict(x), load_model(unfolded, profile=profile_path).predict(x),
+                               atol=TOLERANCE)
+    # the other way round the older file knows nothing of the newer one
+    newer = make_profile(load_model(folded), takes, name="me").save(tmp_path / "newer.json")
+    with pytest.raises(UserError, match="another model file"):
+        load_model(unfolded, profile=newer)
