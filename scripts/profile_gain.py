@@ -43,6 +43,7 @@ from realtime.profile import (  # noqa: E402
     Base,
     Take,
     fit,
+    fit_layer,
     scores,
     softmax,
     take_verdict,
@@ -146,11 +147,20 @@ def speaker_runs(clips: list[tuple[str, str, np.ndarray]], base: Base, ks: tuple
                 result = fit(takes, base, method)
                 pred = [take_verdict(result.layer.probs(clips[i][2])) for i in held]
                 p = scores(truth, pred, classes)
+                tried = []  # every setting the fit weighed: its leave-one-take-out scores and what it scores here
+                for t in result.tried:
+                    setting = {kk: t[kk] for kk in t if kk not in ("uar", "accuracy", "log_loss")}
+                    layer = fit_layer(takes, base, method, setting)
+                    held_uar = scores(truth, [take_verdict(layer.probs(clips[i][2])) for i in held], classes)["uar"]
+                    tried.append({kk: (None if isinstance(v, float) and math.isinf(v) else v) for kk, v in t.items()}
+                                 | {"heldout_uar": held_uar})
                 rows.append({"k": k, "draw": draw, "method": method, "base_uar": b["uar"], "uar": p["uar"],
                              "base_acc": b["accuracy"], "acc": p["accuracy"], "takes": len(takes),
                              "scored": len(held), "warned": result.warning is not None,
                              "setting": {kk: (None if math.isinf(v) else v) for kk, v in result.layer.setting.items()},
                              "own_uar": result.own["uar"], "own_base_uar": result.base["uar"],
+                             "own_log_loss": result.own["log_loss"], "own_base_log_loss": result.base["log_loss"],
+                             "tried": tried,
                              "base_top_share": float(np.max(np.bincount(base_pred, minlength=len(base.labels))) /
                                                      max(1, len(base_pred)))})
     return rows

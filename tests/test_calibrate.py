@@ -42,6 +42,30 @@ def test_choose_threshold_keeps_windows_right_often_enough() -> None:
     assert info["coverage"] == pytest.approx(kept.mean())
 
 
+def test_each_corpus_must_reach_the_target_not_just_the_pool() -> None:
+    """Pooled, a strong corpus carries a weak one (its windows are right 90 % of the time, the weak one's 40 %: the
+    pool reaches 65 % with nothing held back); by corpus, the threshold rises until the weak corpus's kept
+    windows are right often enough too."""
+    rng = np.random.default_rng(0)
+    n = 400
+    conf = np.concatenate([rng.uniform(0.3, 1.0, n), rng.uniform(0.1, 0.9, n)])
+    right = np.concatenate([rng.random(n) < 0.9, rng.random(n) < conf[n:] - 0.2])  # weak: right more when sure
+    groups = np.array(["strong"] * n + ["weak"] * n)
+    pooled, info = choose_threshold(conf, right, 0.6)
+    assert pooled == 0.0 and info["rule"] == "pooled"
+    t, info = choose_threshold(conf, right, 0.6, groups)
+    assert t > 0.3 and info["rule"] == "each corpus" and info["reached_target"]
+    weak = (groups == "weak") & (conf >= t)
+    assert right[weak].mean() >= 0.6 and info["worst_corpus_accuracy_kept"] == pytest.approx(right[weak].mean())
+    # the threshold is the lowest that does it
+    below = (groups == "weak") & (conf >= t - 0.01)
+    assert right[below].mean() < 0.6
+    # a corpus with too few windows does not set it alone
+    few = np.array(["strong"] * (2 * n - 20) + ["tiny"] * 20)
+    one_group = np.array(["strong"] * 2 * n)
+    assert choose_threshold(conf, right, 0.6, few)[0] == choose_threshold(conf, right, 0.6, one_group)[0]
+
+
 def test_linear_head_learns_the_lexicon_coordinates() -> None:
     labels = ("angry", "sad", "happy", "neutral")
     truth = np.repeat(np.arange(4), 50)
@@ -165,3 +189,28 @@ def test_ser_calibrate_checks_every_output_before_it_writes_one(
         assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
         assert not out.exists(), extra
     assert not_a_model.read_text() == "not a model"
+
+
+def test_test_speakers_are_reported_never_fitted_and_the_source_is_remembered(
+        corpus: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--speakers fits, --test-speakers (CORPUS:* = every speaker of it) only reports; the calibrated file names the
+    source's sha256 (same graph), so a personal profile made for the source still fits it."""
+    from realtime.fileio import file_sha256
+
+    out, report = tmp_path / "cal.onnx", tmp_path / "cal.json"
+    data = ["--data", f"ravdess={corpus['root'] / 'ravdess'}"]
+    assert calibrate_main([str(corpus["model"]), *data, "--speakers", "ravdess:03", "--test-speakers",
+                           "ravdess:01,ravdess:04", "-o", str(out), "--report", str(report)]) == 0
+    figures = json.loads(report.read_text())
+    assert figures["fit_speakers"] == ["ravdess:03"] and figures["test"]["speakers"] == ["ravdess:01", "ravdess:04"]
+    assert figures["uncertain"]["rule"] == "pooled"  # one small corpus (< MIN_GROUP_WINDOWS windows): the pool's rule
+    assert load_model(out).info.raw["same_function_as"] == [file_sha256(corpus["model"])]
+    assert load_model(out).profile_sha256s == {file_sha256(out), file_sha256(corpus["model"])}
+    # a whole corpus by name, minus nothing: it may not overlap the fitting speakers
+    assert calibrate_main([str(corpus["model"]), *data, "--speakers", "ravdess:03", "--test-speakers", "ravdess:*",
+                           "-o", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "share ravdess:03" in err and len(err.strip().splitlines()) == 1
+    assert calibrate_main([str(corpus["model"]), *data, "--run", str(corpus["run"]), "--test-speakers",
+                           "ravdess:04", "-o", str(tmp_path / "y.onnx")]) == 2
+    assert "goes with --speakers" in capsys.readouterr().err

@@ -15,8 +15,9 @@ softmax (any earlier calibration removed). Then:
   the top probability) of those windows, else T = 1. ECE before/after on the fitting speakers and on the run's
   test speakers when given, and the ECE of the raw (unsmoothed) windows, which T leaves alone;
 - **min_confidence**: the lowest threshold on the calibrated, smoothed top probability (what the dashboard shows)
-  at which the windows kept are right at least ``--target-accuracy`` of the time on the fitting speakers; the
-  windows below it are reported as *uncertain*;
+  at which the windows kept are right at least ``--target-accuracy`` of the time on the fitting speakers *of each
+  corpus* (a corpus with at least ``MIN_GROUP_WINDOWS`` fitting windows; ``--pooled-threshold``: all windows
+  together); the windows below it are reported as *uncertain*;
 - **affect**: arousal and valence of every clip from the NRC VAD lexicon mapping (``realtime.stages.affect``) and, with
   training speakers, from a linear head on the calibrated log-probabilities fitted to the lexicon coordinates of
   each training clip's label (every corpus's labels teach it), and from the network's own trained head when the
@@ -43,8 +44,8 @@ import numpy as np
 from realtime.engine import DEFAULT_SMOOTHING_ALPHA, DEFAULT_SMOOTHING_RESET_S, Engine, EngineConfig
 from realtime.errors import UserError
 from realtime.faces.cli import HelpFormatter
-from realtime.fileio import atomic_write, check_outputs, same_file, write_json
-from realtime.model import METADATA_KEY, EmotionModel, load_model
+from realtime.fileio import atomic_write, check_outputs, file_sha256, same_file, write_json
+from realtime.model import METADATA_KEY, SAME_FUNCTION_KEY, EmotionModel, load_model
 from realtime.stages.affect import (
     AFFECT_KEY,
     CALIBRATION_KEY,
@@ -65,6 +66,7 @@ TEMPERATURE_GRID = np.exp(np.linspace(np.log(0.25), np.log(8.0), 241))
 THRESHOLD_GRID = np.round(np.arange(0.0, 1.0, 0.01), 2)
 DEFAULT_TARGET_ACCURACY = 0.6
 MIN_COVERAGE = 0.1  # a threshold must keep at least this share of the windows
+MIN_GROUP_WINDOWS = 100  # a corpus with fewer fitting windows does not set the threshold on its own
 RIDGE = 1e-2
 TARGET_SQUASH = 0.9  # lexicon coordinates are scaled by this before atanh (|y| < 1)
 AFFECT_CHOICES = ("auto", "lexicon", "linear", "head")
@@ -83,11 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--run", type=Path, help="the model's ser-train run: fit on its validation speakers, report "
                      "on its test speakers, fit the affect head on its training speakers")
     who.add_argument("--speakers", help="fit on these speakers (comma-separated, e.g. ravdess:07,ravdess:11)")
+    p.add_argument("--test-speakers", default=None, help="with --speakers: report on these speakers too (as --run's "
+                   "test speakers; a whole corpus the model never heard: CORPUS:*)")
     p.add_argument("-o", "--out", type=Path, required=True, help="the calibrated model to write (may be MODEL)")
     p.add_argument("--apply-to", type=Path, action="append", default=[], metavar="OTHER.onnx",
                    help="also write the same calibration into this file in place (e.g. the int8 model)")
     p.add_argument("--target-accuracy", type=float, default=DEFAULT_TARGET_ACCURACY,
                    help="windows at or above the threshold must be right this often on the fitting speakers")
+    p.add_argument("--pooled-threshold", action="store_true",
+                   help="choose the uncertain threshold on all fitting windows pooled (before 2026-12-05) instead "
+                   "of requiring the target accuracy on each corpus's windows")
     p.add_argument("--temperature", type=float, default=None,
                    help="store this temperature instead of the fitted one (1 = the model's own softmax); the "
                    "fitted one is still reported (default: the fitted one when it lowers the validation ECE)")
@@ -182,23 +189,35 @@ def smoothed(scored: Scored, probs: np.ndarray, config: SmoothingConfig) -> np.n
     return out
 
 
-def choose_threshold(conf: np.ndarray, right: np.ndarray, target: float) -> tuple[float, dict[str, Any]]:
+def choose_threshold(conf: np.ndarray, right: np.ndarray, target: float,
+                     groups: np.ndarray | None = None) -> tuple[float, dict[str, Any]]:
     """The lowest threshold whose kept windows are right >= ``target`` (coverage >= MIN_COVERAGE), else the one
-    with the best accuracy at that coverage."""
+    with the best accuracy at that coverage. With ``groups`` (each window's corpus), the kept windows of *every*
+    group of at least MIN_GROUP_WINDOWS windows must reach the target (the weakest corpus sets the threshold; a
+    pooled rule lets the strongest carry it), and the accuracy compared in the fallback is the weakest group's."""
+    names = [] if groups is None else [g for g in sorted(set(groups.tolist()))
+                                       if np.sum(groups == g) >= MIN_GROUP_WINDOWS]
+    masks = [groups == g for g in names] if names else [np.ones(len(conf), dtype=bool)]
     table = []
     for t in THRESHOLD_GRID:
         kept = conf >= t
         coverage = float(kept.mean())
         if coverage < MIN_COVERAGE:
             break
-        table.append((float(t), coverage, float(right[kept].mean())))
+        worst = min(float(right[kept & m].mean()) if np.any(kept & m) else 0.0 for m in masks)
+        table.append((float(t), coverage, worst))
     reached = [row for row in table if row[2] >= target]
-    t, coverage, accuracy = reached[0] if reached else max(table, key=lambda row: row[2])
+    t, coverage, worst = reached[0] if reached else max(table, key=lambda row: row[2])
     if not reached:
-        logger.warning("no threshold reaches %.0f%% accuracy on the fitting windows; using %.2f (%.0f%%)",
-                       100 * target, t, 100 * accuracy)
-    return t, {"threshold": t, "coverage": coverage, "accuracy_kept": accuracy, "target_accuracy": target,
-               "accuracy_all": float(right.mean()), "reached_target": bool(reached)}
+        logger.warning("no threshold reaches %.0f%% accuracy on the fitting windows%s; using %.2f (%.0f%%)",
+                       100 * target, " of every corpus" if names else "", t, 100 * worst)
+    kept = conf >= t
+    info = {"threshold": t, "coverage": coverage, "accuracy_kept": float(right[kept].mean()),
+            "target_accuracy": target, "accuracy_all": float(right.mean()), "reached_target": bool(reached),
+            "rule": "each corpus" if names else "pooled"}
+    if names:
+        info["worst_corpus_accuracy_kept"] = worst
+    return t, info
 
 
 def per_corpus(scored: Scored, shown: np.ndarray, threshold: float) -> dict[str, dict[str, Any]]:
@@ -253,6 +272,10 @@ def write_calibrated(
     if target is None:
         return
     meta = json.loads(entries[METADATA_KEY]) | {CALIBRATION_KEY: dict(calibration), AFFECT_KEY: dict(affect)}
+    # the graph is untouched: personal profiles made for the source file fit the calibrated one
+    earlier = meta.get(SAME_FUNCTION_KEY) if isinstance(meta.get(SAME_FUNCTION_KEY), list) else []
+    source_sha = file_sha256(source)
+    meta[SAME_FUNCTION_KEY] = [*earlier, source_sha] if source_sha not in earlier else earlier
     set_metadata(proto, json.dumps(meta))
     data = proto.SerializeToString()
     try:
@@ -288,12 +311,23 @@ def run(args: argparse.Namespace) -> int:
     labels = model.labels
     loaded = load_corpora([parse_data_spec(s) for s in args.data], keep_calm=args.keep_calm)
     records = list(loaded.records)
+    if args.run is not None and args.test_speakers:
+        raise UserError("--test-speakers goes with --speakers: --run reports on the run's own test speakers")
     if args.run is not None:
         fit_speakers, test_speakers = run_speakers(args.run, "val"), run_speakers(args.run, "test")
         train_speakers = run_speakers(args.run, "train")
     else:
         fit_speakers = {s.strip() for s in args.speakers.split(",") if s.strip()}
         test_speakers, train_speakers = set(), set()
+        for spec in (args.test_speakers or "").split(","):
+            spec = spec.strip()
+            if spec.endswith(":*"):
+                test_speakers |= {r.speaker for r in records if r.corpus == spec[:-2]}
+            elif spec:
+                test_speakers.add(spec)
+        if test_speakers & fit_speakers:
+            raise UserError(f"--test-speakers and --speakers share {', '.join(sorted(test_speakers & fit_speakers))}:"
+                            " report on speakers the calibration was not fitted on")
     parts = {name: [r for r in records if r.speaker in speakers]
              for name, speakers in (("fit", fit_speakers), ("test", test_speakers), ("train", train_speakers))}
     if not parts["fit"]:
@@ -331,8 +365,9 @@ def run(args: argparse.Namespace) -> int:
     if not kept:
         fit_figures = figures(fit, temperature, shown)
     smooth = fit_figures.pop("_shown")
+    corpus = np.array([fit.records[c].corpus for c in fit.clip])[ok]
     threshold, selection = choose_threshold(smooth[ok].max(axis=1), smooth[ok].argmax(axis=1) == fit.truth[ok],
-                                            args.target_accuracy)
+                                            args.target_accuracy, None if args.pooled_threshold else corpus)
     report: dict[str, Any] = {
         "model": str(args.model),
         "fit_speakers": sorted(fit_speakers),
@@ -403,6 +438,7 @@ def run(args: argparse.Namespace) -> int:
         "ece_after": round(report["fit"]["ece_after"], 4),
         "target_accuracy": args.target_accuracy,
         "coverage": round(selection["coverage"], 4),
+        "threshold_rule": selection["rule"],
     }
     affect_meta = head.to_dict() if head is not None else {"method": "lexicon"}
     write_calibrated(args.model, args.out, calibration, affect_meta)
