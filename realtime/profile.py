@@ -444,6 +444,13 @@ class Profile:
             raise UserError(f"cannot write profile {target}: {err.strerror}; choose another path") from None
         return target
 
+    @property
+    def uar_step_points(self) -> float | None:
+        """How far one take moves the leave-one-take-out UAR (points): its label's recall changes by one over that
+        label's takes, and UAR averages the enrolled labels; None without takes."""
+        counts = [n for n in self.enrolled.values() if n > 0]
+        return 100.0 / (min(counts) * len(counts)) if counts else None
+
     def describe(self) -> str:
         acc = self.accuracy
         lines = [
@@ -460,6 +467,10 @@ class Profile:
                 f"{100 * acc['profile']['uar']:.1f} % vs base {100 * acc['base']['uar']:.1f} %, accuracy "
                 f"{100 * acc['profile']['accuracy']:.1f} % vs {100 * acc['base']['accuracy']:.1f} %"
             )
+            step = self.uar_step_points
+            if step is not None:
+                lines.append(f"  (one take moves that UAR by up to {step:.0f} points: a smaller difference is not "
+                             "measured, and on other speech the profile can still come out a few points worse)")
         if self.created:
             lines.append(f"  created {self.created}")
         if self.warning:

@@ -1,7 +1,7 @@
 """Per-hop cost of model files in the live loop: features + graph for one 0.5 s hop (the `HopLoop` of
 tests/benchmarks/test_latency.py), one ONNX Runtime thread, BLAS 1 thread, on the bundled demo resampled to 16 kHz.
 
-    python scripts/bench_hop.py runs/v2.onnx models/default.onnx [--hops 1000] [--repeats 2]
+    python scripts/bench_hop.py runs/v2.onnx models/default.onnx [--hops 1000] [--repeats 2] [--profile]
 
 The suite's own helpers pin the process to one core and limit BLAS to one thread. Prints p50/p99 of the whole hop
 and of the graph call, per model and repeat (models interleaved, so a busy moment hits all of them). No figure here
@@ -21,6 +21,8 @@ import soxr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from realtime.model import EmotionModel  # noqa: E402
+from realtime.profile import Base, Take, make_profile  # noqa: E402
 from tests.benchmarks.conftest import blas_threads, percentiles_ms, pinned_to_one_core  # noqa: E402
 from tests.benchmarks.test_latency import HopLoop, _load  # noqa: E402
 
@@ -33,17 +35,30 @@ def demo_audio() -> np.ndarray:
     return soxr.resample(y.mean(axis=1), sr, SAMPLE_RATE).astype(np.float32)
 
 
+def with_profile(model: EmotionModel) -> EmotionModel:
+    """The model with a profile fitted on random embeddings (two takes per label): its cost, not its accuracy."""
+    rng = np.random.default_rng(0)
+    size = Base.of(model).weights.shape[0]
+    takes = [Take(label, np.abs(rng.normal(size=(4, size)))) for label in model.labels for _ in range(2)]
+    return model.with_profile(make_profile(model, takes, name="bench"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", type=Path)
     parser.add_argument("--hops", type=int, default=1000, help="timed hops per model and repeat (after 200)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--profile", action="store_true",
+                        help="also time each model with a personal profile (fitted on random embeddings)")
     args = parser.parse_args()
     audio = demo_audio()
     with pinned_to_one_core() as cpu, blas_threads(1):
+        models = [(str(path), _load(path)) for path in args.models]
+        if args.profile:
+            models += [(f"{name} + profile", with_profile(model)) for name, model in models]
         for rep in range(args.repeats):
-            for path in args.models:
-                loop = HopLoop(_load(path), audio)
+            for path, model in models:
+                loop = HopLoop(model, audio)
                 loop.prime()
                 for _ in range(WARMUP_HOPS + args.hops):
                     loop.step()

@@ -173,6 +173,9 @@ def test_profile_file_round_trip(profile_file: Path, tiny: Path) -> None:
     x = np.random.default_rng(0).normal(size=(4, profile.layer.weights.shape[0]))
     np.testing.assert_array_equal(again.probs(x), profile.probs(x))
     assert "angry ×3" in profile.describe()
+    # 3 takes of each of 3 labels: one take is a third of one label's recall, a ninth of the UAR
+    assert profile.uar_step_points == pytest.approx(100 / 9)
+    assert "one take moves that UAR by up to 11 points" in profile.describe()
 
 
 def test_profile_refused_on_another_model(profile_file: Path, tmp_path: Path) -> None:
