@@ -47,12 +47,11 @@ def _axes(node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> list[int] | No
 
 
 def _channel_vector(value: np.ndarray | None, channels: int) -> np.ndarray | None:
-    """A per-channel constant of shape (C,), (C, 1) or (1, C, 1) as a (C,) vector; None for anything else."""
-    if value is None or value.size != channels:
+    """A constant that scales the channel axis of a (N, C, T) tensor -- shape (C, 1) or (1, C, 1) -- as a (C,)
+    vector; None for anything else (a (C,) vector would broadcast along time, not the channels)."""
+    if value is None or value.ndim < 2 or value.shape[-2:] != (channels, 1) or value.size != channels:
         return None
-    if value.ndim == 1 or value.shape[-1] == 1:
-        return value.reshape(channels).astype(np.float32)
-    return None
+    return value.reshape(channels).astype(np.float32)
 
 
 def fold_batchnorm(proto: onnx.ModelProto) -> int:

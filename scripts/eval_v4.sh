@@ -2,6 +2,7 @@
 # Issue 19: score the runs of scripts/train_v4.sh (all of TESS instead of 800 clips) against v2 and v3.
 #   loco  leave-ASED-out: export loco-ased-fulltess, join it with v2 (the twin of "v2 + the ship run"), and ser-eval
 #         v2, it and the joined model on all 65 ASED speakers, which none of them heard (clean, gain +20 dB, shift);
+#         calibrate the joined model on the run's validation speakers and report its uncertain windows on ASED;
 #   ship  export the ship run (float + int8, embedding output), calibrate it on its validation speakers (every
 #         corpus; temperature 1 as for v2/v3), join it with v2 as v3 joins B, calibrate the joined file the same way,
 #         and ser-eval v3 (V3_MODEL), the ship run and the joined model on the ship run's held-out ASED speakers and on
@@ -23,7 +24,11 @@ for part in "${parts[@]}"; do
             ser-export "$out/loco-ased-fulltess" -o "$out/loco-ased-fulltess.onnx"
             python scripts/ensemble_models.py "$v2" "$out/loco-ased-fulltess.onnx" -o "$out/loco-ased-ens.onnx"
             ser-eval "$v2" "$out/loco-ased-fulltess.onnx" "$out/loco-ased-ens.onnx" --data ased="$data/ased" \
-                --conditions clean,gain+20,shift --out "$out/eval-loco-ased" -q ;;
+                --conditions clean,gain+20,shift --out "$out/eval-loco-ased" -q
+            # the uncertain state where it matters: calibrated as v4 is (each corpus of the run's validation
+            # speakers; here RAVDESS alone), reported on all of ASED, which the twin never heard
+            ser-calibrate "$out/loco-ased-ens.onnx" --run "$out/loco-ased-fulltess" "${all[@]}" --temperature 1 \
+                --affect lexicon -o "$out/loco-ased-ens.cal.onnx" --report "$out/calibration-loco-ased-ens.json" ;;
         ship)
             ser-export "$out/ship" -o "$out/ship.onnx" --quantize int8
             ser-calibrate "$out/ship.onnx" --run "$out/ship" "${all[@]}" -o "$out/ship.cal.onnx" --temperature 1 \

@@ -29,7 +29,7 @@ TOLERANCE = 1e-5
 
 
 def conv_graph(feature_shape: tuple[int, int], seed: int = 0, opset: int = 15, conv_bias: bool = False,
-               shared_scale_reader: bool = False) -> onnx.ModelProto:
+               shared_scale_reader: bool = False, time_scale: bool = False) -> onnx.ModelProto:
     """features [N, T, M] -> two Conv1D blocks as tf2onnx writes them -> time mean -> Dense -> Softmax."""
     rng = np.random.default_rng(seed)
     frames, bands = feature_shape
@@ -45,7 +45,8 @@ def conv_graph(feature_shape: tuple[int, int], seed: int = 0, opset: int = 15, c
     source, width = "x0", bands
     for k, channels in enumerate(CHANNELS):
         inits[f"w{k}"] = (rng.standard_normal((channels, width, 1, 3)) / np.sqrt(3 * width)).astype(np.float32)
-        inits[f"s{k}"] = rng.uniform(0.5, 1.5, (1, channels, 1)).astype(np.float32)
+        shape = (1, 1, frames) if time_scale and k == 0 else (1, channels, 1)  # (1, 1, T) scales time, not channels
+        inits[f"s{k}"] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
         inits[f"t{k}"] = rng.normal(0, 0.3, (1, channels, 1)).astype(np.float32)
         conv_inputs = [source, f"w{k}"]
         if conv_bias:
@@ -122,6 +123,15 @@ def test_a_normalisation_read_elsewhere_is_left_alone() -> None:
     want = run_graph(before, x, [OUTPUT_NAME, "m0_copy"])
     got = run_graph(model.SerializeToString(), x, [OUTPUT_NAME, "m0_copy"])
     assert all(np.abs(a - b).max() <= TOLERANCE for a, b in zip(want, got, strict=True))
+
+
+def test_a_constant_that_scales_time_is_not_folded() -> None:
+    model = conv_graph(SHAPE, time_scale=True)
+    before = model.SerializeToString()
+    assert fold_batchnorm(model) == len(CHANNELS) - 1  # only the second block
+    x = features(SHAPE)
+    (want,), (got,) = run_graph(before, x, [OUTPUT_NAME]), run_graph(model.SerializeToString(), x, [OUTPUT_NAME])
+    assert np.abs(want - got).max() <= TOLERANCE
 
 
 def test_a_graph_without_the_pattern_is_unchanged(tmp_path: Path) -> None:
