@@ -10,9 +10,10 @@
 #                         (--holdout-corpus any, 15 % test, 10 % validation, seed 42).
 #   loco-ravdess-fulltess all of TESS + all of ASED -> all 20 RAVDESS actors (B's part 4 without the TESS limit).
 #   loco-ased-specaug     loco-ased-fulltess + --specaugment (one change);  loco-ased-mixup  + --mixup 0.2.
-#   kfold-all             the ship recipe in 4 speaker-grouped folds over RAVDESS and ASED at once (every actor and
-#                         every ASED speaker tested once; TESS always trains): the K-fold figures of the benchmark.
-#                         About 7 hours on the 2-core CPU: a GPU job.
+#   kfold-all             the ship recipe in 4 speaker-grouped folds over every corpus at once (every RAVDESS actor,
+#                         ASED speaker and TESS speaker tested once): the K-fold figures of the benchmark. 9.5 min a
+#                         fold with two TensorFlow threads on 2026-12-05; --resume keeps the folds a killed run
+#                         finished (the first attempt was OOM-killed at the start of fold 4 beside another run).
 # Run here with TF_NUM_INTRAOP_THREADS=1 (one core each, two jobs side by side on the 2-core CPU).
 # Usage: scripts/train_v4.sh DATA_DIR [OUT_DIR] [JOBS...]   (DATA_DIR holds ravdess/, tess/, ased/)
 set -uo pipefail
@@ -34,7 +35,7 @@ for job in "${jobs[@]}"; do
         loco-ravdess-fulltess) run "$job" "${D[@]}" "${RECIPE[@]}" --split corpus --test-corpus ravdess ;;
         loco-ased-specaug) run "$job" "${D[@]}" "${RECIPE[@]}" --split corpus --test-corpus ased --specaugment ;;
         loco-ased-mixup) run "$job" "${D[@]}" "${RECIPE[@]}" --split corpus --test-corpus ased --mixup 0.2 ;;
-        kfold-all) run "$job" "${D[@]}" "${RECIPE[@]}" --folds 4 --holdout-corpus any ;;
+        kfold-all) run "$job" "${D[@]}" "${RECIPE[@]}" --folds 4 --holdout-corpus any --resume ;;
         *) echo "unknown job $job (loco-ased-fulltess ship loco-ravdess-fulltess loco-ased-specaug loco-ased-mixup" \
                 "kfold-all)"; exit 2 ;;
     esac

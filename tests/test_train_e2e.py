@@ -152,6 +152,20 @@ def test_speaker_folds(first: dict[str, Any], corpus: dict[str, Any], tmp_path: 
     assert not test_speakers[0] & test_speakers[1]
     assert len(test_speakers[0] | test_speakers[1]) == ACTORS  # each actor is tested exactly once
 
+    # a run killed in fold 2: --resume keeps fold 1 as it is and trains fold 2 alone
+    (out / "fold2" / "metrics.json").unlink()
+    kept = (out / "fold1" / "model.keras").stat().st_mtime_ns
+    code, _, printed = train(corpus, out, "--folds", "2", "--augment", "none", "--resume")
+    assert code == 0, printed
+    assert (out / "fold1" / "model.keras").stat().st_mtime_ns == kept and (out / "fold2" / "metrics.json").is_file()
+    again = load(out / "cv_metrics.json")
+    assert again["folds"] == 2 and again["per_fold"][0] == cv["per_fold"][0]
+    # another seed's folds are not this run's: one line, nothing trained
+    code, _, _ = train(corpus, out, "--folds", "2", "--augment", "none", "--resume", "--seed", "7")
+    assert code == 2 and (out / "fold1" / "model.keras").stat().st_mtime_ns == kept
+    code, _, _ = train(corpus, tmp_path / "one", "--resume")  # without --folds
+    assert code == 2
+
 
 def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     from tests.test_cli_live import option_entries

@@ -9,6 +9,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -189,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after the last epoch that fits in this many minutes of training (estimated from the epochs so "
         "far; per fold with --folds), keep the best epoch's weights and evaluate as usual; 0 = no limit. Ctrl-C "
         "once does the same now (with --folds: and skips the folds left); twice aborts",
+    )
+    t.add_argument(
+        "--resume", action="store_true",
+        help="with --folds: keep each fold an earlier run of the same command finished in --out (its test speakers, "
+        "seeds, recipe and labels must be this run's) and train only the others, e.g. after a kill",
     )
     t.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (splits, init, augmentation)")
     t.add_argument("--split-seed", type=int, default=None, metavar="SEED",
@@ -766,6 +772,8 @@ def run(args: argparse.Namespace) -> int:
     check_number("--affect-weight", args.affect_weight, 0)
     if args.folds == 1 or args.folds < 0:
         raise UserError("--folds must be 0 (one split) or at least 2")
+    if args.resume and not args.folds:
+        raise UserError("--resume keeps the finished folds of a --folds run: add --folds K, or leave --resume out")
     specs = [parse_data_spec(s) for s in args.data]
     limit = parse_limits(args.limit)
     loaded = load_corpora(specs, keep_calm=args.keep_calm)
@@ -808,7 +816,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     fold_metrics = []
     for k, split in enumerate(splits):
-        fold_metrics.append(train_one(args, records, split, labels, config, args.out / f"fold{k + 1}", data_summary))
+        fold_out = args.out / f"fold{k + 1}"
+        done = _finished_fold(args, fold_out, split, records, labels) if args.resume else None
+        if done is not None:
+            logger.warning("fold %d: kept from the earlier run in %s (--resume)", k + 1, fold_out)
+            fold_metrics.append(done)
+            continue
+        fold_metrics.append(train_one(args, records, split, labels, config, fold_out, data_summary))
+        _release_memory()  # one fold's windows and graph, before the next fold builds its own
         if (fold_metrics[-1]["stopped_early"] or {}).get("reason") == STOP_INTERRUPT and k + 1 < len(splits):
             logger.warning("Ctrl-C: the %d folds left are skipped; cv_metrics.json covers folds 1-%d",
                            len(splits) - k - 1, k + 1)
@@ -825,6 +840,39 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name}: clip UAR {fig['uar_mean']:.4f} ± {fig['uar_std']:.4f} over {fig['folds']} folds, "
               f"largest single-label share {fig['top_label_share_max']:.2f}")
     return 0
+
+
+def _finished_fold(args: argparse.Namespace, out: Path, split: Split, records: Sequence[Any],
+                   labels: tuple[str, ...]) -> dict[str, Any] | None:
+    """The metrics of a fold an earlier run finished in ``out`` when it is this run's fold (same test speakers, split
+    name, seeds, recipe, labels); None when there is none; UserError when ``out`` holds a different fold."""
+    try:
+        metrics = json.loads((out / "metrics.json").read_text())
+        config = json.loads((out / "config.json").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise UserError(f"--resume: {out} holds an unreadable run ({err}): remove that folder") from None
+    want = {
+        "test_speakers": sorted({records[i].speaker for i in split.test}),
+        "split": split.name, "seed": args.seed, "split_seed": split_seed(args), "recipe": args.recipe,
+        "labels": list(labels),
+    }
+    got = {"test_speakers": metrics.get("test_speakers"), **{k: config.get(k) for k in want if k != "test_speakers"}}
+    differ = [k for k in want if got[k] != want[k]]
+    if differ:
+        raise UserError(f"--resume: {out} holds another run's fold ({', '.join(differ)} differ): use another --out, "
+                        "or leave --resume out to train every fold again")
+    return metrics
+
+
+def _release_memory() -> None:
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
 
 
 def _cv_summary(fold_metrics: Sequence[dict[str, Any]]) -> dict[str, Any]:
