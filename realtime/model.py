@@ -39,8 +39,8 @@ INPUT_NAME = "features"
 OUTPUT_NAME = "probs"
 EMBEDDING_OUTPUT = "embedding"  # optional graph output: the layer that feeds the classifier (personal profiles)
 EMBEDDING_KEY = "embedding"  # metadata: {"output", "size", "classifier": {"weights" [size][n_labels], "bias"}}
-# metadata: sha256s of earlier files this graph computes the same function as (export/fold.py re-wrote them with
-# the same weights); a personal profile made for one of them fits this file too
+# metadata: sha256s of earlier files this graph computes the same function as (ser-export's batch-norm fold and
+# ser-calibrate re-write a file with the same weights); a personal profile made for one of them fits this file too
 SAME_FUNCTION_KEY = "same_function_as"
 BUNDLED_PACKAGE = "models"
 BUNDLED_MODEL_NAME = "default.onnx"
