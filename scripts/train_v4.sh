@@ -11,6 +11,7 @@
 #   loco-ravdess-fulltess all of TESS + all of ASED -> all 20 RAVDESS actors (B's part 4 without the TESS limit).
 #   loco-ased-specaug     loco-ased-fulltess + --specaugment (one change);  loco-ased-mixup  + --mixup 0.2;
 #   loco-ased-long        loco-ased-fulltess with a 20-epoch budget (one change: validation loss still fell at 12).
+#   ship-long             ship with the same 20-epoch budget: the candidate that lever makes.
 #   kfold-all             the ship recipe in 4 speaker-grouped folds over every corpus at once (every RAVDESS actor,
 #                         ASED speaker and TESS speaker tested once): the K-fold figures of the benchmark. 9.5 min a
 #                         fold with two TensorFlow threads on 2026-12-05; --resume keeps the folds a killed run
@@ -37,8 +38,10 @@ for job in "${jobs[@]}"; do
         loco-ased-specaug) run "$job" "${D[@]}" "${RECIPE[@]}" --split corpus --test-corpus ased --specaugment ;;
         loco-ased-mixup) run "$job" "${D[@]}" "${RECIPE[@]}" --split corpus --test-corpus ased --mixup 0.2 ;;
         loco-ased-long) run "$job" "${D[@]}" "${RECIPE[@]}" --split corpus --test-corpus ased --epochs 20 ;;
+        ship-long) run ship-long "${D[@]}" "${RECIPE[@]}" --split speaker --holdout-corpus any --test-frac 0.15 \
+            --val-frac 0.1 --epochs 20 ;;
         kfold-all) run "$job" "${D[@]}" "${RECIPE[@]}" --folds 4 --holdout-corpus any --resume ;;
         *) echo "unknown job $job (loco-ased-fulltess ship loco-ravdess-fulltess loco-ased-specaug loco-ased-mixup" \
-                "loco-ased-long kfold-all)"; exit 2 ;;
+                "loco-ased-long ship-long kfold-all)"; exit 2 ;;
     esac
 done
