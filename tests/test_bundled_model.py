@@ -66,11 +66,11 @@ def test_bundled_model_is_package_data_and_matches_its_card() -> None:
     assert info.recipe == CLAIMED_RECIPE
     assert info.input_norm.mode == CLAIMED_INPUT_NORM
     # ser-calibrate fitted a temperature on the validation actors; it is reported, not applied (it made the
-    # confidence worse on a corpus the model never heard: the model card). The uncertain threshold is the rule's:
-    # for v4 it is 0 (its validation windows are right >= 60 % without one), which the card says
+    # confidence worse on a corpus the model never heard: the model card). The uncertain threshold is the rule's
+    # (ser-calibrate: the kept validation windows of each corpus right >= 60 %), which the card states
     fitted = info.calibration.raw["temperature_fitted"]
     assert info.calibration.temperature == 1.0 and fitted != 1.0
-    assert 0.0 < info.calibration.min_confidence < 1.0  # v4 since 2026-12-05: the each-corpus rule (0.21)
+    assert 0.0 < info.calibration.min_confidence < 1.0
     assert info.affect is not None and info.affect.method == "lexicon"
     # model v4 (issue 19): the logit mean of v2 and a model trained on every corpus with all of TESS (C)
     assert set(info.data["per_corpus"]) == {"ravdess", "tess", "ased"}
