@@ -30,8 +30,8 @@ from realtime.model import (
     EMBEDDING_OUTPUT,
     METADATA_KEY,
     OUTPUT_NAME,
-    SAME_FUNCTION_KEY,
     EmbeddingInfo,
+    with_predecessor,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -223,9 +223,7 @@ def upgrade_model(source: Path, output: Path, int8_source: Path | None = None, i
     folded = fold_batchnorm(proto)
     if folded:  # same weights: profiles made for the source (or for the files it was made from) fit the new file
         meta = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
-        earlier = meta.get(SAME_FUNCTION_KEY)
-        meta[SAME_FUNCTION_KEY] = [*(earlier if isinstance(earlier, list) else []), model.sha256]
-        set_metadata(proto, json.dumps(meta, allow_nan=False))
+        set_metadata(proto, json.dumps(with_predecessor(meta, model.sha256), allow_nan=False))
     if not add and not folded:
         raise UserError(f"{source} already has an embedding output and no batch normalisation left to fold: "
                         "nothing to do")

@@ -42,6 +42,14 @@ EMBEDDING_KEY = "embedding"  # metadata: {"output", "size", "classifier": {"weig
 # metadata: sha256s of earlier files this graph computes the same function as (ser-export's batch-norm fold and
 # ser-calibrate re-write a file with the same weights); a personal profile made for one of them fits this file too
 SAME_FUNCTION_KEY = "same_function_as"
+
+
+def with_predecessor(meta: dict[str, Any], sha256: str) -> dict[str, Any]:
+    """``meta`` (a ser_live metadata dict) naming the file of hash ``sha256`` among those it computes the same
+    function as (``SAME_FUNCTION_KEY``), after any it named already."""
+    earlier = meta.get(SAME_FUNCTION_KEY)
+    names = [str(h) for h in earlier] if isinstance(earlier, list) else []
+    return meta | {SAME_FUNCTION_KEY: names if sha256 in names else [*names, sha256]}
 BUNDLED_PACKAGE = "models"
 BUNDLED_MODEL_NAME = "default.onnx"
 BUNDLED_DEMO_NAME = "demo.wav"

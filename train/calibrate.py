@@ -45,7 +45,7 @@ from realtime.engine import DEFAULT_SMOOTHING_ALPHA, DEFAULT_SMOOTHING_RESET_S, 
 from realtime.errors import UserError
 from realtime.faces.cli import HelpFormatter
 from realtime.fileio import atomic_write, check_outputs, file_sha256, same_file, write_json
-from realtime.model import METADATA_KEY, SAME_FUNCTION_KEY, EmotionModel, load_model
+from realtime.model import METADATA_KEY, EmotionModel, load_model, with_predecessor
 from realtime.stages.affect import (
     AFFECT_KEY,
     CALIBRATION_KEY,
@@ -273,9 +273,7 @@ def write_calibrated(
         return
     meta = json.loads(entries[METADATA_KEY]) | {CALIBRATION_KEY: dict(calibration), AFFECT_KEY: dict(affect)}
     # the graph is untouched: personal profiles made for the source file fit the calibrated one
-    earlier = meta.get(SAME_FUNCTION_KEY) if isinstance(meta.get(SAME_FUNCTION_KEY), list) else []
-    source_sha = file_sha256(source)
-    meta[SAME_FUNCTION_KEY] = [*earlier, source_sha] if source_sha not in earlier else earlier
+    meta = with_predecessor(meta, file_sha256(source))
     set_metadata(proto, json.dumps(meta))
     data = proto.SerializeToString()
     try:
