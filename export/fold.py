@@ -12,7 +12,8 @@ beside its convolution. :func:`fold_batchnorm` rewrites each such block as::
 
 (``Relu`` on the 4-D tensor, the ``Unsqueeze`` dropped; a ``Squeeze`` is put back where the 3-D tensor is still
 read, e.g. before the time pooling). The arithmetic is the same up to float32 rounding: ``(x * W) * s + t`` is
-``x * (W * s) + t``; :func:`fold_model_file` checks it on generated features. Nothing else in the graph changes:
+``x * (W * s) + t``; the callers check it (ser-export's parity check against Keras, and
+:func:`export.embedding.upgrade_model` on generated features). Nothing else in the graph changes:
 inputs, outputs and their names, the metadata. A graph without the pattern is returned unchanged.
 """
 
@@ -26,14 +27,12 @@ import onnx
 from onnx import helper
 from onnx import numpy_helper as nh
 
+from export.embedding import _initializers
+
 logger = logging.getLogger(__name__)
 
 AXIS = 2  # the height axis tf2onnx adds to a Conv1D
 SQUEEZE_AXES_INPUT_OPSET = 13
-
-
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    return {init.name: nh.to_array(init) for init in graph.initializer}
 
 
 def _axes(node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> list[int] | None:
@@ -57,7 +56,7 @@ def _channel_vector(value: np.ndarray | None, channels: int) -> np.ndarray | Non
 def fold_batchnorm(proto: onnx.ModelProto) -> int:
     """Rewrite ``proto`` in place as the module docstring says; returns how many blocks were folded."""
     graph = proto.graph
-    consts = _constants(graph)
+    consts = _initializers(graph)
     consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
     for node in graph.node:
         for name in node.input:
