@@ -8,7 +8,8 @@ example of one emotion; its windows go through the live engine's path, so they a
 - ``softmax`` (the default): regularised softmax regression on the takes' window embeddings, started from and pulled
   towards ``W0, b0`` (penalty ``strength / 2 * ||(W - W0) r||^2 + ||b - b0||^2``, ``r`` the embeddings' RMS norm),
   each take weighing the same and each enrolled label the same; the strength is chosen by leave-one-take-out on the
-  user's own takes from :data:`STRENGTHS`, where ``inf`` means "keep the base layer";
+  user's own takes from :data:`STRENGTHS`, where ``inf`` means "keep the base layer" (only takes whose emotion
+  has another take can check a fit; with one take per emotion the setting is fixed, :data:`UNCHECKED_SETTINGS`);
 - ``prototypes``: each enrolled label's mean embedding, scored by negative squared distance / temperature (a linear
   layer too), the temperature chosen by leave-one-take-out;
 - ``blend``: ``(1 - a) * base logits + a * prototype logits``, ``a`` and the temperature chosen the same way.
@@ -58,6 +59,14 @@ DEFAULT_METHOD = METHOD_SOFTMAX
 # speakers of two corpora (scripts/profile_gain.py, models/README.md).
 STRENGTHS: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, math.inf)
 DEFAULT_STRENGTH = 0.01
+# With one take per emotion nothing can be checked: a fixed setting, the best single one at k = 1 on speakers the
+# bundled model was not tested on (its validation speakers, and ASED speakers under its leave-ASED-out twin;
+# models/README.md). A method without a grid search's safety net, so the card gives its spread.
+UNCHECKED_SETTINGS: dict[str, dict[str, float]] = {
+    METHOD_SOFTMAX: {"strength": 0.03},
+    METHOD_PROTOTYPES: {"temperature": 1.0},
+    METHOD_BLEND: {"temperature": 1.0, "blend": 0.5},
+}
 # Prototype temperature, as a multiple of the mean squared distance of a take to its own label's prototype.
 TEMPERATURES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
 BLEND_WEIGHTS: tuple[float, ...] = (0.25, 0.5, 0.75)
@@ -257,14 +266,14 @@ def scores(truth: Sequence[int], predicted: Sequence[int], classes: Sequence[int
 
 
 def leave_one_take_out(
-    takes: Sequence[Take], base: Base, method: str, setting: Mapping[str, float]
+    takes: Sequence[Take], base: Base, method: str, setting: Mapping[str, float], only: Sequence[int] | None = None
 ) -> np.ndarray:
     """Each take's mean window probabilities ``(takes, n_labels)`` by a layer fitted on all the *other* takes (its
-    own windows never seen)."""
+    own windows never seen); ``only``: just the takes with these indices, in that order."""
     out = []
-    for i, take in enumerate(takes):
+    for i in range(len(takes)) if only is None else only:
         rest = [t for j, t in enumerate(takes) if j != i]
-        out.append(np.mean(fit_layer(rest, base, method, setting).probs(take.embeddings), axis=0))
+        out.append(np.mean(fit_layer(rest, base, method, setting).probs(takes[i].embeddings), axis=0))
     return np.asarray(out)
 
 
@@ -289,6 +298,7 @@ class FitResult:
     base: dict[str, float]  # the base model on the same takes
     tried: list[dict[str, Any]]
     warning: str | None = None
+    checked: int = 0  # takes that checked the fit (their emotion has another take); 0: a fixed setting, unchecked
 
 
 def fit(takes: Sequence[Take], base: Base, method: str = DEFAULT_METHOD) -> FitResult:
@@ -307,17 +317,26 @@ def fit(takes: Sequence[Take], base: Base, method: str = DEFAULT_METHOD) -> FitR
         raise UserError(f"{len(takes)} take(s) is too few to fit and check a profile: record at least {MIN_TAKES}")
     index = {label: i for i, label in enumerate(base.labels)}
     truth = [index[t.label] for t in takes]
-    classes = sorted(set(truth))
-    base_probs = np.asarray([np.mean(softmax(t.embeddings @ base.weights + base.bias), axis=0) for t in takes])
-    base_scores = scores(truth, list(np.argmax(base_probs, axis=1)), classes) | {
-        "log_loss": _log_loss(base_probs, truth)}
+    counts = {c: truth.count(c) for c in set(truth)}
+    # Only a take whose emotion keeps another take when it is left out can check a fit: leaving out the only take of
+    # an emotion leaves that emotion to the base layer and scores the base layer, not the fit (it made leave-one-out
+    # choose the base layer for most one-take-per-emotion profiles).
+    checked = [i for i, c in enumerate(truth) if counts[c] >= MIN_TAKES]
+    scored = checked or list(range(len(takes)))
+    truth_s = [truth[i] for i in scored]
+    classes = sorted(set(truth_s))
+    base_probs = np.asarray([np.mean(softmax(takes[i].embeddings @ base.weights + base.bias), axis=0)
+                             for i in scored])
+    base_scores = scores(truth_s, list(np.argmax(base_probs, axis=1)), classes) | {
+        "log_loss": _log_loss(base_probs, truth_s)}
     tried: list[dict[str, Any]] = []
+    candidates = candidate_settings(method) if checked else [UNCHECKED_SETTINGS[method]]
     best: tuple[float, float] | None = None
     best_setting: dict[str, float] = {}
     own_scores = base_scores
-    for setting in candidate_settings(method):
-        probs = leave_one_take_out(takes, base, method, setting)
-        own = scores(truth, list(np.argmax(probs, axis=1)), classes) | {"log_loss": _log_loss(probs, truth)}
+    for setting in candidates:
+        probs = leave_one_take_out(takes, base, method, setting, only=scored)
+        own = scores(truth_s, list(np.argmax(probs, axis=1)), classes) | {"log_loss": _log_loss(probs, truth_s)}
         tried.append({**setting, **own})
         # higher UAR first; among equal UARs the setting nearest the default (softmax) or the first (the others)
         key = (own["uar"], -_distance_to_default(setting))
@@ -325,18 +344,19 @@ def fit(takes: Sequence[Take], base: Base, method: str = DEFAULT_METHOD) -> FitR
             best, best_setting, own_scores = key, dict(setting), own
     layer = fit_layer(takes, base, method, best_setting)
     warning = None
-    if max(truth.count(c) for c in classes) < MIN_TAKES:
+    if not checked:
+        fixed = ", ".join(f"{k} {v:g}" for k, v in best_setting.items())
         return FitResult(layer, own_scores, base_scores, tried,
-                         "one take per emotion: the profile cannot be checked on your own takes (leaving the only "
-                         "take of an emotion out leaves it to the base model); record at least "
-                         f"{MIN_TAKES} per emotion")
+                         f"one take per emotion: the profile uses a fixed setting ({fixed}) and cannot be checked on "
+                         "your own takes (leaving the only take of an emotion out leaves it to the base model); "
+                         f"record at least {MIN_TAKES} per emotion", checked=0)
     if 100 * (own_scores["uar"] - base_scores["uar"]) < -WORSE_THAN_BASE_POINTS and method != METHOD_SOFTMAX:
         warning = (f"the {method} profile scored {100 * own_scores['uar']:.0f} % UAR on your takes (left out one at "
                    f"a time) against the base model's {100 * base_scores['uar']:.0f} %: use the softmax method")
     elif method == METHOD_SOFTMAX and math.isinf(best_setting.get("strength", 0.0)):
         warning = ("re-fitting did not beat the base model on your takes (left out one at a time): the profile keeps "
                    "the base model's layer; record more or clearer takes")
-    return FitResult(layer, own_scores, base_scores, tried, warning)
+    return FitResult(layer, own_scores, base_scores, tried, warning, checked=len(checked))
 
 
 # --- the profile file ----------------------------------------------------------------------------------------------
@@ -447,8 +467,8 @@ class Profile:
     @property
     def uar_step_points(self) -> float | None:
         """How far one take moves the leave-one-take-out UAR (points): its label's recall changes by one over that
-        label's takes, and UAR averages the enrolled labels; None without takes."""
-        counts = [n for n in self.enrolled.values() if n > 0]
+        label's takes, and UAR averages the checked labels (those with two takes or more); None without any."""
+        counts = [n for n in self.enrolled.values() if n >= MIN_TAKES]
         return 100.0 / (min(counts) * len(counts)) if counts else None
 
     def describe(self) -> str:
@@ -461,9 +481,10 @@ class Profile:
             "  not enrolled (base model's scores): "
             + (", ".join(lab for lab in self.labels if lab not in self.enrolled) or "none"),
         ]
-        if acc.get("profile") and acc.get("base"):
+        if acc.get("profile") and acc.get("base") and acc.get("checked_takes", 1):
+            checked = acc.get("checked_takes", acc.get("takes", "?"))
             lines.append(
-                f"  on its own {acc.get('takes', '?')} takes (left out one at a time): UAR "
+                f"  on {checked} of its own {acc.get('takes', '?')} takes (left out one at a time): UAR "
                 f"{100 * acc['profile']['uar']:.1f} % vs base {100 * acc['base']['uar']:.1f} %, accuracy "
                 f"{100 * acc['profile']['accuracy']:.1f} % vs {100 * acc['base']['accuracy']:.1f} %"
             )
@@ -518,7 +539,8 @@ def make_profile(
         enrolled={lab: enrolled[lab] for lab in model.labels if lab in enrolled},
         layer=result.layer,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        accuracy={"protocol": "leave-one-take-out", "takes": len(takes), "profile": r4, "base": b4,
+        accuracy={"protocol": "leave-one-take-out", "takes": len(takes), "checked_takes": result.checked,
+                  "profile": r4, "base": b4,
                   "windows": int(sum(len(t.embeddings) for t in takes))},
         warning=result.warning,
     )

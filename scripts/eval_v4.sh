@@ -3,7 +3,9 @@
 #   loco  leave-ASED-out: export loco-ased-fulltess, join it with v2 (the twin of "v2 + the ship run"), and ser-eval
 #         v2, it and the joined model on all 65 ASED speakers, which none of them heard (clean, gain +20 dB, shift);
 #         calibrate the joined model on the run's validation speakers and report its uncertain windows on ASED;
-#   loco-long  the same for loco-ased-long (the 20-epoch budget);  ship-long  "ship" for the ship-long run
+#   loco-long  the same for loco-ased-long (the 20-epoch budget);  loco-long-s43  for its second seed;
+#   loco-ravdess-long  leave-RAVDESS-out of the shipped recipe: export it and ser-eval it on all 20 RAVDESS actors,
+#         which it never heard (clean, gain +20 dB, shift);  ship-long  "ship" for the ship-long run
 #         (pass the model it would replace as V3_MODEL);
 #   ship  export the ship run (float + int8, embedding output), calibrate it on its validation speakers (every
 #         corpus; temperature 1 as for v2/v3), join it with v2 as v3 joins B, calibrate the joined file the same way,
@@ -32,6 +34,13 @@ loco() {
     ser-calibrate "$out/$name-ens.onnx" --run "$out/$run" "${all[@]}" --temperature 1 --affect lexicon \
         -o "$out/$name-ens.cal.onnx" --report "$out/calibration-$name-ens.json"
 }
+# loco_ravdess RUN: export RUN and ser-eval it on all of RAVDESS (no twin: v2 trained on RAVDESS)
+loco_ravdess() {
+    local run=$1
+    ser-export "$out/$run" -o "$out/$run.onnx"
+    ser-eval "$out/$run.onnx" --data ravdess="$data/ravdess" --conditions clean,gain+20,shift \
+        --out "$out/eval-$run" -q
+}
 # ship RUN ENS SUFFIX: export RUN (float + int8), calibrate it, join it with v2 as ENS, calibrate that, ser-eval
 # V3_MODEL (or the model it is to replace), RUN and ENS on RUN's held-out ASED speakers and on RAVDESS 08 and 16
 ship() {
@@ -52,8 +61,10 @@ for part in "${parts[@]}"; do
     case $part in
         loco) loco loco-ased-fulltess loco-ased ;;
         loco-long) loco loco-ased-long loco-ased-long ;;
+        loco-long-s43) loco loco-ased-long-s43 loco-ased-long-s43 ;;
+        loco-ravdess-long) loco_ravdess loco-ravdess-long ;;
         ship) ship ship ens "" ;;
         ship-long) ship ship-long ens-long -long ;;
-        *) echo "unknown part $part (loco loco-long ship ship-long)"; exit 2 ;;
+        *) echo "unknown part $part (loco loco-long loco-long-s43 loco-ravdess-long ship ship-long)"; exit 2 ;;
     esac
 done

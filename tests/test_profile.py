@@ -113,6 +113,35 @@ def test_a_fit_that_cannot_beat_the_base_model_keeps_it_and_says_so() -> None:
         np.testing.assert_array_equal(result.layer.weights, base.weights)
 
 
+def test_one_take_per_emotion_uses_the_fixed_setting_and_says_it_is_unchecked() -> None:
+    base, takes, centres = synthetic(per_label=1)
+    result = fit(takes, base)
+    assert result.checked == 0 and len(result.tried) == 1
+    assert result.layer.setting == rp.UNCHECKED_SETTINGS["softmax"]
+    assert result.warning and "cannot be checked" in result.warning and "0.03" in result.warning
+    fresh = np.abs(centres + np.random.default_rng(9).normal(size=centres.shape) * 0.3)
+    assert list(np.argmax(result.layer.probs(fresh), axis=1)) == list(range(len(LABELS)))  # it still learned
+
+
+def test_an_emotion_with_one_take_is_not_used_to_check_the_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leaving out the only take of an emotion scores the base layer, not the fit: such takes are not scored."""
+    base, takes, _ = synthetic(per_label=3, labels=("angry", "happy", "neutral"))
+    single = Take("sad", takes[0].embeddings[::-1] + 5.0, source="sad0")
+    seen: list[list[int]] = []
+    real = rp.leave_one_take_out
+
+    def spy(given: list[Take], *args: object, only: list[int] | None = None) -> np.ndarray:
+        seen.append(list(only) if only is not None else list(range(len(given))))
+        return real(given, *args, only=only)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rp, "leave_one_take_out", spy)
+    result = fit([*takes, single], base)
+    assert result.checked == 9 and len(result.tried) == len(rp.STRENGTHS)
+    assert seen and all(idx == list(range(9)) for idx in seen)  # the sad take (index 9) is never scored
+    assert not math.isinf(result.layer.setting["strength"])
+    assert result.layer.weights[:, LABELS.index("sad")].tolist() != base.weights[:, LABELS.index("sad")].tolist()
+
+
 def test_too_few_or_bad_takes_are_refused() -> None:
     base, takes, _ = synthetic()
     with pytest.raises(UserError, match="too few"):
