@@ -142,6 +142,18 @@ def test_an_emotion_with_one_take_is_not_used_to_check_the_fit(monkeypatch: pyte
     assert result.layer.weights[:, LABELS.index("sad")].tolist() != base.weights[:, LABELS.index("sad")].tolist()
 
 
+def test_describe_names_the_checked_takes_and_hides_an_unchecked_score() -> None:
+    layer = rp.Layer(np.zeros((SIZE, 3)), np.zeros(3), "softmax", {"strength": 0.03})
+    scores = {"profile": {"uar": 0.75, "accuracy": 0.75}, "base": {"uar": 0.5, "accuracy": 0.5}}
+    mixed = Profile("me", "m", "0" * 64, ("a", "b", "c"), {"a": 2, "b": 2, "c": 1}, layer,
+                    accuracy={"takes": 5, "checked_takes": 4, **scores})
+    assert "on 4 of its own 5 takes" in mixed.describe()
+    assert "one take moves that UAR by up to 25 points" in mixed.describe()  # a and b: 2 takes each
+    unchecked = Profile("me", "m", "0" * 64, ("a", "b", "c"), {"a": 1, "b": 1}, layer,
+                        accuracy={"takes": 2, "checked_takes": 0, **scores}, warning="one take per emotion: …")
+    assert "left out one at a time" not in unchecked.describe() and "one take per emotion" in unchecked.describe()
+
+
 def test_too_few_or_bad_takes_are_refused() -> None:
     base, takes, _ = synthetic()
     with pytest.raises(UserError, match="too few"):
