@@ -1,0 +1,47 @@
+"""scripts/kfold_table.py: the card's K-fold table from ser-train --folds run folders (fold metrics written here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():  # scripts/ is not a package
+    spec = importlib.util.spec_from_file_location("kfold_table", ROOT / "scripts" / "kfold_table.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fold(run: Path, k: int, per_corpus: dict[str, tuple[float, float]]) -> None:
+    (run / f"fold{k}").mkdir(parents=True)
+    metrics = {"epochs_run": 12, "train_seconds": 600,
+               "per_corpus": {c: {"uar": u, "top_label_share": s} for c, (u, s) in per_corpus.items()}}
+    (run / f"fold{k}" / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_table_means_each_corpus_over_the_folds_that_tested_it(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = tmp_path / "short", tmp_path / "long"
+    _fold(a, 1, {"ased": (0.70, 0.25), "tess": (0.60, 0.30)})
+    _fold(a, 2, {"ased": (0.80, 0.20)})
+    _fold(b, 1, {"ased": (0.90, 0.22)})  # fold 2 of the long run not finished yet
+    assert _script().main([str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("|")}
+    assert "70.0 (25.0)" in rows["1"] and "90.0 (22.0)" in rows["1"] and "60.0 (30.0)" in rows["1"]
+    assert rows["2"].count("–") == 3  # the long run's fold 2, and TESS in both runs
+    assert "**75.0 ± 5.0** (2)" in rows["mean ± sd"] and "**90.0 ± 0.0** (1)" in rows["mean ± sd"]
+    assert "folds [1]" in out
+
+
+def test_a_folder_without_folds_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _script().main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no foldN/metrics.json" in err and len(err.strip().splitlines()) == 1
