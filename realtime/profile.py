@@ -54,14 +54,15 @@ METHOD_BLEND = "blend"
 METHODS: tuple[str, ...] = (METHOD_SOFTMAX, METHOD_PROTOTYPES, METHOD_BLEND)
 DEFAULT_METHOD = METHOD_SOFTMAX
 # Pull towards the base layer (in units of the embeddings' RMS norm); inf = the base layer itself. Leave-one-take-out
-# picks among these; ties (frequent with a few takes, and always with one take per emotion, where leaving the take out
-# leaves that emotion to the base model) go to the one nearest DEFAULT_STRENGTH, the best single strength on held-out
-# speakers of two corpora (scripts/profile_gain.py, models/README.md).
+# picks among these; ties (frequent with a few takes) go to the one nearest DEFAULT_STRENGTH, the best single strength
+# on held-out speakers of two corpora (scripts/profile_gain.py, models/README.md). Only takes whose emotion has another
+# take are scored (fit()); with one take per emotion there is nothing to score, and UNCHECKED_SETTINGS applies.
 STRENGTHS: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, math.inf)
 DEFAULT_STRENGTH = 0.01
 # With one take per emotion nothing can be checked: a fixed setting, the best single one at k = 1 on speakers the
 # bundled model was not tested on (its validation speakers, and ASED speakers under its leave-ASED-out twin;
-# models/README.md). A method without a grid search's safety net, so the card gives its spread.
+# models/README.md): softmax 0.03. No safety net (nothing to compare with the base layer), so the card gives the
+# spread. The prototype and blend entries are those methods' middle settings, not tuned (neither is the default).
 UNCHECKED_SETTINGS: dict[str, dict[str, float]] = {
     METHOD_SOFTMAX: {"strength": 0.03},
     METHOD_PROTOTYPES: {"temperature": 1.0},
