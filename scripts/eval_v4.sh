@@ -3,7 +3,7 @@
 #   loco  leave-ASED-out: export loco-ased-fulltess, join it with v2 (the twin of "v2 + the ship run"), and ser-eval
 #         v2, it and the joined model on all 65 ASED speakers, which none of them heard (clean, gain +20 dB, shift);
 #         calibrate the joined model on the run's validation speakers and report its uncertain windows on ASED;
-#   loco-long  the same for loco-ased-long (the 20-epoch budget);  loco-long-s43  for its second seed;
+#   loco-long  the same for loco-ased-long (the 20-epoch budget);  loco-long-s43, loco-long-s44  its other seeds;
 #   loco-ravdess-long  leave-RAVDESS-out of the shipped recipe: export it and ser-eval it on all 20 RAVDESS actors,
 #         which it never heard (clean, gain +20 dB, shift);  ship-long  "ship" for the ship-long run
 #         (pass the model it would replace as V3_MODEL);
@@ -62,9 +62,10 @@ for part in "${parts[@]}"; do
         loco) loco loco-ased-fulltess loco-ased ;;
         loco-long) loco loco-ased-long loco-ased-long ;;
         loco-long-s43) loco loco-ased-long-s43 loco-ased-long-s43 ;;
+        loco-long-s44) loco loco-ased-long-s44 loco-ased-long-s44 ;;
         loco-ravdess-long) loco_ravdess loco-ravdess-long ;;
         ship) ship ship ens "" ;;
         ship-long) ship ship-long ens-long -long ;;
-        *) echo "unknown part $part (loco loco-long loco-long-s43 loco-ravdess-long ship ship-long)"; exit 2 ;;
+        *) echo "unknown part $part (loco loco-long loco-long-s43 loco-long-s44 loco-ravdess-long ship ship-long)"; exit 2 ;;
     esac
 done

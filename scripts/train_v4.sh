@@ -18,7 +18,8 @@
 #                         finished (the first attempt was OOM-killed at the start of fold 4 beside another run).
 #   kfold-all-long        kfold-all with v5's 20-epoch budget: the K-fold figures of the shipped recipe.
 #   loco-ravdess-long     loco-ravdess-fulltess with the 20-epoch budget (leave-RAVDESS-out of the shipped recipe).
-#   loco-ased-long-s43    loco-ased-long with training seed 43 (same split): the second seed of the twin column.
+#   loco-ased-long-s43    loco-ased-long with training seed 43 (same split): the second seed of the twin column;
+#   loco-ased-long-s44    and seed 44, the third (the first two differed by 8.2 points).
 # Run here with TF_NUM_INTRAOP_THREADS=1 (one core each, two jobs side by side on the 2-core CPU).
 # Usage: scripts/train_v4.sh DATA_DIR [OUT_DIR] [JOBS...]   (DATA_DIR holds ravdess/, tess/, ased/)
 set -uo pipefail
@@ -48,7 +49,9 @@ for job in "${jobs[@]}"; do
         loco-ravdess-long) run "$job" "${D[@]}" "${RECIPE[@]}" --split corpus --test-corpus ravdess --epochs 20 ;;
         loco-ased-long-s43) run "$job" "${D[@]}" "${RECIPE[@]}" --split corpus --test-corpus ased --epochs 20 \
             --seed 43 --split-seed 42 ;;
+        loco-ased-long-s44) run "$job" "${D[@]}" "${RECIPE[@]}" --split corpus --test-corpus ased --epochs 20 \
+            --seed 44 --split-seed 42 ;;
         *) echo "unknown job $job (loco-ased-fulltess ship loco-ravdess-fulltess loco-ased-specaug loco-ased-mixup" \
-                "loco-ased-long ship-long kfold-all kfold-all-long loco-ravdess-long loco-ased-long-s43)"; exit 2 ;;
+                "loco-ased-long ship-long kfold-all kfold-all-long loco-ravdess-long loco-ased-long-s43 loco-ased-long-s44)"; exit 2 ;;
     esac
 done
