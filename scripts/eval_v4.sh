@@ -10,7 +10,14 @@
 #   ship  export the ship run (float + int8, embedding output), calibrate it on its validation speakers (every
 #         corpus; temperature 1 as for v2/v3), join it with v2 as v3 joins B, calibrate the joined file the same way,
 #         and ser-eval v3 (V3_MODEL), the ship run and the joined model on the ship run's held-out ASED speakers and on
-#         RAVDESS 08 and 16 (held out by this run and by B, never heard by v2).
+#         RAVDESS 08 and 16 (held out by this run and by B, never heard by v2);
+#   ship-seeds  model v6: join ship-long and its seeds 43 and 44 (train_v4.sh ship-long-s43 ship-long-s44) into one
+#         graph averaging the three's logits (float + int8), calibrate it as above, ser-eval the model it replaces
+#         (V3_MODEL: v5, git show 31b6284:models/default.onnx), v6 and the two-seed joins on the held-out speakers; its
+#         twin: the three leave-ASED-out seeds joined the same way, ser-eval'd with each pair on all of ASED and
+#         calibrated on its RAVDESS validation actors (the uncertain share on a language it never heard);
+#   loco-ravdess-seeds  v6's leave-RAVDESS-out twin: loco-ravdess-long and its seeds 43, 44 (train_v4.sh
+#         loco-ravdess-long-s43 loco-ravdess-long-s44) joined, ser-eval'd with each seed on all 20 RAVDESS actors.
 # Usage: scripts/eval_v4.sh DATA_DIR [OUT_DIR] [V2_MODEL] [V3_MODEL] [PARTS...]
 #   V2_MODEL: git show 7b1e559:models/default.onnx > runs/v2.onnx;  V3_MODEL: git show 5677879:models/default.onnx
 set -euo pipefail
@@ -57,6 +64,41 @@ ship() {
     ser-eval "$v3" "$out/$run.cal.onnx" "$out/$ens.cal.onnx" --data ravdess="$data/ravdess" \
         --speakers ravdess:08,ravdess:16 --conditions "$conditions" --out "$out/eval-ravdess$suffix" -q
 }
+# exported RUN.onnx, unless it is there already (a seed run exported by hand keeps its file)
+exported() { [ -f "$out/$1.onnx" ] || ser-export "$out/$1" -o "$out/$1.onnx"; }
+# ship_seeds: v6 = the logit mean of ship-long's three seeds, and its leave-ASED-out twin made the same way
+ship_seeds() {
+    local conditions=clean,gain-20,gain+20,shift,telephone s
+    for s in ship-long ship-long-s43 ship-long-s44 loco-ased-long loco-ased-long-s43 loco-ased-long-s44; do
+        exported $s
+    done
+    python scripts/ensemble_models.py "$out"/ship-long{,-s43,-s44}.onnx -o "$out/seeds3.onnx" --int8 "$out/seeds3.int8.onnx"
+    ser-calibrate "$out/seeds3.onnx" --run "$out/ship-long" "${all[@]}" -o "$out/seeds3.cal.onnx" --temperature 1 \
+        --affect lexicon --apply-to "$out/seeds3.int8.onnx" --report "$out/calibration-seeds3.json"
+    python scripts/ensemble_models.py "$out"/ship-long{,-s43}.onnx -o "$out/seeds-42-43.onnx"
+    python scripts/ensemble_models.py "$out"/ship-long{,-s44}.onnx -o "$out/seeds-42-44.onnx"
+    python scripts/ensemble_models.py "$out"/ship-long-s4{3,4}.onnx -o "$out/seeds-43-44.onnx"
+    local candidates=("$v3" "$out/seeds3.cal.onnx" "$out"/seeds-4{2-43,2-44,3-44}.onnx)
+    ser-eval "${candidates[@]}" --data ased="$data/ased" --run "$out/ship-long" --conditions "$conditions" \
+        --out "$out/eval-ased-seeds" -q
+    ser-eval "${candidates[@]}" --data ravdess="$data/ravdess" --speakers ravdess:08,ravdess:16 \
+        --conditions "$conditions" --out "$out/eval-ravdess-seeds" -q
+    python scripts/ensemble_models.py "$out"/loco-ased-long{,-s43,-s44}.onnx -o "$out/loco-seeds3.onnx"
+    python scripts/ensemble_models.py "$out"/loco-ased-long{,-s43}.onnx -o "$out/loco-seeds-42-43.onnx"
+    python scripts/ensemble_models.py "$out"/loco-ased-long{,-s44}.onnx -o "$out/loco-seeds-42-44.onnx"
+    python scripts/ensemble_models.py "$out"/loco-ased-long-s4{3,4}.onnx -o "$out/loco-seeds-43-44.onnx"
+    ser-eval "$out/loco-seeds3.onnx" "$out"/loco-seeds-4{2-43,2-44,3-44}.onnx --data ased="$data/ased" \
+        --conditions clean,gain+20,shift --out "$out/eval-loco-seeds" -q
+    ser-calibrate "$out/loco-seeds3.onnx" --run "$out/loco-ased-long" "${all[@]}" --temperature 1 --affect lexicon \
+        -o "$out/loco-seeds3.cal.onnx" --report "$out/calibration-loco-seeds3.json"
+}
+loco_ravdess_seeds() {
+    local s
+    for s in loco-ravdess-long loco-ravdess-long-s43 loco-ravdess-long-s44; do exported $s; done
+    python scripts/ensemble_models.py "$out"/loco-ravdess-long{,-s43,-s44}.onnx -o "$out/loco-ravdess-seeds3.onnx"
+    ser-eval "$out/loco-ravdess-seeds3.onnx" "$out"/loco-ravdess-long{,-s43,-s44}.onnx --data ravdess="$data/ravdess" \
+        --conditions clean,gain+20,shift --out "$out/eval-loco-ravdess-seeds" -q
+}
 for part in "${parts[@]}"; do
     case $part in
         loco) loco loco-ased-fulltess loco-ased ;;
@@ -66,6 +108,9 @@ for part in "${parts[@]}"; do
         loco-ravdess-long) loco_ravdess loco-ravdess-long ;;
         ship) ship ship ens "" ;;
         ship-long) ship ship-long ens-long -long ;;
-        *) echo "unknown part $part (loco loco-long loco-long-s43 loco-long-s44 loco-ravdess-long ship ship-long)"; exit 2 ;;
+        ship-seeds) ship_seeds ;;
+        loco-ravdess-seeds) loco_ravdess_seeds ;;
+        *) echo "unknown part $part (loco loco-long loco-long-s43 loco-long-s44 loco-ravdess-long ship ship-long" \
+                "ship-seeds loco-ravdess-seeds)"; exit 2 ;;
     esac
 done

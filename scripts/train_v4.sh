@@ -20,6 +20,10 @@
 #   loco-ravdess-long     loco-ravdess-fulltess with the 20-epoch budget (leave-RAVDESS-out of the shipped recipe).
 #   loco-ased-long-s43    loco-ased-long with training seed 43 (same split): the second seed of the twin column;
 #   loco-ased-long-s44    and seed 44, the third (the first two differed by 8.2 points).
+#   loco-ravdess-long-s43, loco-ravdess-long-s44  loco-ravdess-long with training seeds 43 and 44: v6's
+#                         leave-RAVDESS-out twin (eval_v4.sh … loco-ravdess-seeds joins the three).
+#   ship-long-s43, ship-long-s44  ship-long with training seeds 43 and 44 (same split): with ship-long, the three
+#                         parts of model v6 (scripts/eval_v4.sh … ship-seeds joins them).
 # Run here with TF_NUM_INTRAOP_THREADS=1 (one core each, two jobs side by side on the 2-core CPU).
 # Usage: scripts/train_v4.sh DATA_DIR [OUT_DIR] [JOBS...]   (DATA_DIR holds ravdess/, tess/, ased/)
 set -uo pipefail
@@ -51,7 +55,12 @@ for job in "${jobs[@]}"; do
             --seed 43 --split-seed 42 ;;
         loco-ased-long-s44) run "$job" "${D[@]}" "${RECIPE[@]}" --split corpus --test-corpus ased --epochs 20 \
             --seed 44 --split-seed 42 ;;
+        loco-ravdess-long-s43|loco-ravdess-long-s44) run "$job" "${D[@]}" "${RECIPE[@]}" --split corpus \
+            --test-corpus ravdess --epochs 20 --seed "${job#loco-ravdess-long-s}" --split-seed 42 ;;
+        ship-long-s43|ship-long-s44) run "$job" "${D[@]}" "${RECIPE[@]}" --split speaker --holdout-corpus any \
+            --test-frac 0.15 --val-frac 0.1 --epochs 20 --seed "${job#ship-long-s}" --split-seed 42 ;;
         *) echo "unknown job $job (loco-ased-fulltess ship loco-ravdess-fulltess loco-ased-specaug loco-ased-mixup" \
-                "loco-ased-long ship-long kfold-all kfold-all-long loco-ravdess-long loco-ased-long-s43 loco-ased-long-s44)"; exit 2 ;;
+                "loco-ased-long ship-long kfold-all kfold-all-long loco-ravdess-long loco-ased-long-s43" \
+                "loco-ased-long-s44 loco-ravdess-long-s43 loco-ravdess-long-s44 ship-long-s43 ship-long-s44)"; exit 2 ;;
     esac
 done
