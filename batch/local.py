@@ -13,19 +13,16 @@ import logging
 import multiprocessing
 import os
 import signal
-import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from batch.score import BatchSettings, FileScorer
+from realtime.tooling import die_with
 
 logger = logging.getLogger(__name__)
 
 IN_FLIGHT_PER_WORKER = 2
 BLAS_THREADS = 1
-PARENT_POLL_S = 0.5  # how often a worker checks that the driver is still there
-EXIT_ORPHANED = 1
 POOL_START_METHOD = "spawn"  # ONNX Runtime and OpenBLAS threads do not survive fork() reliably
 
 _scorer: FileScorer | None = None
@@ -37,23 +34,11 @@ def limit_blas() -> None:
     threadpool_limits(BLAS_THREADS, "blas")
 
 
-def _die_with(parent_pid: int) -> None:
-    """Leave as soon as the driver is gone (killed with SIGKILL, or left with os._exit on a second Ctrl-C): a worker
-    ignores SIGINT/SIGTERM, so without this it would outlive its parent, holding memory, for ever."""
-    def watch() -> None:
-        while True:
-            if os.getppid() != parent_pid:
-                os._exit(EXIT_ORPHANED)
-            time.sleep(PARENT_POLL_S)
-
-    threading.Thread(target=watch, name="ser-batch-parent-watch", daemon=True).start()
-
-
 def _init_worker(model_path: str | None, settings: dict[str, Any], parent_pid: int) -> None:
     global _scorer  # one scorer per worker process
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with(parent_pid)
+    die_with(parent_pid)  # SIGINT/SIGTERM are ignored: leave when the driver is gone
     limit_blas()
     _scorer = FileScorer(model_path, BatchSettings.from_dict(settings))
 

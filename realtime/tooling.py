@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
+import threading
+import time
 from collections.abc import Callable
 
 from realtime.errors import UserError
 
 EXIT_INTERRUPTED = 130
 EXIT_IO_ERROR = 1
+EXIT_ORPHANED = 1
+PARENT_POLL_S = 0.5  # how often a child process checks that its parent is still there
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
@@ -32,6 +37,19 @@ def run_tool(prog: str, work: Callable[[], int], interrupted: str = "interrupted
     except OSError as err:  # the net under the checks: a file system failure nobody foresaw, in one line
         print(f"{prog}: error: {io_error_message(err)}", file=sys.stderr)
         return EXIT_IO_ERROR
+
+
+def die_with(parent_pid: int, poll_s: float = PARENT_POLL_S) -> None:
+    """Leave (``os._exit``) within ``poll_s`` once the process ``parent_pid`` is gone, however it ended (SIGKILL
+    included): for child processes that ignore or handle signals themselves (``ser-batch`` workers, ``ser-train``'s
+    fold processes), which would otherwise outlive their parent, holding memory and a core, for ever."""
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(EXIT_ORPHANED)
+            time.sleep(poll_s)
+
+    threading.Thread(target=watch, name="ser-live-parent-watch", daemon=True).start()
 
 
 def io_error_message(err: OSError) -> str:

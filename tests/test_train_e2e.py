@@ -506,12 +506,12 @@ def test_ctrl_c_during_a_fold_skips_the_folds_left(corpus: dict[str, Any], tmp_p
 
     calls = []
 
-    def fake_fold(args: Any, records: Any, split: Any, labels: Any, config: Any, out: Path, data: Any) -> dict:
+    def fake_fold(args: Any, fold: int, out: Path) -> dict:
         calls.append(out.name)
         return {"headline": {"accuracy": 0.5, "uar": 0.4}, "test_speakers": ["ravdess:01"], "per_corpus": {},
                 "stopped_early": {"reason": cli.STOP_INTERRUPT, "after_epoch": 1}}
 
-    monkeypatch.setattr(cli, "train_one", fake_fold)
+    monkeypatch.setattr(cli, "_fold_in_child", fake_fold)
     with contextlib.redirect_stdout(io.StringIO()):
         code = cli.main(["--data", f"ravdess={corpus['root']}", "--cache", str(corpus["cache"]), "--out",
                          str(tmp_path / "cv"), "--folds", "2", *LOGMEL_ARGS])
@@ -551,3 +551,114 @@ def test_epochs_are_logged_line_by_line_when_the_output_is_not_a_terminal(monkey
     quiet.on_epoch_end(0, {"loss": 1.0})
     quiet.on_train_end()
     assert len([line for line in buf.getvalue().splitlines() if line.startswith("epoch ")]) == 2
+
+
+def _folds_command(corpus: dict[str, Any], out: Path) -> list[str]:
+    """A --folds run long enough to be caught in fold 1's training (many epochs, no early stop)."""
+    import sys
+
+    return [sys.executable, "-m", "train.cli", "--data", f"ravdess={corpus['root']}", "--cache", str(corpus["cache"]),
+            "--out", str(out), "--folds", "2", "--epochs", "5000", "--patience", "5000", "--augment", "none",
+            "--recipe", "seed180", "-q"]
+
+
+def _wait_for(path: Path, process: Any, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert process.poll() is None, f"ser-train ended before {path.name} appeared"
+        assert time.monotonic() < deadline, f"no {path} after {timeout_s:.0f} s"
+        time.sleep(0.1)
+
+
+def _fold_pids(parent_pid: int) -> list[int]:
+    """The fold processes of a ser-train run (its children)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # a process that ended while we looked
+        if int(fields[1]) == parent_pid:  # fields after the name: state, ppid, ...
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _gone(pid: int, timeout_s: float = 10.0) -> bool:
+    import os
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":  # ended, not yet reaped by its (killed) parent's init
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_each_fold_runs_in_a_process_of_its_own_and_ctrl_c_stops_the_run_after_that_fold(
+        corpus: dict[str, Any], tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to ser-train) is passed on to the fold's process once: the fold stops after its epoch, is
+    evaluated and written, the fold left is skipped and cv_metrics.json covers fold 1 -- as in one process."""
+    import signal
+    import subprocess
+
+    out = tmp_path / "cv"
+    run = subprocess.Popen(_folds_command(corpus, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(out / "fold1" / "checkpoint.keras", run)  # fold 1 is training
+        (child,) = _fold_pids(run.pid)
+        assert child != run.pid
+        run.send_signal(signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 0, stderr
+    assert "stopping after this epoch" in stderr
+    fold1 = load(out / "fold1" / "metrics.json")
+    assert fold1["stopped_early"]["reason"] == "Ctrl-C" and fold1["epochs_run"] < 5000
+    assert not (out / "fold2").exists()
+    summary = load(out / "cv_metrics.json")
+    assert summary["folds"] == 1 and summary["folds_planned"] == 2
+    assert "1-fold speaker CV (of 2 planned)" in stdout
+    assert _gone(child)
+
+
+def test_a_fold_process_leaves_when_its_run_is_killed(corpus: dict[str, Any], tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    out = tmp_path / "cv"
+    run = subprocess.Popen(_folds_command(corpus, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(out / "fold1" / "checkpoint.keras", run)
+        (child,) = _fold_pids(run.pid)
+        run.send_signal(signal.SIGKILL)  # nothing can be passed on: the fold process must notice by itself
+        run.wait(timeout=30)
+        assert _gone(child), "the fold process outlived its run"
+    finally:
+        run.kill()
+
+
+def test_fold_k_alone_then_resume_assembles_the_run(first: dict[str, Any], corpus: dict[str, Any],
+                                                  tmp_path: Path) -> None:
+    """--fold K trains one fold (e.g. on another machine); --resume then keeps it and writes cv_metrics.json."""
+    out = tmp_path / "cv"
+    code, _, printed = train(corpus, out, "--folds", "2", "--augment", "none", "--fold", "2")
+    assert code == 0, printed
+    assert (out / "fold2" / "metrics.json").is_file() and not (out / "fold1").exists()
+    assert not (out / "cv_metrics.json").exists()
+    kept = (out / "fold2" / "model.keras").stat().st_mtime_ns
+    code, _, printed = train(corpus, out, "--folds", "2", "--augment", "none", "--resume")
+    assert code == 0, printed
+    assert (out / "fold2" / "model.keras").stat().st_mtime_ns == kept
+    assert load(out / "cv_metrics.json")["folds"] == 2
+    for bad in (["--fold", "3", "--folds", "2"], ["--fold", "1"]):
+        code, _, _ = train(corpus, tmp_path / "bad", *bad)
+        assert code == 2

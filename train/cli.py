@@ -36,7 +36,7 @@ from realtime.stages.pipeline import (
     DEFAULT_WINDOW_S,
     PipelineConfig,
 )
-from realtime.tooling import basic_logging, check_number, run_tool
+from realtime.tooling import EXIT_INTERRUPTED, basic_logging, check_number, die_with, run_tool
 from train.batch_augment import NO_BATCH_AUGMENT, SPEC_AUGMENT, BatchAugment, augment_batch
 
 logger = logging.getLogger(__name__)
@@ -141,7 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--test-corpus", default=None, help="the corpus held out whole (default: none; required by --split corpus)"
     )
-    e.add_argument("--folds", type=int, default=0, help="speaker-grouped K-fold cross-validation (0 = one split)")
+    e.add_argument("--folds", type=int, default=0, help="speaker-grouped K-fold cross-validation (0 = one split); "
+                   "each fold trains in a process of its own, so memory does not grow from fold to fold")
+    e.add_argument("--fold", type=int, default=0, metavar="K",
+                   help="with --folds: train fold K alone into OUT/foldK (0 = every fold), e.g. folds on several "
+                   "machines; then the whole command with --resume writes cv_metrics.json from them")
     e.add_argument(
         "--holdout-corpus",
         default="auto",
@@ -774,6 +778,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--folds must be 0 (one split) or at least 2")
     if args.resume and not args.folds:
         raise UserError("--resume keeps the finished folds of a --folds run: add --folds K, or leave --resume out")
+    if args.fold and not 1 <= args.fold <= args.folds:
+        raise UserError(f"--fold {args.fold}: give a fold from 1 to the --folds count"
+                        + (f" ({args.folds})" if args.folds else ", and --folds K"))
+    parent = os.environ.get(PARENT_ENV)
+    if args.fold and parent and parent.isdigit():
+        die_with(int(parent))  # a fold process of a --folds run: it goes when that run goes
     specs = [parse_data_spec(s) for s in args.data]
     limit = parse_limits(args.limit)
     loaded = load_corpora(specs, keep_calm=args.keep_calm)
@@ -814,6 +824,9 @@ def run(args: argparse.Namespace) -> int:
     if len(splits) == 1:
         train_one(args, records, splits[0], labels, config, args.out, data_summary)
         return 0
+    if args.fold:
+        train_one(args, records, splits[args.fold - 1], labels, config, args.out / f"fold{args.fold}", data_summary)
+        return 0
     fold_metrics = []
     for k, split in enumerate(splits):
         fold_out = args.out / f"fold{k + 1}"
@@ -822,8 +835,7 @@ def run(args: argparse.Namespace) -> int:
             logger.warning("fold %d: kept from the earlier run in %s (--resume)", k + 1, fold_out)
             fold_metrics.append(done)
             continue
-        fold_metrics.append(train_one(args, records, split, labels, config, fold_out, data_summary))
-        _release_memory()  # one fold's windows and graph, before the next fold builds its own
+        fold_metrics.append(_fold_in_child(args, k + 1, fold_out))
         if (fold_metrics[-1]["stopped_early"] or {}).get("reason") == STOP_INTERRUPT and k + 1 < len(splits):
             logger.warning("Ctrl-C: the %d folds left are skipped; cv_metrics.json covers folds 1-%d",
                            len(splits) - k - 1, k + 1)
@@ -866,27 +878,52 @@ def _finished_fold(args: argparse.Namespace, out: Path, split: Split, records: S
     return metrics
 
 
-def _release_memory() -> None:
-    import gc
-
-    import keras
-
-    keras.backend.clear_session()
-    gc.collect()
-    # measured 2026-12-05: resident memory still grows ~1 GiB a fold on a 1,800-clip run (4-5 GiB on the full
-    # corpora) with this and with glibc's malloc_trim; --resume is the way round on a small machine
-    logger.info("between folds: %s resident", _resident())
+PARENT_ENV = "SER_TRAIN_PARENT_PID"  # set for a fold process: the --folds run it belongs to
 
 
-def _resident() -> str:
-    """This process's resident memory (Linux), for the log."""
+def _fold_in_child(args: argparse.Namespace, fold: int, out: Path) -> dict[str, Any]:
+    """Train fold ``fold`` in a process of its own (``ser-train … --fold K``) and return its metrics.json.
+
+    One process per fold: Keras/TensorFlow keep most of a fold's memory after ``clear_session()`` (measured
+    2026-12-05: +4-5 GiB a fold on the full corpora, 16 GB resident entering fold 4), and a process that ends gives
+    it all back. The child has a session of its own, so Ctrl-C reaches this process only, which passes each press on:
+    one press stops the fold after its epoch (the fold is evaluated and written, the folds left are skipped), a second
+    aborts it. The child leaves by itself if this process is killed (``die_with``)."""
+    import signal
+    import subprocess
+    import threading
+
+    cmd = [sys.executable, "-m", "train.cli", *args.argv, "--fold", str(fold)]
+    logger.info("fold %d in a process of its own: %s", fold, " ".join(cmd))
+    child = subprocess.Popen(cmd, env=os.environ | {PARENT_ENV: str(os.getpid())}, start_new_session=True)
+    presses = 0
+
+    def forward(signum: int, frame: Any) -> None:
+        nonlocal presses
+        presses += 1
+        child.send_signal(signal.SIGINT)
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, forward)
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return f"{int(line.split()[1]) / 2**20:.2f} GiB"
-    except (OSError, ValueError, IndexError):
-        pass
-    return "unknown"
+        code = child.wait()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        if child.poll() is None:  # this process is leaving for another reason: the fold goes with it
+            child.kill()
+            child.wait()
+    if code != 0:
+        if presses or code == EXIT_INTERRUPTED:
+            raise KeyboardInterrupt
+        raise UserError(f"fold {fold} failed (exit {code}, its messages are above); the folds it finished are in "
+                        f"{args.out}: fix the cause, then run the same command with --resume to keep them")
+    try:
+        return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UserError(f"fold {fold} ended without a readable {out / 'metrics.json'} ({err}): run the same command "
+                        "with --resume to train it again") from None
 
 
 def _cv_summary(fold_metrics: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -921,7 +958,9 @@ def _cv_per_corpus(fold_metrics: Sequence[dict[str, Any]]) -> dict[str, dict[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # a --folds run starts each fold as this command with --fold K
     basic_logging(args.verbose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return run_tool("ser-train", lambda: run(args))
