@@ -17,7 +17,8 @@
 #         twin: the three leave-ASED-out seeds joined the same way, ser-eval'd with each pair on all of ASED and
 #         calibrated on its RAVDESS validation actors (the uncertain share on a language it never heard);
 #   loco-ravdess-seeds  v6's leave-RAVDESS-out twin: loco-ravdess-long and its seeds 43, 44 (train_v4.sh
-#         loco-ravdess-long-s43 loco-ravdess-long-s44) joined, ser-eval'd with each seed on all 20 RAVDESS actors.
+#         loco-ravdess-long-s43 loco-ravdess-long-s44) joined, ser-eval'd with each seed on all 20 RAVDESS actors,
+#         and calibrated on its validation speakers (the uncertain share on RAVDESS, which it never heard).
 # Usage: scripts/eval_v4.sh DATA_DIR [OUT_DIR] [V2_MODEL] [V3_MODEL] [PARTS...]
 #   V2_MODEL: git show 7b1e559:models/default.onnx > runs/v2.onnx;  V3_MODEL: git show 5677879:models/default.onnx
 set -euo pipefail
@@ -98,6 +99,9 @@ loco_ravdess_seeds() {
     python scripts/ensemble_models.py "$out"/loco-ravdess-long{,-s43,-s44}.onnx -o "$out/loco-ravdess-seeds3.onnx"
     ser-eval "$out/loco-ravdess-seeds3.onnx" "$out"/loco-ravdess-long{,-s43,-s44}.onnx --data ravdess="$data/ravdess" \
         --conditions clean,gain+20,shift --out "$out/eval-loco-ravdess-seeds" -q
+    # the uncertain state on the corpus it never heard: calibrated on the run's validation speakers (ASED, TESS)
+    ser-calibrate "$out/loco-ravdess-seeds3.onnx" --run "$out/loco-ravdess-long" "${all[@]}" --temperature 1 \
+        --affect lexicon -o "$out/loco-ravdess-seeds3.cal.onnx" --report "$out/calibration-loco-ravdess-seeds3.json"
 }
 for part in "${parts[@]}"; do
     case $part in

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,17 +11,12 @@ import pytest
 
 from export.embedding import run_graph
 from realtime.model import EMBEDDING_OUTPUT, METADATA_KEY, OUTPUT_NAME, load_model
+from tests.scripts_loader import load_script
 from tests.tiny_model import TINY_LABELS, make_tiny_model, tiny_feature_shape
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():  # scripts/ is not a package
-    spec = importlib.util.spec_from_file_location("ensemble_models", ROOT / "scripts" / "ensemble_models.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return load_script("ensemble_models")
 
 
 def _parts(tmp_path: Path, n: int) -> list[Path]:

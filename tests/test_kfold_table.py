@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.scripts_loader import load_script
 
 
 def _script():  # scripts/ is not a package
-    spec = importlib.util.spec_from_file_location("kfold_table", ROOT / "scripts" / "kfold_table.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return load_script("kfold_table")
 
 
 def _fold(run: Path, k: int, per_corpus: dict[str, tuple[float, float]]) -> None:
