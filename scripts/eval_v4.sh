@@ -16,6 +16,8 @@
 #         (V3_MODEL: v5, git show 31b6284:models/default.onnx), v6 and the two-seed joins on the held-out speakers; its
 #         twin: the three leave-ASED-out seeds joined the same way, ser-eval'd with each pair on all of ASED and
 #         calibrated on its RAVDESS validation actors (the uncertain share on a language it never heard);
+#   ship-seeds-mics  v6 (seeds3.cal) against the model it replaces (V3_MODEL) on the held-out speakers through what
+#         amateur microphones and rooms add: reverberation, noise at 20 and 10 dB SNR, and as one live session.
 #   loco-ravdess-seeds  v6's leave-RAVDESS-out twin: loco-ravdess-long and its seeds 43, 44 (train_v4.sh
 #         loco-ravdess-long-s43 loco-ravdess-long-s44) joined, ser-eval'd with each seed on all 20 RAVDESS actors,
 #         and calibrated on its validation speakers (the uncertain share on RAVDESS, which it never heard).
@@ -114,7 +116,12 @@ for part in "${parts[@]}"; do
         ship-long) ship ship-long ens-long -long ;;
         ship-seeds) ship_seeds ;;
         loco-ravdess-seeds) loco_ravdess_seeds ;;
+        ship-seeds-mics)
+            ser-eval "$v3" "$out/seeds3.cal.onnx" --data ased="$data/ased" --run "$out/ship-long" \
+                --conditions clean,reverb,noise20,noise10,session --out "$out/eval-ased-mics" -q
+            ser-eval "$v3" "$out/seeds3.cal.onnx" --data ravdess="$data/ravdess" --speakers ravdess:08,ravdess:16 \
+                --conditions clean,reverb,noise20,noise10,session --out "$out/eval-ravdess-mics" -q ;;
         *) echo "unknown part $part (loco loco-long loco-long-s43 loco-long-s44 loco-ravdess-long ship ship-long" \
-                "ship-seeds loco-ravdess-seeds)"; exit 2 ;;
+                "ship-seeds ship-seeds-mics loco-ravdess-seeds)"; exit 2 ;;
     esac
 done
