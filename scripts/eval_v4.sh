@@ -18,6 +18,9 @@
 #         calibrated on its RAVDESS validation actors (the uncertain share on a language it never heard);
 #   ship-seeds-mics  v6 (seeds3.cal) against the model it replaces (V3_MODEL) on the held-out speakers through what
 #         amateur microphones and rooms add: reverberation, noise at 20 and 10 dB SNR, and as one live session.
+#   kfold-seeds  the K-fold figure of a join: for each fold that kfold-all-long and kfold-all-long-s43 both finished,
+#         export the two fold models, join them, and ser-eval both and the join on that fold's RAVDESS and ASED test
+#         speakers (eval-kfold-seeds/foldK-CORPUS).
 #   loco-ravdess-seeds  v6's leave-RAVDESS-out twin: loco-ravdess-long and its seeds 43, 44 (train_v4.sh
 #         loco-ravdess-long-s43 loco-ravdess-long-s44) joined, ser-eval'd with each seed on all 20 RAVDESS actors,
 #         and calibrated on its validation speakers (the uncertain share on RAVDESS, which it never heard).
@@ -95,6 +98,21 @@ ship_seeds() {
     ser-calibrate "$out/loco-seeds3.onnx" --run "$out/loco-ased-long" "${all[@]}" --temperature 1 --affect lexicon \
         -o "$out/loco-seeds3.cal.onnx" --report "$out/calibration-loco-seeds3.json"
 }
+kfold_seeds() {
+    local k a b corpus
+    for k in 1 2 3 4; do
+        a=kfold-all-long/fold$k b=kfold-all-long-s43/fold$k
+        [ -f "$out/$a/metrics.json" ] && [ -f "$out/$b/metrics.json" ] || continue
+        # distinct names: ser-eval labels each model by its file name
+        [ -f "$out/kfold-s42-fold$k.onnx" ] || ser-export "$out/$a" -o "$out/kfold-s42-fold$k.onnx"
+        [ -f "$out/kfold-s43-fold$k.onnx" ] || ser-export "$out/$b" -o "$out/kfold-s43-fold$k.onnx"
+        python scripts/ensemble_models.py "$out"/kfold-s4{2,3}-fold$k.onnx -o "$out/kfold-seeds-fold$k.onnx"
+        for corpus in ravdess ased; do
+            ser-eval "$out"/kfold-s4{2,3}-fold$k.onnx "$out/kfold-seeds-fold$k.onnx" --data "$corpus=$data/$corpus" \
+                --run "$out/$a" --conditions clean --out "$out/eval-kfold-seeds/fold$k-$corpus" -q
+        done
+    done
+}
 loco_ravdess_seeds() {
     local s
     for s in loco-ravdess-long loco-ravdess-long-s43 loco-ravdess-long-s44; do exported $s; done
@@ -116,12 +134,13 @@ for part in "${parts[@]}"; do
         ship-long) ship ship-long ens-long -long ;;
         ship-seeds) ship_seeds ;;
         loco-ravdess-seeds) loco_ravdess_seeds ;;
+        kfold-seeds) kfold_seeds ;;
         ship-seeds-mics)
             ser-eval "$v3" "$out/seeds3.cal.onnx" --data ased="$data/ased" --run "$out/ship-long" \
                 --conditions clean,reverb,noise20,noise10,session --out "$out/eval-ased-mics" -q
             ser-eval "$v3" "$out/seeds3.cal.onnx" --data ravdess="$data/ravdess" --speakers ravdess:08,ravdess:16 \
                 --conditions clean,reverb,noise20,noise10,session --out "$out/eval-ravdess-mics" -q ;;
         *) echo "unknown part $part (loco loco-long loco-long-s43 loco-long-s44 loco-ravdess-long ship ship-long" \
-                "ship-seeds ship-seeds-mics loco-ravdess-seeds)"; exit 2 ;;
+                "ship-seeds ship-seeds-mics kfold-seeds loco-ravdess-seeds)"; exit 2 ;;
     esac
 done

@@ -893,7 +893,9 @@ def _fold_in_child(args: argparse.Namespace, fold: int, out: Path) -> dict[str, 
     import subprocess
     import threading
 
-    cmd = [sys.executable, "-m", "train.cli", *args.argv, "--fold", str(fold)]
+    # -c rather than -m train.cli: the child's loggers keep their names (train.cli, not __main__)
+    cmd = [sys.executable, "-c", "import sys; from train.cli import main; sys.exit(main(sys.argv[1:]))",
+           *args.argv, "--fold", str(fold)]
     logger.info("fold %d in a process of its own: %s", fold, " ".join(cmd))
     child = subprocess.Popen(cmd, env=os.environ | {PARENT_ENV: str(os.getpid())}, start_new_session=True)
     presses = 0
