@@ -40,3 +40,25 @@ def test_a_folder_without_folds_is_a_one_line_error(tmp_path: Path, capsys: pyte
     assert _script().main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no foldN/metrics.json" in err and len(err.strip().splitlines()) == 1
+
+
+def _eval(path: Path, uars: dict[str, float]) -> None:
+    path.mkdir(parents=True)
+    models = {name: {"conditions": {"clean": {"uar": u}}} for name, u in uars.items()}
+    (path / "eval.json").write_text(json.dumps({"models": models}))
+
+
+def test_join_table_compares_the_kinds_on_the_folds_all_of_them_have(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    join_table = load_script("kfold_join_table")
+    _eval(tmp_path / "fold1-ravdess", {"s42-fold1": 0.50, "s43-fold1": 0.60, "join-fold1": 0.70})
+    _eval(tmp_path / "fold2-ravdess", {"s42-fold2": 0.40, "s43-fold2": 0.50, "join-fold2": 0.50})
+    _eval(tmp_path / "fold3-ravdess", {"s42-fold3": 0.90})  # the others have no fold 3: not in anyone's mean
+    table = join_table.collect(tmp_path)
+    assert table["ravdess"]["join"] == {1: 70.0, 2: 50.0}
+    assert join_table.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| ravdess | join | 70.0 / 50.0 (folds 1, 2) | 60.0 ± 14.1 |" in out
+    assert "| ravdess | s42 | 50.0 / 40.0 (folds 1, 2) | 45.0 ± 7.1 |" in out
+    with pytest.raises(SystemExit):
+        join_table.main([str(tmp_path / "empty")])
