@@ -29,7 +29,6 @@ from export.fold import fold_batchnorm
 from realtime.fileio import atomic_write, file_sha256
 from realtime.model import EMBEDDING_KEY, EMBEDDING_OUTPUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
 
-PREFIX_B = "b__"  # the second part's prefix (the third gets "c__", ...); the first part keeps its names
 CHECK_ROWS = 16
 TOLERANCE = 1e-5
 WEIGHT_SUM_TOLERANCE = 1e-6
