@@ -44,7 +44,7 @@ def render(table: dict[str, dict[str, dict[int, float]]]) -> str:
         for kind, per_fold in sorted(kinds.items()):
             values = np.array([per_fold[k] for k in folds])
             listed = " / ".join(f"{per_fold[k]:.1f}" for k in folds)
-            sd = f"{values.std(ddof=1):.1f}" if len(values) > 1 else "–"
+            sd = f"{values.std():.1f}" if len(values) > 1 else "–"  # over the folds, as ser-train's cv_metrics
             lines.append(f"| {corpus} | {kind} | {listed} (folds {', '.join(map(str, folds))}) | "
                          f"{values.mean():.1f} ± {sd} |")
     return "\n".join(lines)

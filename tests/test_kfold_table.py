@@ -58,7 +58,7 @@ def test_join_table_compares_the_kinds_on_the_folds_all_of_them_have(tmp_path: P
     assert table["ravdess"]["join"] == {1: 70.0, 2: 50.0}
     assert join_table.main([str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| ravdess | join | 70.0 / 50.0 (folds 1, 2) | 60.0 ± 14.1 |" in out
-    assert "| ravdess | s42 | 50.0 / 40.0 (folds 1, 2) | 45.0 ± 7.1 |" in out
+    assert "| ravdess | join | 70.0 / 50.0 (folds 1, 2) | 60.0 ± 10.0 |" in out
+    assert "| ravdess | s42 | 50.0 / 40.0 (folds 1, 2) | 45.0 ± 5.0 |" in out
     with pytest.raises(SystemExit):
         join_table.main([str(tmp_path / "empty")])
