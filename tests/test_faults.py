@@ -27,6 +27,7 @@ from realtime.faces.cli import main as live_main
 from realtime.model import load_model
 from realtime.sources.audio import MAX_ABS_SAMPLE, read_audio, sanitize_block
 from tests.audio_fixtures import voiced_tone
+from tests.processes import children, wait_gone
 from tests.tiny_model import TINY_LABELS, make_tiny_model
 
 USER_ERROR_EXIT = 2
@@ -409,26 +410,6 @@ def test_more_workers_than_cpus_are_capped(
 # ------------------------------------------------------------------------------------------ 2. processes
 
 
-def _children(pid: int) -> set[int]:
-    out = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.add(int(stat.parent.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc (Linux)")
 @pytest.mark.parametrize("how", ["sigkill", "two-sigterms"])
 def test_workers_die_with_the_driver(model: Path, voice: np.ndarray, tmp_path: Path, how: str) -> None:
@@ -451,7 +432,7 @@ def test_workers_die_with_the_driver(model: Path, voice: np.ndarray, tmp_path: P
         workers: set[int] = set()
         journal = tmp_path / "out" / ".ser-batch" / "journal.jsonl"
         while time.monotonic() < deadline:  # both workers up and at least one file done
-            workers = _children(driver.pid)
+            workers = children(driver.pid)
             if len(workers) >= 2 and journal.exists() and journal.read_text().count("\n") >= 2:
                 break
             time.sleep(0.1)
@@ -463,15 +444,12 @@ def test_workers_die_with_the_driver(model: Path, voice: np.ndarray, tmp_path: P
             time.sleep(0.2)
             driver.send_signal(signal.SIGTERM)  # the second one leaves at once (os._exit)
         driver.wait(timeout=30)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_alive(p) for p in workers):
-            time.sleep(0.1)
-        assert not [p for p in workers if _alive(p)], "worker processes outlived the driver"
+        assert not wait_gone(workers, timeout_s=10), "worker processes outlived the driver"
         assert "Traceback" not in driver.stderr.read().decode()  # type: ignore[union-attr]
     finally:
         if driver.poll() is None:
             driver.kill()
-        for p in _children(driver.pid):
+        for p in children(driver.pid):
             with contextlib.suppress(OSError):
                 os.kill(p, signal.SIGKILL)
 

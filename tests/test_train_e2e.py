@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.audio_fixtures import write_ravdess_tree
+from tests.processes import children, wait_gone
 
 pytestmark = pytest.mark.slow
 
@@ -570,38 +571,6 @@ def _wait_for(path: Path, process: Any, timeout_s: float = 120.0) -> None:
         time.sleep(0.1)
 
 
-def _fold_pids(parent_pid: int) -> list[int]:
-    """The fold processes of a ser-train run (its children)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # a process that ended while we looked
-        if int(fields[1]) == parent_pid:  # fields after the name: state, ppid, ...
-            found.append(int(stat.parent.name))
-    return found
-
-
-def _gone(pid: int, timeout_s: float = 10.0) -> bool:
-    import os
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        except FileNotFoundError:
-            return True
-        if state == "Z":  # ended, not yet reaped by its (killed) parent's init
-            return True
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_each_fold_runs_in_a_process_of_its_own_and_ctrl_c_stops_the_run_after_that_fold(
         corpus: dict[str, Any], tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to ser-train) is passed on to the fold's process once: the fold stops after its epoch, is
@@ -613,7 +582,7 @@ def test_each_fold_runs_in_a_process_of_its_own_and_ctrl_c_stops_the_run_after_t
     run = subprocess.Popen(_folds_command(corpus, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(out / "fold1" / "checkpoint.keras", run)  # fold 1 is training
-        (child,) = _fold_pids(run.pid)
+        (child,) = children(run.pid)
         assert child != run.pid
         run.send_signal(signal.SIGINT)
         stdout, stderr = run.communicate(timeout=120)
@@ -627,7 +596,7 @@ def test_each_fold_runs_in_a_process_of_its_own_and_ctrl_c_stops_the_run_after_t
     summary = load(out / "cv_metrics.json")
     assert summary["folds"] == 1 and summary["folds_planned"] == 2
     assert "1-fold speaker CV (of 2 planned)" in stdout
-    assert _gone(child)
+    assert not wait_gone([child])
 
 
 def test_a_fold_process_leaves_when_its_run_is_killed(corpus: dict[str, Any], tmp_path: Path) -> None:
@@ -638,10 +607,10 @@ def test_a_fold_process_leaves_when_its_run_is_killed(corpus: dict[str, Any], tm
     run = subprocess.Popen(_folds_command(corpus, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(out / "fold1" / "checkpoint.keras", run)
-        (child,) = _fold_pids(run.pid)
+        (child,) = children(run.pid)
         run.send_signal(signal.SIGKILL)  # nothing can be passed on: the fold process must notice by itself
         run.wait(timeout=30)
-        assert _gone(child), "the fold process outlived its run"
+        assert not wait_gone([child]), "the fold process outlived its run"
     finally:
         run.kill()
 
