@@ -26,7 +26,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from export.embedding import find_classifier, run_graph
 from export.fold import fold_batchnorm
-from realtime.fileio import atomic_write, file_sha256
+from realtime.errors import UserError
+from realtime.fileio import atomic_write, check_outputs, file_sha256
 from realtime.model import EMBEDDING_KEY, EMBEDDING_OUTPUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
 
 CHECK_ROWS = 16
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: equal)")
     p.add_argument("--weight-a", type=float, default=None, help="two parts: the first one's weight")
     p.add_argument("--int8", type=Path, default=None, help="also write a dynamically quantised copy here")
+    p.add_argument("--overwrite", action="store_true", help="replace -o/--int8 if they exist")
     args = p.parse_args(argv)
     from realtime.model import load_model
 
@@ -184,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.resolve() in {path.resolve() for path in args.parts} or (
             args.int8 is not None and args.int8.resolve() in {path.resolve() for path in args.parts}):
         p.error("an output would overwrite one of the parts: choose another -o/--int8")
+    outputs = {"-o": args.out} | ({"--int8": args.int8} if args.int8 is not None else {})
+    try:
+        check_outputs(outputs, overwrite=args.overwrite)
+    except UserError as err:
+        p.error(str(err))
     weights = parse_weights(args.weights, args.weight_a, len(args.parts))
     model, meta = join(args.parts, weights)
     fold_batchnorm(model)  # parts exported before export/fold.py existed; a no-op on folded parts

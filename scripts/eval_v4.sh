@@ -21,6 +21,10 @@
 #   kfold-seeds  the K-fold figure of a join: for each fold that kfold-all-long and kfold-all-long-s43 both finished,
 #         export the two fold models, join them, and ser-eval both and the join on that fold's RAVDESS and ASED test
 #         speakers (eval-kfold-seeds/foldK-CORPUS).
+#   kfold-seeds3  the K-fold figure of v6's own kind, a join of three seeds: for each fold that kfold-all-long and
+#         its seeds 43 and 44 (train_v4.sh kfold-all-long-s43 kfold-all-long-s44) all finished, join the three fold
+#         models and ser-eval each seed, the two-seed join and the three-seed join on that fold's RAVDESS and ASED
+#         test speakers (eval-kfold-seeds3/foldK-CORPUS; table: scripts/kfold_join_table.py).
 #   loco-ravdess-seeds  v6's leave-RAVDESS-out twin: loco-ravdess-long and its seeds 43, 44 (train_v4.sh
 #         loco-ravdess-long-s43 loco-ravdess-long-s44) joined, ser-eval'd with each seed on all 20 RAVDESS actors,
 #         and calibrated on its validation speakers (the uncertain share on RAVDESS, which it never heard).
@@ -39,7 +43,7 @@ all=(--data ravdess="$data/ravdess" --data tess="$data/tess" --data ased="$data/
 loco() {
     local run=$1 name=$2
     ser-export "$out/$run" -o "$out/$run.onnx"
-    python scripts/ensemble_models.py "$v2" "$out/$run.onnx" -o "$out/$name-ens.onnx"
+    python scripts/ensemble_models.py --overwrite "$v2" "$out/$run.onnx" -o "$out/$name-ens.onnx"
     ser-eval "$v2" "$out/$run.onnx" "$out/$name-ens.onnx" --data ased="$data/ased" \
         --conditions clean,gain+20,shift --out "$out/eval-$name" -q
     # the uncertain state where it matters: calibrated as v4 is (each corpus of the run's validation speakers;
@@ -61,7 +65,7 @@ ship() {
     ser-export "$out/$run" -o "$out/$run.onnx" --quantize int8
     ser-calibrate "$out/$run.onnx" --run "$out/$run" "${all[@]}" -o "$out/$run.cal.onnx" --temperature 1 \
         --affect lexicon --report "$out/calibration-$run.json"
-    python scripts/ensemble_models.py "$v2" "$out/$run.cal.onnx" -o "$out/$ens.onnx" --int8 "$out/$ens.int8.onnx"
+    python scripts/ensemble_models.py --overwrite "$v2" "$out/$run.cal.onnx" -o "$out/$ens.onnx" --int8 "$out/$ens.int8.onnx"
     ser-calibrate "$out/$ens.onnx" --run "$out/$run" "${all[@]}" -o "$out/$ens.cal.onnx" --temperature 1 \
         --affect lexicon --apply-to "$out/$ens.int8.onnx" --report "$out/calibration-$ens.json"
     local conditions=clean,gain-20,gain+20,shift,telephone
@@ -78,21 +82,21 @@ ship_seeds() {
     for s in ship-long ship-long-s43 ship-long-s44 loco-ased-long loco-ased-long-s43 loco-ased-long-s44; do
         exported $s
     done
-    python scripts/ensemble_models.py "$out"/ship-long{,-s43,-s44}.onnx -o "$out/seeds3.onnx" --int8 "$out/seeds3.int8.onnx"
+    python scripts/ensemble_models.py --overwrite "$out"/ship-long{,-s43,-s44}.onnx -o "$out/seeds3.onnx" --int8 "$out/seeds3.int8.onnx"
     ser-calibrate "$out/seeds3.onnx" --run "$out/ship-long" "${all[@]}" -o "$out/seeds3.cal.onnx" --temperature 1 \
         --affect lexicon --apply-to "$out/seeds3.int8.onnx" --report "$out/calibration-seeds3.json"
-    python scripts/ensemble_models.py "$out"/ship-long{,-s43}.onnx -o "$out/seeds-42-43.onnx"
-    python scripts/ensemble_models.py "$out"/ship-long{,-s44}.onnx -o "$out/seeds-42-44.onnx"
-    python scripts/ensemble_models.py "$out"/ship-long-s4{3,4}.onnx -o "$out/seeds-43-44.onnx"
+    python scripts/ensemble_models.py --overwrite "$out"/ship-long{,-s43}.onnx -o "$out/seeds-42-43.onnx"
+    python scripts/ensemble_models.py --overwrite "$out"/ship-long{,-s44}.onnx -o "$out/seeds-42-44.onnx"
+    python scripts/ensemble_models.py --overwrite "$out"/ship-long-s4{3,4}.onnx -o "$out/seeds-43-44.onnx"
     local candidates=("$v3" "$out/seeds3.cal.onnx" "$out"/seeds-4{2-43,2-44,3-44}.onnx)
     ser-eval "${candidates[@]}" --data ased="$data/ased" --run "$out/ship-long" --conditions "$conditions" \
         --out "$out/eval-ased-seeds" -q
     ser-eval "${candidates[@]}" --data ravdess="$data/ravdess" --speakers ravdess:08,ravdess:16 \
         --conditions "$conditions" --out "$out/eval-ravdess-seeds" -q
-    python scripts/ensemble_models.py "$out"/loco-ased-long{,-s43,-s44}.onnx -o "$out/loco-seeds3.onnx"
-    python scripts/ensemble_models.py "$out"/loco-ased-long{,-s43}.onnx -o "$out/loco-seeds-42-43.onnx"
-    python scripts/ensemble_models.py "$out"/loco-ased-long{,-s44}.onnx -o "$out/loco-seeds-42-44.onnx"
-    python scripts/ensemble_models.py "$out"/loco-ased-long-s4{3,4}.onnx -o "$out/loco-seeds-43-44.onnx"
+    python scripts/ensemble_models.py --overwrite "$out"/loco-ased-long{,-s43,-s44}.onnx -o "$out/loco-seeds3.onnx"
+    python scripts/ensemble_models.py --overwrite "$out"/loco-ased-long{,-s43}.onnx -o "$out/loco-seeds-42-43.onnx"
+    python scripts/ensemble_models.py --overwrite "$out"/loco-ased-long{,-s44}.onnx -o "$out/loco-seeds-42-44.onnx"
+    python scripts/ensemble_models.py --overwrite "$out"/loco-ased-long-s4{3,4}.onnx -o "$out/loco-seeds-43-44.onnx"
     ser-eval "$out/loco-seeds3.onnx" "$out"/loco-seeds-4{2-43,2-44,3-44}.onnx --data ased="$data/ased" \
         --conditions clean,gain+20,shift --out "$out/eval-loco-seeds" -q
     ser-calibrate "$out/loco-seeds3.onnx" --run "$out/loco-ased-long" "${all[@]}" --temperature 1 --affect lexicon \
@@ -106,17 +110,39 @@ kfold_seeds() {
         # distinct names: ser-eval labels each model by its file name
         [ -f "$out/kfold-s42-fold$k.onnx" ] || ser-export "$out/$a" -o "$out/kfold-s42-fold$k.onnx"
         [ -f "$out/kfold-s43-fold$k.onnx" ] || ser-export "$out/$b" -o "$out/kfold-s43-fold$k.onnx"
-        python scripts/ensemble_models.py "$out"/kfold-s4{2,3}-fold$k.onnx -o "$out/kfold-seeds-fold$k.onnx"
+        python scripts/ensemble_models.py --overwrite "$out"/kfold-s4{2,3}-fold$k.onnx -o "$out/kfold-seeds-fold$k.onnx"
         for corpus in ravdess ased; do
             ser-eval "$out"/kfold-s4{2,3}-fold$k.onnx "$out/kfold-seeds-fold$k.onnx" --data "$corpus=$data/$corpus" \
                 --run "$out/$a" --conditions clean --out "$out/eval-kfold-seeds/fold$k-$corpus" -q
         done
     done
 }
+kfold_seeds3() {
+    local k corpus s
+    for k in 1 2 3 4; do
+        for s in kfold-all-long kfold-all-long-s43 kfold-all-long-s44; do
+            [ -f "$out/$s/fold$k/metrics.json" ] || continue 2
+        done
+        [ -f "$out/eval-kfold-seeds3/fold$k-ased/eval.json" ] && continue  # scored by an earlier call
+        [ -f "$out/kfold-s42-fold$k.onnx" ] || ser-export "$out/kfold-all-long/fold$k" -o "$out/kfold-s42-fold$k.onnx"
+        for s in 43 44; do
+            [ -f "$out/kfold-s$s-fold$k.onnx" ] || ser-export "$out/kfold-all-long-s$s/fold$k" -o "$out/kfold-s$s-fold$k.onnx"
+        done
+        [ -f "$out/kfold-seeds-fold$k.onnx" ] || \
+            python scripts/ensemble_models.py --overwrite "$out"/kfold-s4{2,3}-fold$k.onnx -o "$out/kfold-seeds-fold$k.onnx"
+        [ -f "$out/kfold-seeds3-fold$k.onnx" ] || \
+            python scripts/ensemble_models.py --overwrite "$out"/kfold-s4{2,3,4}-fold$k.onnx -o "$out/kfold-seeds3-fold$k.onnx"
+        for corpus in ravdess ased; do
+            ser-eval "$out"/kfold-s4{2,3,4}-fold$k.onnx "$out"/kfold-seeds{,3}-fold$k.onnx \
+                --data "$corpus=$data/$corpus" --run "$out/kfold-all-long/fold$k" --conditions clean \
+                --out "$out/eval-kfold-seeds3/fold$k-$corpus" -q
+        done
+    done
+}
 loco_ravdess_seeds() {
     local s
     for s in loco-ravdess-long loco-ravdess-long-s43 loco-ravdess-long-s44; do exported $s; done
-    python scripts/ensemble_models.py "$out"/loco-ravdess-long{,-s43,-s44}.onnx -o "$out/loco-ravdess-seeds3.onnx"
+    python scripts/ensemble_models.py --overwrite "$out"/loco-ravdess-long{,-s43,-s44}.onnx -o "$out/loco-ravdess-seeds3.onnx"
     ser-eval "$out/loco-ravdess-seeds3.onnx" "$out"/loco-ravdess-long{,-s43,-s44}.onnx --data ravdess="$data/ravdess" \
         --conditions clean,gain+20,shift --out "$out/eval-loco-ravdess-seeds" -q
     # the uncertain state on the corpus it never heard: calibrated on the run's validation speakers (ASED, TESS)
@@ -135,12 +161,13 @@ for part in "${parts[@]}"; do
         ship-seeds) ship_seeds ;;
         loco-ravdess-seeds) loco_ravdess_seeds ;;
         kfold-seeds) kfold_seeds ;;
+        kfold-seeds3) kfold_seeds3 ;;
         ship-seeds-mics)
             ser-eval "$v3" "$out/seeds3.cal.onnx" --data ased="$data/ased" --run "$out/ship-long" \
                 --conditions clean,reverb,noise20,noise10,session --out "$out/eval-ased-mics" -q
             ser-eval "$v3" "$out/seeds3.cal.onnx" --data ravdess="$data/ravdess" --speakers ravdess:08,ravdess:16 \
                 --conditions clean,reverb,noise20,noise10,session --out "$out/eval-ravdess-mics" -q ;;
         *) echo "unknown part $part (loco loco-long loco-long-s43 loco-long-s44 loco-ravdess-long ship ship-long" \
-                "ship-seeds ship-seeds-mics kfold-seeds loco-ravdess-seeds)"; exit 2 ;;
+                "ship-seeds ship-seeds-mics kfold-seeds kfold-seeds3 loco-ravdess-seeds)"; exit 2 ;;
     esac
 done

@@ -22,7 +22,7 @@ if [ ! -f "$out/loco-ased-ship/model.keras" ]; then
         --split corpus --test-corpus ased --epochs 12 --patience 4 --out "$out/loco-ased-ship"
 fi
 ser-export "$out/loco-ased-ship" -o "$out/loco-ased-ship.onnx"
-python scripts/ensemble_models.py "$v2" "$out/loco-ased-ship.onnx" -o "$out/loco-ased-ens.onnx"
+python scripts/ensemble_models.py --overwrite "$v2" "$out/loco-ased-ship.onnx" -o "$out/loco-ased-ens.onnx"
 ser-eval "$v2" "$out/loco-ased-ship.onnx" "$out/loco-ased-ens.onnx" --data ased="$data/ased" \
     --conditions clean,gain+20,shift --out "$out/eval-loco-ased" -q
 if [ ! -f "$out/loco-ravdess-ship/model.keras" ]; then

@@ -100,6 +100,19 @@ def test_an_output_that_is_a_part_is_refused(tmp_path: Path, capsys: pytest.Capt
     assert parts[1].read_bytes() == before
 
 
+def test_an_existing_output_is_kept_unless_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parts = _parts(tmp_path, 2)
+    out = tmp_path / "joined.onnx"
+    out.write_bytes(b"keep me")
+    with pytest.raises(SystemExit) as exit_info:
+        _script().main([*map(str, parts), "-o", str(out)])
+    assert exit_info.value.code == 2
+    assert "-o " + str(out) + " exists: pass --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == b"keep me"
+    assert _script().main([*map(str, parts), "-o", str(out), "--overwrite"]) == 0
+    assert load_model(out).labels == TINY_LABELS
+
+
 def test_each_part_keeps_its_own_test_figure_in_the_metadata(tmp_path: Path) -> None:
     """The joined file has no test of its own; each part's (ser-train's own test, its split) travels with it."""
     a = make_tiny_model(tmp_path / "a.onnx", embedding=True,
