@@ -242,3 +242,31 @@ def test_curves_plot_the_class_accuracy_of_a_model_with_an_affect_head(tmp_path:
         warnings.simplefilter("error")  # matplotlib warns "No artists with labels" for an empty panel
         plot_curves(history, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_gradient_reversal_passes_values_and_reverses_the_gradient() -> None:
+    import tensorflow as tf
+
+    layer = models.GradientReversal(0.3)
+    x = tf.constant(np.linspace(-2.0, 2.0, 12, dtype=np.float32).reshape(3, 4))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        loss = tf.reduce_sum(y * tf.constant(np.arange(12, dtype=np.float32).reshape(3, 4)))
+    np.testing.assert_allclose(y.numpy(), x.numpy(), atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(loss, x).numpy(), -0.3 * np.arange(12).reshape(3, 4), atol=1e-6)
+    assert models.GradientReversal.from_config(layer.get_config()).scale == pytest.approx(0.3)
+
+
+def test_an_adversary_branches_from_the_embedding_and_leaves_the_model_as_it_was() -> None:
+    net = models.build_model("logmel_cnn", (197, 64), 7, seed=1)
+    trainer = models.with_adversary(net, 5, 0.2, seed=1)
+    assert models.has_adversary(trainer) and not models.has_adversary(net)
+    assert trainer.get_layer("gradient_reversal").input is net.layers[-1].input  # the classifier's input
+    models.compile_model(trainer)
+    x = np.random.default_rng(0).normal(size=(4, 197, 64)).astype(np.float32)
+    out = trainer.predict(x, verbose=0)
+    assert out[models.ADVERSARY_OUTPUT].shape == (4, 5)
+    np.testing.assert_allclose(out[models.PROBS_OUTPUT], net.predict(x, verbose=0), atol=1e-6)  # shared layers
+    with pytest.raises(UserError, match="at least two domains"):
+        models.with_adversary(net, 1, 0.2, seed=1)

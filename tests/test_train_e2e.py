@@ -193,6 +193,13 @@ def test_help_defaults_match_the_training_defaults() -> None:
     assert {k: actual[k] for k in HYPER_HELP_DEFAULTS} == HYPER_HELP_DEFAULTS
 
 
+def test_adversary_defaults_in_the_cli_are_the_models_own() -> None:
+    from train import cli, models
+
+    assert cli.ADVERSARY_BY == models.ADVERSARY_BY
+    assert cli.DEFAULT_ADVERSARY_SCALE == models.DEFAULT_ADVERSARY_SCALE
+
+
 def test_export_and_replay_close_the_loop(first: dict[str, Any], corpus: dict[str, Any], tmp_path: Path) -> None:
     """The trained run exported to ONNX runs in ser-live, and the live path gives the Keras model's answer."""
     import keras
@@ -397,6 +404,58 @@ def test_affect_head_run_exports_two_outputs_and_live_equals_keras(corpus: dict[
     np.testing.assert_allclose([[w.raw_arousal, w.raw_valence] for w in live.windows], keras_out["affect"], atol=1e-3)
     np.testing.assert_allclose([live.arousal, live.valence], keras_out["affect"].mean(axis=0), atol=1e-3)
     np.testing.assert_allclose([live.probs[label] for label in LABELS], keras_out["probs"].mean(axis=0), atol=1e-3)
+
+
+def test_a_speaker_adversarial_run_trains_records_it_and_exports_the_plain_model(corpus: dict[str, Any],
+                                                                                 tmp_path: Path) -> None:
+    """--adversary speaker: training batches carry each window's speaker, validation ones carry none (weight 0);
+    the saved model and its export have the class output only; config and metrics say what was applied."""
+    import contextlib
+    import io
+
+    import keras
+
+    from export.onnx_export import export_model
+    from train.cli import Batches, main
+
+    out = tmp_path / "run"
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["--data", f"ravdess={corpus['root']}", "--cache", str(corpus["cache"]), "--out", str(out),
+                     "--split", "speaker", "--adversary", "speaker", "--adversary-scale", "0.5", *LOGMEL_ARGS])
+    assert code == 0
+    config, metrics = load(out / "config.json"), load(out / "metrics.json")
+    assert config["adversary"]["by"] == "speaker" and config["adversary"]["scale"] == 0.5
+    # one domain per training speaker: none of the validation or test speakers
+    assert config["adversary"]["domains"] == sorted(metrics["counts"]["train"]["speaker"])
+    assert len(config["adversary"]["domains"]) >= 2
+    assert not set(config["adversary"]["domains"]) & set(metrics["test_speakers"])
+    figures = metrics["adversary"]
+    assert figures["domains"] == len(config["adversary"]["domains"])
+    assert len(figures["train_domain_accuracy_by_epoch"]) == 1
+    saved = keras.saving.load_model(out / "model.keras")
+    assert len(saved.outputs) == 1 and "gradient_reversal" not in [layer.name for layer in saved.layers]
+    assert export_model(out, tmp_path / "m.onnx").parity.passed
+
+    x = np.ones((6, 4), np.float32)
+    y = np.array([0, 1, 2, 0, 1, 2])
+    speaker = np.array([1, 1, 0, 0, 2, 2])
+    w = np.full(6, 2.0, np.float32)
+    _, targets, weights = Batches(x, y, w, 3, 6, lambda a: a, seed=1, domains=(speaker, 3))[0]
+    np.testing.assert_array_equal(targets["domain"].argmax(axis=1), speaker)
+    np.testing.assert_array_equal(weights["domain"], w)
+    _, targets, weights = Batches(x, y, None, 3, 6, lambda a: a, seed=1, shuffle=False, domains=(None, 3))[0]
+    assert not weights["domain"].any() and weights["probs"].all()
+
+
+def test_adversary_and_affect_head_are_refused_together(corpus: dict[str, Any], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from train.cli import main
+
+    code = main(["--data", f"ravdess={corpus['root']}", "--out", str(tmp_path / "x"), "--adversary", "corpus",
+                 "--affect-weight", "0.5", "-q"])
+    err = capsys.readouterr().err
+    assert code != 0 and "--adversary and --affect-weight cannot be combined" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
 
 
 def test_affect_weight_must_not_be_negative(corpus: dict[str, Any], tmp_path: Path,

@@ -52,6 +52,8 @@ INPUT_NORM_CHOICES = ("auto", *MODES)
 DEFAULT_INPUT_NORM = "auto"
 DEFAULT_SESSION_RESTART = 0.0
 DEFAULT_AFFECT_WEIGHT = 0.0  # train.models.DEFAULT_AFFECT_WEIGHT (not imported: it loads Keras)
+ADVERSARY_BY = ("corpus", "speaker")  # train.models.ADVERSARY_BY
+DEFAULT_ADVERSARY_SCALE = 0.1  # train.models.DEFAULT_ADVERSARY_SCALE
 SPLIT_CHOICES = ("random", "speaker", "corpus")
 PARITY_ROWS = 256  # validation windows saved for ser-export's parity check
 RECIPE_CHOICES = ("seed180", "seed162", "logmel_cnn", "logmel_cnn2d")
@@ -188,6 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--affect-weight", type=float, default=DEFAULT_AFFECT_WEIGHT,
         help="add an arousal/valence output trained with the classes (multi-task; targets: the NRC VAD lexicon "
         "coordinates of each clip's label, so every corpus teaches it), its loss weighted so; 0 = no such head",
+    )
+    t.add_argument(
+        "--adversary", choices=("none", *ADVERSARY_BY), default="none",
+        help="train with a branch that guesses each window's corpus or speaker through a gradient reversal layer, "
+        "pushing the embedding to stop encoding who and where (training only: the exported model is unchanged in "
+        "shape) (default: none)",
+    )
+    t.add_argument(
+        "--adversary-scale", type=float, default=DEFAULT_ADVERSARY_SCALE, metavar="LAMBDA",
+        help=f"with --adversary: the reversed gradient's scale (default: {DEFAULT_ADVERSARY_SCALE})",
     )
     t.add_argument(
         "--time-budget", type=float, default=0.0, metavar="MINUTES",
@@ -419,6 +431,15 @@ def train_one(
     targets = affect_targets(labels) if args.affect_weight > 0 else None
     if targets is not None:
         model = models.with_affect_head(model, seed=args.seed)
+    net = model  # what is saved, evaluated and exported; an adversarial branch is for training only
+    domains, domain_names = None, []
+    if args.adversary != "none":
+        of = [getattr(train_recs[g], args.adversary) for g in g_tr]
+        domain_names, domain_idx = np.unique(np.asarray(of), return_inverse=True)
+        model = models.with_adversary(net, len(domain_names), args.adversary_scale, seed=args.seed)
+        domains = (domain_idx.astype(np.int64), len(domain_names))
+        logger.info("adversarial branch: %d %s domains, reversed-gradient scale %g", len(domain_names),
+                    args.adversary, args.adversary_scale)
     models.compile_model(model, hyper.learning_rate, label_smoothing=hyper.label_smoothing,
                          affect_weight=args.affect_weight)
     n_cls = len(labels)
@@ -439,9 +460,9 @@ def train_one(
     t0 = time.time()
     history = model.fit(
         Batches(x_tr, y_tr, weights, n_cls, hyper.batch_size, prep, seed=args.seed, affect=targets,
-                augment=batch_aug),
+                augment=batch_aug, domains=domains),
         validation_data=Batches(x_va, y_va, None, n_cls, hyper.batch_size, prep, seed=args.seed, shuffle=False,
-                                affect=targets),
+                                affect=targets, domains=None if domains is None else (None, domains[1])),
         epochs=hyper.epochs,
         callbacks=callbacks,
         verbose=0,
@@ -452,6 +473,8 @@ def train_one(
     if stopped is not None:
         logger.warning("training stopped after epoch %d of %d (%s); the best epoch's weights are kept", epochs_run,
                        hyper.epochs, stop.reason)
+    domain_accuracy = history.history.get(f"{models.ADVERSARY_OUTPUT}_accuracy")
+    model = net
     model.save(out / "model.keras")
     ckpt.unlink(missing_ok=True)
 
@@ -514,6 +537,11 @@ def train_one(
         "input_normalization": input_norm.mode,
         "affect": affect_figures,
         "augment": args.augment,
+        "adversary": None if domains is None else {
+            "by": args.adversary, "domains": len(domain_names), "scale": args.adversary_scale,
+            "train_domain_accuracy_by_epoch": [round(float(a), 4) for a in domain_accuracy or []],
+            "chance": round(1.0 / len(domain_names), 4),
+        },
         "epochs_run": epochs_run,
         "stopped_early": stopped,
         "train_seconds": round(train_s, 1),
@@ -529,6 +557,10 @@ def train_one(
         "session_restart": args.session_restart,
         "augment": None if augment is None else asdict(augment),
         "batch_augment": batch_aug.to_dict() if batch_aug.active else None,
+        "adversary": None if domains is None else {
+            "by": args.adversary, "scale": args.adversary_scale, "domains": [str(d) for d in domain_names],
+            "output": models.ADVERSARY_OUTPUT, "note": "training only: not in model.keras nor the export",
+        },
         "affect_head": None if targets is None else {
             "weight": args.affect_weight, "output": models.AFFECT_OUTPUT, "targets": LEXICON_CITATION,
         },
@@ -608,7 +640,7 @@ class Batches:
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         import keras
 
-        from train.models import AFFECT_OUTPUT, PROBS_OUTPUT
+        from train.models import ADVERSARY_OUTPUT, AFFECT_OUTPUT, PROBS_OUTPUT
 
         class _Batches(keras.utils.PyDataset):
             def __init__(
@@ -623,10 +655,13 @@ class Batches:
                 shuffle: bool = True,
                 affect: tuple[np.ndarray, np.ndarray] | None = None,
                 augment: BatchAugment = NO_BATCH_AUGMENT,
+                domains: tuple[np.ndarray | None, int] | None = None,
             ) -> None:
                 super().__init__()
                 self.x, self.y, self.w, self.n_cls, self.bs, self.prep = x, y, w, n_cls, batch_size, prep
                 self.shuffle, self.affect, self.augment = shuffle, affect, augment
+                # (per-window domain index, domain count); index None: no domain targets (weight 0, validation)
+                self.domains = domains
                 self.rng = np.random.default_rng(seed)
                 self.aug_rng = np.random.default_rng([seed, AUGMENT_STREAM])  # apart from the order's stream
                 self.order = self.rng.permutation(len(x)) if shuffle else np.arange(len(x))
@@ -639,6 +674,17 @@ class Batches:
                 onehot = np.eye(self.n_cls, dtype=np.float32)[self.y[idx]]
                 w = np.ones(len(idx), np.float32) if self.w is None else self.w[idx]
                 x = self.prep(self.x[idx])
+                if self.domains is not None:  # two outputs: class targets and the adversary's domain targets
+                    index, n_domains = self.domains
+                    if index is None:
+                        target, dw = np.zeros((len(idx), n_domains), np.float32), np.zeros(len(idx), np.float32)
+                    else:
+                        target, dw = np.eye(n_domains, dtype=np.float32)[index[idx]], w
+                    parts = [onehot, target, w, dw]
+                    if self.augment.active:
+                        x, parts = augment_batch(x, parts, self.augment, self.aug_rng)
+                    return x, {PROBS_OUTPUT: parts[0], ADVERSARY_OUTPUT: parts[1]}, {
+                        PROBS_OUTPUT: parts[2], ADVERSARY_OUTPUT: parts[3]}
                 if self.affect is not None:  # two outputs: class targets and arousal/valence targets
                     coords, known = self.affect
                     parts = [onehot, coords[self.y[idx]], w, w * known[self.y[idx]]]
@@ -774,6 +820,9 @@ def run(args: argparse.Namespace) -> int:
     check_number("--patience", args.patience, 1)
     check_number("--label-smoothing", args.label_smoothing, 0, 1, high_open=True)
     check_number("--affect-weight", args.affect_weight, 0)
+    check_number("--adversary-scale", args.adversary_scale, 0, low_open=True)
+    if args.adversary != "none" and args.affect_weight > 0:
+        raise UserError("--adversary and --affect-weight cannot be combined yet: train with one of them")
     if args.folds == 1 or args.folds < 0:
         raise UserError("--folds must be 0 (one split) or at least 2")
     if args.resume and not args.folds:

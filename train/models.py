@@ -35,6 +35,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -107,6 +108,14 @@ PROBS_OUTPUT = OUTPUT_NAME
 """With an affect head a model has two outputs: ``probs`` (softmax) and ``affect`` ([arousal, valence], tanh)."""
 AFFECT_UNITS = len(DIMENSIONS)
 DEFAULT_AFFECT_WEIGHT = 0.0  # weight of the affect (MSE) loss next to the class loss; 0 = no affect head
+
+# --- adversarial branch (issue 19) --------------------------------------------------------------------------------
+ADVERSARY_OUTPUT = "domain"
+"""Training only: a branch that guesses each window's corpus or speaker from the embedding through a gradient
+reversal layer, so the embedding is pushed to stop encoding it (DANN, Ganin & Lempitsky 2015). Never exported."""
+ADVERSARY_UNITS = 64
+ADVERSARY_BY: tuple[str, ...] = ("corpus", "speaker")
+DEFAULT_ADVERSARY_SCALE = 0.1  # the reversed gradient's scale (lambda); the branch's own loss has weight 1
 
 MAX_PARAMS = 1_000_000
 """Upper bound on the size of any recipe that may ship (issue 6)."""
@@ -432,6 +441,46 @@ def with_affect_head(model: keras.Model, seed: int) -> keras.Model:
     return keras.Model(model.input, {PROBS_OUTPUT: model.output, AFFECT_OUTPUT: affect}, name=model.name)
 
 
+@keras.saving.register_keras_serializable(package="ser_live")
+class GradientReversal(layers.Layer):
+    """Identity forward; the gradient flowing back is multiplied by ``-scale``.
+
+    ``stop_gradient(x * (1 + s)) - s * x`` is ``x`` in value and has gradient ``-s``: no custom gradient, so it runs
+    on any Keras backend."""
+
+    def __init__(self, scale: float = DEFAULT_ADVERSARY_SCALE, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+
+    def call(self, x: Any) -> Any:
+        return keras.ops.stop_gradient(x * (1.0 + self.scale)) - self.scale * x
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "scale": self.scale}
+
+
+def with_adversary(model: keras.Model, n_domains: int, scale: float, seed: int) -> keras.Model:
+    """A training model with a second output ``domain``: softmax over ``n_domains`` (corpora or speakers) from the
+    features that feed ``model``'s softmax layer, through :class:`GradientReversal` and Dense(64, ReLU). ``model``
+    itself (its layers are shared) is what is saved and exported."""
+    if has_affect_head(model):
+        raise UserError("--adversary and --affect-weight cannot be combined yet: train with one of them")
+    if n_domains < 2:
+        raise UserError(f"the adversarial branch needs at least two domains to tell apart, the training split has "
+                        f"{n_domains}: use --adversary speaker, or train on more corpora")
+    x = GradientReversal(scale, name="gradient_reversal")(model.layers[-1].input)
+    x = layers.Dense(ADVERSARY_UNITS, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed=int(seed)),
+                     name="domain_dense")(x)
+    domain = layers.Dense(n_domains, activation="softmax",
+                          kernel_initializer=keras.initializers.GlorotUniform(seed=int(seed) + 1),
+                          name=ADVERSARY_OUTPUT)(x)
+    return keras.Model(model.input, {PROBS_OUTPUT: model.output, ADVERSARY_OUTPUT: domain}, name=model.name)
+
+
+def has_adversary(model: keras.Model) -> bool:
+    return ADVERSARY_OUTPUT in list(model.output_names)
+
+
 def count_params(model: keras.Model) -> tuple[int, int]:
     """``(total, trainable)`` parameter counts."""
     trainable = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
@@ -450,6 +499,13 @@ def compile_model(
     ``affect_weight``; its metrics are then named ``probs_accuracy``, ``affect_loss``, ...
     """
     classes = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    if has_adversary(model):  # the branch's loss counts once; its reversed gradient is scaled in the layer
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+            loss={PROBS_OUTPUT: classes, ADVERSARY_OUTPUT: keras.losses.CategoricalCrossentropy()},
+            metrics={PROBS_OUTPUT: ["accuracy"], ADVERSARY_OUTPUT: ["accuracy"]},
+        )
+        return model
     if has_affect_head(model):
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
