@@ -25,6 +25,9 @@
 #         its seeds 43 and 44 (train_v4.sh kfold-all-long-s43 kfold-all-long-s44) all finished, join the three fold
 #         models and ser-eval each seed, the two-seed join and the three-seed join on that fold's RAVDESS and ASED
 #         test speakers (eval-kfold-seeds3/foldK-CORPUS; table: scripts/kfold_join_table.py).
+#   loco-adv  the speaker-adversarial lever: export train_v4.sh's loco-ased-adv-s42/-s43/-s44, join them, and
+#         ser-eval the join and each seed next to v6's twin (loco-seeds3, from ship-seeds) on all 65 ASED speakers,
+#         which none of them heard (eval-loco-adv).
 #   loco-ravdess-seeds  v6's leave-RAVDESS-out twin: loco-ravdess-long and its seeds 43, 44 (train_v4.sh
 #         loco-ravdess-long-s43 loco-ravdess-long-s44) joined, ser-eval'd with each seed on all 20 RAVDESS actors,
 #         and calibrated on its validation speakers (the uncertain share on RAVDESS, which it never heard).
@@ -139,6 +142,13 @@ kfold_seeds3() {
         done
     done
 }
+loco_adv() {
+    local s
+    for s in 42 43 44; do exported loco-ased-adv-s$s; done
+    python scripts/ensemble_models.py --overwrite "$out"/loco-ased-adv-s4{2,3,4}.onnx -o "$out/loco-adv3.onnx"
+    ser-eval "$out/loco-adv3.onnx" "$out"/loco-ased-adv-s4{2,3,4}.onnx "$out/loco-seeds3.onnx" \
+        --data ased="$data/ased" --conditions clean,gain+20,shift --out "$out/eval-loco-adv" -q
+}
 loco_ravdess_seeds() {
     local s
     for s in loco-ravdess-long loco-ravdess-long-s43 loco-ravdess-long-s44; do exported $s; done
@@ -162,12 +172,13 @@ for part in "${parts[@]}"; do
         loco-ravdess-seeds) loco_ravdess_seeds ;;
         kfold-seeds) kfold_seeds ;;
         kfold-seeds3) kfold_seeds3 ;;
+        loco-adv) loco_adv ;;
         ship-seeds-mics)
             ser-eval "$v3" "$out/seeds3.cal.onnx" --data ased="$data/ased" --run "$out/ship-long" \
                 --conditions clean,reverb,noise20,noise10,session --out "$out/eval-ased-mics" -q
             ser-eval "$v3" "$out/seeds3.cal.onnx" --data ravdess="$data/ravdess" --speakers ravdess:08,ravdess:16 \
                 --conditions clean,reverb,noise20,noise10,session --out "$out/eval-ravdess-mics" -q ;;
         *) echo "unknown part $part (loco loco-long loco-long-s43 loco-long-s44 loco-ravdess-long ship ship-long" \
-                "ship-seeds ship-seeds-mics kfold-seeds kfold-seeds3 loco-ravdess-seeds)"; exit 2 ;;
+                "ship-seeds ship-seeds-mics kfold-seeds kfold-seeds3 loco-adv loco-ravdess-seeds)"; exit 2 ;;
     esac
 done
