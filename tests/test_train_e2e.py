@@ -458,6 +458,18 @@ def test_adversary_and_affect_head_are_refused_together(corpus: dict[str, Any], 
     assert not (tmp_path / "x").exists()
 
 
+def test_a_corpus_adversary_on_one_corpus_is_refused_before_extraction(corpus: dict[str, Any], tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from train.cli import main
+
+    code = main(["--data", f"ravdess={corpus['root']}", "--out", str(tmp_path / "x"), "--cache", "",
+                 "--adversary", "corpus", "--split", "speaker", *LOGMEL_ARGS])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert "--adversary corpus needs at least two corpora in the training split, it has ravdess" in err
+    assert not (tmp_path / "x" / "model.keras").exists()
+
+
 def test_affect_weight_must_not_be_negative(corpus: dict[str, Any], tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     from train.cli import main

@@ -380,6 +380,12 @@ def train_one(
     out.mkdir(parents=True, exist_ok=True)
     cache = args.cache
     augment = _augment_config(args.augment)
+    if args.adversary != "none":  # before hours of feature extraction, not after
+        domains_found = sorted({getattr(records[i], args.adversary) for i in split.train})
+        if len(domains_found) < 2:
+            plural = {"corpus": "corpora", "speaker": "speakers"}[args.adversary]
+            raise UserError(f"--adversary {args.adversary} needs at least two {plural} in the training split, it has "
+                            f"{', '.join(domains_found) or 'none'}: use --adversary speaker, or add a corpus")
     builder = FeatureBuilder(config, cache_dir=cache, augment=augment, seed=args.seed)
     shape = config.feature_shape
     # labels only the test part has (a corpus split): reported with recall 0, never dropped
