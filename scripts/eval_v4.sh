@@ -18,13 +18,11 @@
 #         calibrated on its RAVDESS validation actors (the uncertain share on a language it never heard);
 #   ship-seeds-mics  v6 (seeds3.cal) against the model it replaces (V3_MODEL) on the held-out speakers through what
 #         amateur microphones and rooms add: reverberation, noise at 20 and 10 dB SNR, and as one live session.
-#   kfold-seeds  the K-fold figure of a join: for each fold that kfold-all-long and kfold-all-long-s43 both finished,
-#         export the two fold models, join them, and ser-eval both and the join on that fold's RAVDESS and ASED test
-#         speakers (eval-kfold-seeds/foldK-CORPUS).
 #   kfold-seeds3  the K-fold figure of v6's own kind, a join of three seeds: for each fold that kfold-all-long and
-#         its seeds 43 and 44 (train_v4.sh kfold-all-long-s43 kfold-all-long-s44) all finished, join the three fold
-#         models and ser-eval each seed, the two-seed join and the three-seed join on that fold's RAVDESS and ASED
-#         test speakers (eval-kfold-seeds3/foldK-CORPUS; table: scripts/kfold_join_table.py).
+#         its seeds 43 and 44 (train_v4.sh kfold-all-long-s43 kfold-all-long-s44) all finished, export the fold models,
+#         join seeds 42+43 and all three, and ser-eval each seed and both joins on that fold's RAVDESS and ASED test
+#         speakers (eval-kfold-seeds3/foldK-CORPUS; table: scripts/kfold_join_table.py). It replaced kfold-seeds (the
+#         two-seed join alone), whose figures it repeats.
 #   loco-adv  the speaker-adversarial lever: export train_v4.sh's loco-ased-adv-s42/-s43/-s44, join them, and
 #         ser-eval the join and each seed next to v6's twin (loco-seeds3, from ship-seeds) on all 65 ASED speakers,
 #         which none of them heard (eval-loco-adv).
@@ -105,36 +103,19 @@ ship_seeds() {
     ser-calibrate "$out/loco-seeds3.onnx" --run "$out/loco-ased-long" "${all[@]}" --temperature 1 --affect lexicon \
         -o "$out/loco-seeds3.cal.onnx" --report "$out/calibration-loco-seeds3.json"
 }
-kfold_seeds() {
-    local k a b corpus
-    for k in 1 2 3 4; do
-        a=kfold-all-long/fold$k b=kfold-all-long-s43/fold$k
-        [ -f "$out/$a/metrics.json" ] && [ -f "$out/$b/metrics.json" ] || continue
-        # distinct names: ser-eval labels each model by its file name
-        [ -f "$out/kfold-s42-fold$k.onnx" ] || ser-export "$out/$a" -o "$out/kfold-s42-fold$k.onnx"
-        [ -f "$out/kfold-s43-fold$k.onnx" ] || ser-export "$out/$b" -o "$out/kfold-s43-fold$k.onnx"
-        python scripts/ensemble_models.py --overwrite "$out"/kfold-s4{2,3}-fold$k.onnx -o "$out/kfold-seeds-fold$k.onnx"
-        for corpus in ravdess ased; do
-            ser-eval "$out"/kfold-s4{2,3}-fold$k.onnx "$out/kfold-seeds-fold$k.onnx" --data "$corpus=$data/$corpus" \
-                --run "$out/$a" --conditions clean --out "$out/eval-kfold-seeds/fold$k-$corpus" -q
-        done
-    done
-}
 kfold_seeds3() {
-    local k corpus s
+    local k corpus s run
     for k in 1 2 3 4; do
         for s in kfold-all-long kfold-all-long-s43 kfold-all-long-s44; do
             [ -f "$out/$s/fold$k/metrics.json" ] || continue 2
         done
         [ -f "$out/eval-kfold-seeds3/fold$k-ased/eval.json" ] && continue  # scored by an earlier call
-        [ -f "$out/kfold-s42-fold$k.onnx" ] || ser-export "$out/kfold-all-long/fold$k" -o "$out/kfold-s42-fold$k.onnx"
-        for s in 43 44; do
-            [ -f "$out/kfold-s$s-fold$k.onnx" ] || ser-export "$out/kfold-all-long-s$s/fold$k" -o "$out/kfold-s$s-fold$k.onnx"
+        for s in 42 43 44; do  # distinct names: ser-eval labels each model by its file name
+            run=kfold-all-long; [ "$s" = 42 ] || run=kfold-all-long-s$s
+            [ -f "$out/kfold-s$s-fold$k.onnx" ] || ser-export "$out/$run/fold$k" -o "$out/kfold-s$s-fold$k.onnx"
         done
-        [ -f "$out/kfold-seeds-fold$k.onnx" ] || \
-            python scripts/ensemble_models.py --overwrite "$out"/kfold-s4{2,3}-fold$k.onnx -o "$out/kfold-seeds-fold$k.onnx"
-        [ -f "$out/kfold-seeds3-fold$k.onnx" ] || \
-            python scripts/ensemble_models.py --overwrite "$out"/kfold-s4{2,3,4}-fold$k.onnx -o "$out/kfold-seeds3-fold$k.onnx"
+        python scripts/ensemble_models.py --overwrite "$out"/kfold-s4{2,3}-fold$k.onnx -o "$out/kfold-seeds-fold$k.onnx"
+        python scripts/ensemble_models.py --overwrite "$out"/kfold-s4{2,3,4}-fold$k.onnx -o "$out/kfold-seeds3-fold$k.onnx"
         for corpus in ravdess ased; do
             ser-eval "$out"/kfold-s4{2,3,4}-fold$k.onnx "$out"/kfold-seeds{,3}-fold$k.onnx \
                 --data "$corpus=$data/$corpus" --run "$out/kfold-all-long/fold$k" --conditions clean \
@@ -170,7 +151,6 @@ for part in "${parts[@]}"; do
         ship-long) ship ship-long ens-long -long ;;
         ship-seeds) ship_seeds ;;
         loco-ravdess-seeds) loco_ravdess_seeds ;;
-        kfold-seeds) kfold_seeds ;;
         kfold-seeds3) kfold_seeds3 ;;
         loco-adv) loco_adv ;;
         ship-seeds-mics)
@@ -179,6 +159,6 @@ for part in "${parts[@]}"; do
             ser-eval "$v3" "$out/seeds3.cal.onnx" --data ravdess="$data/ravdess" --speakers ravdess:08,ravdess:16 \
                 --conditions clean,reverb,noise20,noise10,session --out "$out/eval-ravdess-mics" -q ;;
         *) echo "unknown part $part (loco loco-long loco-long-s43 loco-long-s44 loco-ravdess-long ship ship-long" \
-                "ship-seeds ship-seeds-mics kfold-seeds kfold-seeds3 loco-adv loco-ravdess-seeds)"; exit 2 ;;
+                "ship-seeds ship-seeds-mics kfold-seeds3 loco-adv loco-ravdess-seeds)"; exit 2 ;;
     esac
 done

@@ -1,8 +1,8 @@
-"""The K-fold figure of a join of seeds: ``scripts/eval_v4.sh … kfold-seeds`` scores, fold by fold, each seed's fold
+"""The K-fold figure of a join of seeds: ``scripts/eval_v4.sh … kfold-seeds3`` scores, fold by fold, each seed's fold
 model and their join on that fold's test speakers (``EVAL_DIR/foldK-CORPUS/eval.json``); this prints clip UAR per
 fold and the mean ± sd over the folds per corpus, for each kind of model (its file name without ``-foldK``).
 
-    python scripts/kfold_join_table.py runs/v4/eval-kfold-seeds
+    python scripts/kfold_join_table.py runs/v4/eval-kfold-seeds3
 
 Only folds scored for every corpus and kind count in the means, so the kinds are compared on the same folds.
 """
@@ -52,11 +52,11 @@ def render(table: dict[str, dict[str, dict[int, float]]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("eval_dir", type=Path, help="the folder eval_v4.sh kfold-seeds wrote (eval-kfold-seeds)")
+    p.add_argument("eval_dir", type=Path, help="the folder eval_v4.sh kfold-seeds3 wrote (eval-kfold-seeds3)")
     args = p.parse_args(argv)
     table = collect(args.eval_dir)
     if not table:
-        p.error(f"no fold*-CORPUS/eval.json under {args.eval_dir}: run scripts/eval_v4.sh … kfold-seeds first")
+        p.error(f"no fold*-CORPUS/eval.json under {args.eval_dir}: run scripts/eval_v4.sh … kfold-seeds3 first")
     print(render(table))
     return 0
 

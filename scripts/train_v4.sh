@@ -23,7 +23,7 @@
 #   loco-ravdess-long-s43, loco-ravdess-long-s44  loco-ravdess-long with training seeds 43 and 44: v6's
 #                         leave-RAVDESS-out twin (eval_v4.sh … loco-ravdess-seeds joins the three).
 #   kfold-all-long-s43, kfold-all-long-s44  kfold-all-long with training seeds 43 and 44 (the same folds: split
-#                         seed 42): with it, the K-fold figure of v6's three-seed join (eval_v4.sh … kfold-seeds);
+#                         seed 42): with it, the K-fold figure of v6's three-seed join (eval_v4.sh … kfold-seeds3);
 #                         one fold alone: add --fold K.
 #   loco-ased-adv-s42, -s43, -s44  loco-ased-long with a speaker-adversarial branch (--adversary speaker, scale 0.1):
 #                         the gradient-reversal lever, judged on three seeds against loco-ased-long's three
