@@ -28,7 +28,8 @@
 #   loco-ased-adv-s42, -s43, -s44  loco-ased-long with a speaker-adversarial branch (--adversary speaker, scale 0.1):
 #                         the gradient-reversal lever, judged on three seeds against loco-ased-long's three
 #                         (eval_v4.sh … loco-adv).  loco-ased-adv1-s42, loco-ased-adv03-s42: the same with scale 1.0
-#                         and 0.3 (one seed each: pointers).
+#                         and 0.3 (one seed each: pointers). loco-ased-ramp05-s42, loco-ased-ramp1-s42: scale 0.5 / 1.0
+#                         reached on DANN's schedule (--adversary-ramp), seed 42.
 #   ship-long-s43, ship-long-s44  ship-long with training seeds 43 and 44 (same split): with ship-long, the three
 #                         parts of model v6 (scripts/eval_v4.sh … ship-seeds joins them).
 # Run here with TF_NUM_INTRAOP_THREADS=1 (one core each, two jobs side by side on the 2-core CPU).
@@ -72,12 +73,16 @@ for job in "${jobs[@]}"; do
         loco-ased-adv1-s42|loco-ased-adv03-s42) scale=1.0; [ "$job" = loco-ased-adv03-s42 ] && scale=0.3
             run "$job" "${D[@]}" "${RECIPE[@]}" --split corpus --test-corpus ased --epochs 20 --seed 42 \
             --split-seed 42 --adversary speaker --adversary-scale "$scale" ;;
+        loco-ased-ramp05-s42|loco-ased-ramp1-s42) scale=1.0; [ "$job" = loco-ased-ramp05-s42 ] && scale=0.5
+            run "$job" "${D[@]}" "${RECIPE[@]}" --split corpus --test-corpus ased --epochs 20 --seed 42 \
+            --split-seed 42 --adversary speaker --adversary-scale "$scale" --adversary-ramp ;;
         ship-long-s43|ship-long-s44) run "$job" "${D[@]}" "${RECIPE[@]}" --split speaker --holdout-corpus any \
             --test-frac 0.15 --val-frac 0.1 --epochs 20 --seed "${job#ship-long-s}" --split-seed 42 ;;
         *) echo "unknown job $job (loco-ased-fulltess ship loco-ravdess-fulltess loco-ased-specaug loco-ased-mixup" \
                 "loco-ased-long ship-long kfold-all kfold-all-long loco-ravdess-long loco-ased-long-s43" \
                 "loco-ased-long-s44 loco-ravdess-long-s43 loco-ravdess-long-s44 kfold-all-long-s43 kfold-all-long-s44" \
                 "loco-ased-adv-s42 loco-ased-adv-s43 loco-ased-adv-s44 loco-ased-adv1-s42 loco-ased-adv03-s42" \
+                "loco-ased-ramp05-s42 loco-ased-ramp1-s42" \
                 "ship-long-s43 ship-long-s44)"; exit 2 ;;
     esac
 done

@@ -270,3 +270,24 @@ def test_an_adversary_branches_from_the_embedding_and_leaves_the_model_as_it_was
     np.testing.assert_allclose(out[models.PROBS_OUTPUT], net.predict(x, verbose=0), atol=1e-6)  # shared layers
     with pytest.raises(UserError, match="at least two domains"):
         models.with_adversary(net, 1, 0.2, seed=1)
+
+
+def test_the_adversary_ramp_follows_danns_schedule_and_sets_the_reversal() -> None:
+    import tensorflow as tf
+
+    assert models.ramp_factor(0.0) == 0.0
+    assert models.ramp_factor(0.1) == pytest.approx(2 / (1 + np.exp(-1.0)) - 1)
+    assert 0.99 < models.ramp_factor(1.0) < 1.0
+    layer = models.GradientReversal(0.5)
+    ramp = models.AdversaryRamp(layer, epochs=10)
+    x = tf.constant(np.ones((2, 3), np.float32))
+    for epoch in (0, 5):
+        ramp.on_epoch_begin(epoch)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            total = tf.reduce_sum(y)
+        np.testing.assert_allclose(y.numpy(), x.numpy(), atol=1e-6)
+        want = 0.5 * models.ramp_factor(epoch / 10)
+        np.testing.assert_allclose(tape.gradient(total, x).numpy(), -want, atol=1e-6)
+    assert ramp.history == [0.0, round(0.5 * models.ramp_factor(0.5), 4)]

@@ -421,10 +421,12 @@ def test_a_speaker_adversarial_run_trains_records_it_and_exports_the_plain_model
     out = tmp_path / "run"
     with contextlib.redirect_stdout(io.StringIO()):
         code = main(["--data", f"ravdess={corpus['root']}", "--cache", str(corpus["cache"]), "--out", str(out),
-                     "--split", "speaker", "--adversary", "speaker", "--adversary-scale", "0.5", *LOGMEL_ARGS])
+                     "--split", "speaker", "--adversary", "speaker", "--adversary-scale", "0.5", "--adversary-ramp",
+                     *LOGMEL_ARGS])
     assert code == 0
     config, metrics = load(out / "config.json"), load(out / "metrics.json")
     assert config["adversary"]["by"] == "speaker" and config["adversary"]["scale"] == 0.5
+    assert config["adversary"]["ramp"] is True
     # one domain per training speaker: none of the validation or test speakers
     assert config["adversary"]["domains"] == sorted(metrics["counts"]["train"]["speaker"])
     assert len(config["adversary"]["domains"]) >= 2
@@ -432,6 +434,7 @@ def test_a_speaker_adversarial_run_trains_records_it_and_exports_the_plain_model
     figures = metrics["adversary"]
     assert figures["domains"] == len(config["adversary"]["domains"])
     assert len(figures["train_domain_accuracy_by_epoch"]) == 1
+    assert figures["scale_by_epoch"] == [0.0]  # the ramp starts at 0
     saved = keras.saving.load_model(out / "model.keras")
     assert len(saved.outputs) == 1 and "gradient_reversal" not in [layer.name for layer in saved.layers]
     assert export_model(out, tmp_path / "m.onnx").parity.passed
@@ -455,6 +458,8 @@ def test_adversary_and_affect_head_are_refused_together(corpus: dict[str, Any], 
                  "--affect-weight", "0.5", "-q"])
     err = capsys.readouterr().err
     assert code != 0 and "--adversary and --affect-weight cannot be combined" in err and "Traceback" not in err
+    assert main(["--data", f"ravdess={corpus['root']}", "--out", str(tmp_path / "x"), "--adversary-ramp", "-q"]) != 0
+    assert "--adversary-ramp schedules the adversarial branch: add --adversary" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

@@ -202,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"with --adversary: the reversed gradient's scale (default: {DEFAULT_ADVERSARY_SCALE})",
     )
     t.add_argument(
+        "--adversary-ramp", action="store_true",
+        help="with --adversary: raise the scale from 0 to LAMBDA over training on DANN's schedule "
+        "(2 / (1 + exp(-10 p)) - 1, p the share of epochs done) instead of applying it from the start",
+    )
+    t.add_argument(
         "--time-budget", type=float, default=0.0, metavar="MINUTES",
         help="stop after the last epoch that fits in this many minutes of training (estimated from the epochs so "
         "far; per fold with --folds), keep the best epoch's weights and evaluate as usual; 0 = no limit. Ctrl-C "
@@ -456,6 +461,10 @@ def train_one(
     ckpt = out / "checkpoint.keras"
     stop = StopControl(args.time_budget * 60 if args.time_budget > 0 else None)
     callbacks = [*models.callbacks_for(hyper, ckpt), _RichEpochs(hyper.epochs, args.quiet), stop]
+    ramp = None
+    if domains is not None and args.adversary_ramp:
+        ramp = models.AdversaryRamp(model.get_layer("gradient_reversal"), hyper.epochs)
+        callbacks.append(ramp)
     weights = np.ones(len(y_tr), dtype=np.float32)
     if hyper.class_weighting:
         cw = models.class_weights(y_tr, n_cls)
@@ -545,6 +554,7 @@ def train_one(
         "augment": args.augment,
         "adversary": None if domains is None else {
             "by": args.adversary, "domains": len(domain_names), "scale": args.adversary_scale,
+            "scale_by_epoch": None if ramp is None else ramp.history,
             "train_domain_accuracy_by_epoch": [round(float(a), 4) for a in domain_accuracy or []],
             "chance": round(1.0 / len(domain_names), 4),
         },
@@ -564,7 +574,8 @@ def train_one(
         "augment": None if augment is None else asdict(augment),
         "batch_augment": batch_aug.to_dict() if batch_aug.active else None,
         "adversary": None if domains is None else {
-            "by": args.adversary, "scale": args.adversary_scale, "domains": [str(d) for d in domain_names],
+            "by": args.adversary, "scale": args.adversary_scale, "ramp": bool(args.adversary_ramp),
+            "domains": [str(d) for d in domain_names],
             "output": models.ADVERSARY_OUTPUT, "note": "training only: not in model.keras nor the export",
         },
         "affect_head": None if targets is None else {
@@ -827,6 +838,8 @@ def run(args: argparse.Namespace) -> int:
     check_number("--label-smoothing", args.label_smoothing, 0, 1, high_open=True)
     check_number("--affect-weight", args.affect_weight, 0)
     check_number("--adversary-scale", args.adversary_scale, 0, low_open=True)
+    if args.adversary == "none" and args.adversary_ramp:
+        raise UserError("--adversary-ramp schedules the adversarial branch: add --adversary corpus|speaker")
     if args.adversary != "none" and args.affect_weight > 0:
         raise UserError("--adversary and --affect-weight cannot be combined yet: train with one of them")
     if args.folds == 1 or args.folds < 0:

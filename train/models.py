@@ -443,7 +443,8 @@ def with_affect_head(model: keras.Model, seed: int) -> keras.Model:
 
 @keras.saving.register_keras_serializable(package="ser_live")
 class GradientReversal(layers.Layer):
-    """Identity forward; the gradient flowing back is multiplied by ``-scale``.
+    """Identity forward; the gradient flowing back is multiplied by ``-s``, ``s`` = ``scale`` unless a schedule
+    (:class:`AdversaryRamp`) sets it.
 
     ``stop_gradient(x * (1 + s)) - s * x`` is ``x`` in value and has gradient ``-s``: no custom gradient, so it runs
     on any Keras backend."""
@@ -451,12 +452,35 @@ class GradientReversal(layers.Layer):
     def __init__(self, scale: float = DEFAULT_ADVERSARY_SCALE, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scale = float(scale)
+        self.current = self.add_weight(name="current_scale", shape=(), trainable=False,
+                                       initializer=keras.initializers.Constant(self.scale))
 
     def call(self, x: Any) -> Any:
-        return keras.ops.stop_gradient(x * (1.0 + self.scale)) - self.scale * x
+        s = keras.ops.cast(self.current, x.dtype)
+        return keras.ops.stop_gradient(x * (1.0 + s)) - s * x
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "scale": self.scale}
+
+
+def ramp_factor(progress: float) -> float:
+    """DANN's schedule (Ganin & Lempitsky 2015): ``2 / (1 + exp(-10 p)) - 1``, 0 at the start, ~1 from a third on."""
+    return float(2.0 / (1.0 + np.exp(-10.0 * progress)) - 1.0)
+
+
+class AdversaryRamp(keras.callbacks.Callback):
+    """Sets the reversal's scale before each epoch to ``scale * ramp_factor(epoch / epochs)``: the branch first
+    learns to tell the domains apart, and the trunk is pushed against it only as it can."""
+
+    def __init__(self, layer: GradientReversal, epochs: int) -> None:
+        super().__init__()
+        self.layer, self.epochs = layer, max(1, int(epochs))
+        self.history: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        value = self.layer.scale * ramp_factor(epoch / self.epochs)
+        self.layer.current.assign(value)
+        self.history.append(round(value, 4))
 
 
 def with_adversary(model: keras.Model, n_domains: int, scale: float, seed: int) -> keras.Model:
