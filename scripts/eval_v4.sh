@@ -23,6 +23,10 @@
 #         join seeds 42+43 and all three, and ser-eval each seed and both joins on that fold's RAVDESS and ASED test
 #         speakers (eval-kfold-seeds3/foldK-CORPUS; table: scripts/kfold_join_table.py). It replaced kfold-seeds (the
 #         two-seed join alone), whose figures it repeats.
+#   kfold-profiles  issue 18's profile gain on many more unseen speakers: for each fold of kfold-seeds3 (FOLDS="1 2 3 4"
+#         by default, so two calls can share the folds), scripts/profile_gain.py with that fold's joined model on its
+#         RAVDESS and ASED test speakers (each model never heard its own: 20 actors and 65 speakers over the folds;
+#         10 draws; profile-kfold/foldK); the pooled table: scripts/pool_profile_gain.py runs/v4/profile-kfold/fold*.
 #   loco-adv  the speaker-adversarial lever: export train_v4.sh's loco-ased-adv-s42/-s43/-s44, join them, and
 #         ser-eval the join and each seed next to v6's twin (loco-seeds3, from ship-seeds) on all 65 ASED speakers,
 #         which none of them heard (eval-loco-adv).
@@ -123,6 +127,18 @@ kfold_seeds3() {
         done
     done
 }
+kfold_profiles() {
+    local k speakers
+    for k in ${FOLDS:-1 2 3 4}; do
+        [ -f "$out/kfold-seeds3-fold$k.onnx" ] || { echo "kfold-profiles: run kfold-seeds3 first (fold $k)"; return 1; }
+        [ -f "$out/profile-kfold/fold$k/rows.json" ] && continue  # measured by an earlier call
+        speakers=$(python -c "import json, sys; print(','.join(s for s in json.load(open(sys.argv[1]))['test_speakers']
+                   if s.split(':')[0] in ('ravdess', 'ased')))" "$out/kfold-all-long/fold$k/metrics.json")
+        python scripts/profile_gain.py --model "$out/kfold-seeds3-fold$k.onnx" --data ravdess="$data/ravdess" \
+            --data ased="$data/ased" --speakers "$speakers" --draws 10 --workers 1 --methods softmax \
+            --out "$out/profile-kfold/fold$k"
+    done
+}
 loco_adv() {
     local s
     for s in 42 43 44; do exported loco-ased-adv-s$s; done
@@ -152,6 +168,7 @@ for part in "${parts[@]}"; do
         ship-seeds) ship_seeds ;;
         loco-ravdess-seeds) loco_ravdess_seeds ;;
         kfold-seeds3) kfold_seeds3 ;;
+        kfold-profiles) kfold_profiles ;;
         loco-adv) loco_adv ;;
         ship-seeds-mics)
             ser-eval "$v3" "$out/seeds3.cal.onnx" --data ased="$data/ased" --run "$out/ship-long" \
@@ -159,6 +176,6 @@ for part in "${parts[@]}"; do
             ser-eval "$v3" "$out/seeds3.cal.onnx" --data ravdess="$data/ravdess" --speakers ravdess:08,ravdess:16 \
                 --conditions clean,reverb,noise20,noise10,session --out "$out/eval-ravdess-mics" -q ;;
         *) echo "unknown part $part (loco loco-long loco-long-s43 loco-long-s44 loco-ravdess-long ship ship-long" \
-                "ship-seeds ship-seeds-mics kfold-seeds3 loco-adv loco-ravdess-seeds)"; exit 2 ;;
+                "ship-seeds ship-seeds-mics kfold-seeds3 kfold-profiles loco-adv loco-ravdess-seeds)"; exit 2 ;;
     esac
 done

@@ -57,6 +57,7 @@ KS = (1, 3, 5)
 WORSE_POINTS = 2.0
 
 _MODEL: Any = None
+Clip = tuple[str, str, np.ndarray, np.ndarray]  # label, sentence, scored windows' embeddings, enrolment's
 
 
 def _init(model_path: str) -> None:
@@ -67,15 +68,33 @@ def _init(model_path: str) -> None:
     _MODEL = load_model(model_path, provider="cpu")
 
 
-def _embed(path: str) -> np.ndarray:
+def _embed(path: str, hop_s: float | None = None, speeds: tuple[float, ...] = ()) -> np.ndarray:
+    """A clip's window embeddings, cut as the live engine cuts them (``hop_s``: another hop; ``speeds``: the windows
+    of the clip played that much faster or slower are added, as an enrolment might)."""
+    from realtime.engine import EngineConfig
+
     audio, rate = read_audio(path)
-    feats = window_features(_MODEL, audio, rate)
+    config = EngineConfig(hop_s=hop_s) if hop_s else None
     size = _MODEL.info.embedding.size
-    return _MODEL.embed(feats) if len(feats) else np.zeros((0, size), np.float32)
+    parts = []
+    for speed in (1.0, *speeds):
+        clip = audio if speed == 1.0 else speed_change(audio, rate, speed)
+        feats = window_features(_MODEL, clip, rate, config)
+        if len(feats):
+            parts.append(_MODEL.embed(feats))
+    return np.concatenate(parts) if parts else np.zeros((0, size), np.float32)
 
 
-def embeddings(model_path: str, sha: str, corpus: str, records: list[Any], out: Path, workers: int) -> dict:
-    cache = out / f"embeddings-{corpus}.npz"
+def speed_change(audio: np.ndarray, rate: int, speed: float) -> np.ndarray:
+    """The clip played ``speed`` times as fast (tempo and pitch together, as Kaldi's speed perturbation)."""
+    import soxr
+
+    return soxr.resample(np.asarray(audio, dtype=np.float32), rate * speed, rate).astype(np.float32)
+
+
+def embeddings(model_path: str, sha: str, corpus: str, records: list[Any], out: Path, workers: int,
+               hop_s: float | None = None, speeds: tuple[float, ...] = (), tag: str = "") -> dict:
+    cache = out / f"embeddings-{corpus}{tag}.npz"
     if cache.is_file():
         data = np.load(cache, allow_pickle=False)
         if str(data["sha"]) == sha and len(data["paths"]) == len(records):
@@ -84,7 +103,7 @@ def embeddings(model_path: str, sha: str, corpus: str, records: list[Any], out: 
     t0 = time.perf_counter()
     paths = [str(r.path) for r in records]
     with ProcessPoolExecutor(workers, initializer=_init, initargs=(model_path,)) as pool:
-        embs = list(pool.map(_embed, paths, chunksize=8))
+        embs = list(pool.map(_embed, paths, [hop_s] * len(paths), [speeds] * len(paths), chunksize=8))
     logger.info("%s: %d clips embedded in %.0f s", corpus, len(paths), time.perf_counter() - t0)
     arrays = {f"e{i}": e for i, e in enumerate(embs)}
     np.savez(cache, sha=np.asarray(sha), paths=np.asarray(paths), **arrays)
@@ -101,12 +120,12 @@ def sentence(path: Path, corpus: str) -> str:
     return path.stem  # unknown naming: every clip its own sentence
 
 
-def draw_split(clips: list[tuple[str, str, np.ndarray]], k: int, rng: np.random.Generator) -> tuple[list[int],
+def draw_split(clips: list[Clip], k: int, rng: np.random.Generator) -> tuple[list[int],
                                                                                                      list[int]]:
     """(enrol, scored) clip indices: per label, whole sentences in random order until k clips are drawn; the
     sentences not touched are scored; at least one sentence per label is kept for scoring."""
     by_label: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for i, (label, sent, _) in enumerate(clips):
+    for i, (label, sent, *_) in enumerate(clips):
         by_label[label][sent].append(i)
     enrol: list[int] = []
     scored: list[int] = []
@@ -127,16 +146,17 @@ def draw_split(clips: list[tuple[str, str, np.ndarray]], k: int, rng: np.random.
     return enrol, scored
 
 
-def speaker_runs(clips: list[tuple[str, str, np.ndarray]], base: Base, ks: tuple[int, ...], draws: int, seed: int,
+def speaker_runs(clips: list[Clip], base: Base, ks: tuple[int, ...], draws: int, seed: int,
                  methods: tuple[str, ...]) -> list[dict[str, Any]]:
-    """clips: (label, sentence, window embeddings) of one speaker (clips without windows already dropped)."""
+    """clips: (label, sentence, window embeddings, enrolment embeddings) of one speaker (clips without windows
+    already dropped)."""
     index = {label: i for i, label in enumerate(base.labels)}
     rows = []
     for k in ks:
         for draw in range(draws):
             rng = np.random.default_rng([seed, k, draw])
             enrol, held = draw_split(clips, k, rng)
-            takes = [Take(clips[i][0], clips[i][2]) for i in enrol]
+            takes = [Take(clips[i][0], clips[i][3]) for i in enrol]
             if len(takes) < 2 or not held:  # a speaker with too few sentences for this k
                 continue
             truth = [index[clips[i][0]] for i in held]
@@ -193,6 +213,10 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--enroll-hop", type=float, default=None,
+                    help="enrolment takes cut with this hop (s); default: the model's, as the scored clips")
+    ap.add_argument("--enroll-speeds", default="",
+                    help="add the enrolment takes' windows at these speeds too, e.g. 0.9,1.1 (default: none)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     from threadpoolctl import threadpool_limits
@@ -203,20 +227,27 @@ def main() -> int:
     base = Base.of(model)
     keep = {s for s in args.speakers.split(",") if s}
     methods = tuple(m for m in args.methods.split(",") if m)
+    speeds = tuple(float(v) for v in args.enroll_speeds.split(",") if v)
     report: dict[str, Any] = {"model": model.path.name, "sha256": model.sha256, "draws": args.draws, "ks": KS,
-                              "seed": args.seed, "corpora": {}}
+                              "seed": args.seed,
+                              "enroll_hop": args.enroll_hop, "enroll_speeds": speeds, "corpora": {}}
     all_rows = []
     for spec in args.data:
         name, root = parse_data_spec(spec)
         records = [r for r in load_corpus(name, root).records if not keep or r.speaker in keep
                    or not any(s.startswith(f"{r.corpus}:") for s in keep)]
         embs = embeddings(str(model.path), model.sha256, name, records, args.out, args.workers)
-        speakers: dict[str, list[tuple[str, str, np.ndarray]]] = defaultdict(list)
+        enrol_embs = embs
+        if args.enroll_hop or speeds:
+            enrol_embs = embeddings(str(model.path), model.sha256, name, records, args.out, args.workers,
+                                    args.enroll_hop, speeds, tag=f"-hop{args.enroll_hop}-speeds{args.enroll_speeds}")
+        speakers: dict[str, list[Clip]] = defaultdict(list)
         no_window = 0
         for r in records:
             e = embs[str(r.path)]
             if len(e):
-                speakers[r.speaker].append((r.label, sentence(r.path, name), e.astype(np.float64)))
+                speakers[r.speaker].append((r.label, sentence(r.path, name), e.astype(np.float64),
+                                            enrol_embs[str(r.path)].astype(np.float64)))
             else:
                 no_window += 1
         t0 = time.perf_counter()
