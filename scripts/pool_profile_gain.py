@@ -43,11 +43,11 @@ def speaker_interval(rows: list[dict[str, Any]], seed: int = 0) -> tuple[float, 
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", type=Path, help="folders written by profile_gain.py (each holds rows.json)")
     ap.add_argument("--out", type=Path, help="also write the table here (refused if it exists)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     rows: list[dict[str, Any]] = []
     for run in args.runs:
         path = run / "rows.json"
