@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from profile_gain import summarise  # noqa: E402
 
-from realtime.fileio import atomic_write  # noqa: E402
+from realtime.errors import UserError  # noqa: E402
+from realtime.fileio import atomic_write, check_outputs  # noqa: E402
 
 BOOTSTRAP = 2000
 
@@ -46,8 +47,16 @@ def speaker_interval(rows: list[dict[str, Any]], seed: int = 0) -> tuple[float, 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", type=Path, help="folders written by profile_gain.py (each holds rows.json)")
-    ap.add_argument("--out", type=Path, help="also write the table here (refused if it exists)")
+    ap.add_argument("--out", type=Path, help="also write the table here (an existing file is kept unless --overwrite)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = ap.parse_args(argv)
+    if args.out is not None:
+        try:
+            check_outputs({"--out": args.out}, {f"run {i + 1}": run / "rows.json" for i, run in enumerate(args.runs)},
+                          overwrite=args.overwrite)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     rows: list[dict[str, Any]] = []
     for run in args.runs:
         path = run / "rows.json"
@@ -55,9 +64,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {path} not found: pass folders written by scripts/profile_gain.py", file=sys.stderr)
             return 2
         rows += json.loads(path.read_text())
-    if args.out is not None and args.out.exists():
-        print(f"error: {args.out} exists: pass another --out", file=sys.stderr)
-        return 2
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[(r["corpus"], r["method"], int(r["k"]))].append(r)

@@ -93,7 +93,8 @@ def speed_change(audio: np.ndarray, rate: int, speed: float) -> np.ndarray:
 
 
 def embeddings(model_path: str, sha: str, corpus: str, records: list[Any], out: Path, workers: int,
-               hop_s: float | None = None, speeds: tuple[float, ...] = (), tag: str = "") -> dict:
+               hop_s: float | None = None, speeds: tuple[float, ...] = ()) -> dict:
+    tag = "" if not (hop_s or speeds) else f"-hop{hop_s}-speeds{','.join(f'{v:g}' for v in speeds)}"
     cache = out / f"embeddings-{corpus}{tag}.npz"
     if cache.is_file():
         data = np.load(cache, allow_pickle=False)
@@ -240,7 +241,7 @@ def main() -> int:
         enrol_embs = embs
         if args.enroll_hop or speeds:
             enrol_embs = embeddings(str(model.path), model.sha256, name, records, args.out, args.workers,
-                                    args.enroll_hop, speeds, tag=f"-hop{args.enroll_hop}-speeds{args.enroll_speeds}")
+                                    args.enroll_hop, speeds)
         speakers: dict[str, list[Clip]] = defaultdict(list)
         no_window = 0
         for r in records:
