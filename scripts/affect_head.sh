@@ -22,7 +22,7 @@ ser-calibrate "$out/head.onnx" --run "$out/head" "${corpora[@]}" --temperature 1
     --apply-to "$out/head.cal.int8.onnx" --report "$out/calibration.json"
 ser-calibrate "$out/head.onnx" --run "$out/head" "${corpora[@]}" --temperature 1 --affect lexicon \
     -o "$out/head.lexicon.onnx" --report "$out/calibration-lexicon.json"
-ser-eval models/default.onnx "$out/head.cal.onnx" --data ravdess="$data/ravdess" --run "$out/head" \
+ser-eval ser_live/models/default.onnx "$out/head.cal.onnx" --data ravdess="$data/ravdess" --run "$out/head" \
     --out "$out/eval-ravdess" --conditions clean,gain-20,gain+20,telephone,shift,session -q
-ser-eval models/default.onnx "$out/head.cal.onnx" "$out/head.lexicon.onnx" --data ased="$data/ased" \
+ser-eval ser_live/models/default.onnx "$out/head.cal.onnx" "$out/head.lexicon.onnx" --data ased="$data/ased" \
     --out "$out/eval-ased" --conditions clean,gain-20,gain+20 -q

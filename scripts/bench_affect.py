@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from realtime.model import load_model
-from realtime.stages.affect import Calibration
+from ser_live.realtime.model import load_model
+from ser_live.realtime.stages.affect import Calibration
 
 CALLS = 20_000
 FITTED_T = 0.697  # what ser-calibrate fitted for the bundled model (it stores 1, which skips the step)

@@ -1,7 +1,7 @@
 """Per-hop cost of model files in the live loop: features + graph for one 0.5 s hop (the `HopLoop` of
 tests/benchmarks/test_latency.py), one ONNX Runtime thread, BLAS 1 thread, on the bundled demo resampled to 16 kHz.
 
-    python scripts/bench_hop.py runs/v2.onnx models/default.onnx [--hops 1000] [--repeats 2] [--profile]
+    python scripts/bench_hop.py runs/v2.onnx ser_live/models/default.onnx [--hops 1000] [--repeats 2] [--profile]
 
 The suite's own helpers pin the process to one core and limit BLAS to one thread. Prints p50/p99 of the whole hop
 and of the graph call, per model and repeat (models interleaved, so a busy moment hits all of them). No figure here
@@ -21,8 +21,8 @@ import soxr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from realtime.model import EmotionModel  # noqa: E402
-from realtime.profile import Base, Take, make_profile  # noqa: E402
+from ser_live.realtime.model import EmotionModel  # noqa: E402
+from ser_live.realtime.profile import Base, Take, make_profile  # noqa: E402
 from tests.benchmarks.conftest import blas_threads, percentiles_ms, pinned_to_one_core  # noqa: E402
 from tests.benchmarks.test_latency import HopLoop, _load  # noqa: E402
 
@@ -31,7 +31,7 @@ WARMUP_HOPS = 200
 
 
 def demo_audio() -> np.ndarray:
-    y, sr = sf.read(ROOT / "models" / "demo.wav", dtype="float32", always_2d=True)
+    y, sr = sf.read(ROOT / "ser_live" / "models" / "demo.wav", dtype="float32", always_2d=True)
     return soxr.resample(y.mean(axis=1), sr, SAMPLE_RATE).astype(np.float32)
 
 

@@ -1,6 +1,6 @@
 """What a model costs on one core: the graph alone (batch 1) and a whole file through ``predict_file``.
 
-    python scripts/bench_model_cost.py OLD.onnx NEW.onnx [--audio models/demo.wav] [--repeat 26]
+    python scripts/bench_model_cost.py OLD.onnx NEW.onnx [--audio ser_live/models/demo.wav] [--repeat 26]
 
 One ONNX Runtime thread, numpy's BLAS pool at one thread, the process pinned to one core (Linux). The graph:
 ``model.predict`` on one window, 1000 rounds after 50 warm-up (p50, p99). The file: the audio tiled ``--repeat``
@@ -38,14 +38,14 @@ def timed(call: Callable[[], object], warmup: int, rounds: int) -> np.ndarray:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="+", type=Path)
-    p.add_argument("--audio", type=Path, default=Path("models/demo.wav"))
+    p.add_argument("--audio", type=Path, default=Path("ser_live/models/demo.wav"))
     p.add_argument("--repeat", type=int, default=26)
     args = p.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
     threadpool_limits(1, "blas")
-    from realtime.api import EmotionRecognizer
-    from realtime.model import load_model
+    from ser_live.realtime.api import EmotionRecognizer
+    from ser_live.realtime.model import load_model
 
     x, rate = sf.read(args.audio, dtype="float32")
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,12 +23,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from realtime.engine import OFFLINE_SPAN_S, Engine  # noqa: E402
-from realtime.model import bundled_model_path, load_model  # noqa: E402
-from realtime.sources.audio import audio_info, iter_audio_blocks  # noqa: E402
-from realtime.stages.features import FrameFeatures  # noqa: E402
-from realtime.stages.pipeline import FeaturePipeline  # noqa: E402
-from realtime.stages.vad import SpeechGate, VadConfig  # noqa: E402
+from ser_live.realtime.engine import OFFLINE_SPAN_S, Engine  # noqa: E402
+from ser_live.realtime.model import bundled_model_path, load_model  # noqa: E402
+from ser_live.realtime.sources.audio import audio_info, iter_audio_blocks  # noqa: E402
+from ser_live.realtime.stages.features import FrameFeatures  # noqa: E402
+from ser_live.realtime.stages.pipeline import FeaturePipeline  # noqa: E402
+from ser_live.realtime.stages.vad import SpeechGate, VadConfig  # noqa: E402
 
 
 def timed(label: str, fn, audio_s: float) -> float:

@@ -17,8 +17,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from realtime.model import load_model
-from realtime.profile import Base, Take, make_profile
+from ser_live.realtime.model import load_model
+from ser_live.realtime.profile import Base, Take, make_profile
 
 
 def timings(fn, x: np.ndarray, rounds: int) -> np.ndarray:

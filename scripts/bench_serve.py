@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from realtime.faces.serve import stream_to
-from realtime.model import bundled_demo_path
+from ser_live.realtime.faces.serve import stream_to
+from ser_live.realtime.model import bundled_demo_path
 
 FRAME_S = 0.1
 
@@ -67,7 +67,7 @@ def main() -> int:
     data, rate = sf.read(args.file, dtype="float32", always_2d=True)
     audio_s = len(data) / rate
     counts = [int(c) for c in args.clients.split(",")]
-    server = subprocess.Popen([sys.executable, "-m", "realtime.faces.serve_cli", f"127.0.0.1:{args.port}",
+    server = subprocess.Popen([sys.executable, "-m", "ser_live.realtime.faces.serve_cli", f"127.0.0.1:{args.port}",
                                "--max-sessions", str(max(counts))], stderr=subprocess.PIPE, text=True)
     try:
         line = server.stderr.readline()  # type: ignore[union-attr]

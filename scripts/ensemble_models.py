@@ -24,11 +24,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from export.embedding import find_classifier, run_graph
-from export.fold import fold_batchnorm
-from realtime.errors import UserError
-from realtime.fileio import atomic_write, check_outputs, file_sha256
-from realtime.model import EMBEDDING_KEY, EMBEDDING_OUTPUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
+from ser_live.export.embedding import find_classifier, run_graph
+from ser_live.export.fold import fold_batchnorm
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.fileio import atomic_write, check_outputs, file_sha256
+from ser_live.realtime.model import EMBEDDING_KEY, EMBEDDING_OUTPUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
 
 CHECK_ROWS = 16
 TOLERANCE = 1e-5
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--int8", type=Path, default=None, help="also write a dynamically quantised copy here")
     p.add_argument("--overwrite", action="store_true", help="replace -o/--int8 if they exist")
     args = p.parse_args(argv)
-    from realtime.model import load_model
+    from ser_live.realtime.model import load_model
 
     if len(args.parts) < 2:
         p.error("give two or more models to join")
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out} ({len(data) / 1024:.0f} KiB): softmax of {terms} logits; "
           f"max |diff| vs the parts {diff:.2e}")
     if args.int8 is not None:
-        from export.onnx_export import _quantize, set_metadata
+        from ser_live.export.onnx_export import _quantize, set_metadata
 
         _quantize(args.out, args.int8)
         small = onnx.load(str(args.int8))

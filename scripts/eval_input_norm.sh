@@ -6,7 +6,7 @@
 set -euo pipefail
 data=${1:?usage: scripts/eval_input_norm.sh DATA_DIR [RUNS_DIR]}
 runs=${2:-runs/norm-compare}
-models=(models/default.onnx "$runs"/none.onnx "$runs"/window.onnx "$runs"/session.onnx "$runs"/session-restart.onnx)
+models=(ser_live/models/default.onnx "$runs"/none.onnx "$runs"/window.onnx "$runs"/session.onnx "$runs"/session-restart.onnx)
 ser-eval "${models[@]}" --data ravdess="$data/ravdess" --run "$runs/session" --out "$runs/eval-ravdess" -q
 ser-eval "${models[@]}" --data ased="$data/ased" --limit 400 --conditions clean,gain-20,gain+20,telephone,session \
     --out "$runs/eval-ased" -q

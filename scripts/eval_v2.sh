@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 10/11: calibrate and score the runs of scripts/train_v2.sh; the figures of models/README.md come from here.
+# Issue 10/11: calibrate and score the runs of scripts/train_v2.sh; the figures of ser_live/models/README.md come from here.
 #   1. ser-calibrate the new default on its validation speakers (RAVDESS actors 07, 11, 13): temperature, uncertain
 #      threshold, affect head (lexicon vs linear on the training speakers), ECE on the test actors too;
 #   2. ser-eval the calibrated model against v1 (V1_MODEL, the model bundled before) on the same held-out actors

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 19: export, calibrate and score the ship run of scripts/train_v3.sh; the v3 figures of models/README.md.
+# Issue 19: export, calibrate and score the ship run of scripts/train_v3.sh; the v3 figures of ser_live/models/README.md.
 #   1. ser-export the run (float + int8, with the embedding output) and ser-calibrate it on its validation speakers,
 #      which come from every corpus (--holdout-corpus any): temperature, the uncertain threshold, the affect head;
 #      per-corpus uncertain share and kept accuracy on the test speakers (calibration.json "test.per_corpus");

@@ -13,7 +13,7 @@
 #         RAVDESS 08 and 16 (held out by this run and by B, never heard by v2);
 #   ship-seeds  model v6: join ship-long and its seeds 43 and 44 (train_v4.sh ship-long-s43 ship-long-s44) into one
 #         graph averaging the three's logits (float + int8), calibrate it as above, ser-eval the model it replaces
-#         (V3_MODEL: v5, git show 31b6284:models/default.onnx), v6 and the two-seed joins on the held-out speakers; its
+#         (V3_MODEL: v5, git show 31b6284:ser_live/models/default.onnx), v6 and the two-seed joins on the held-out speakers; its
 #         twin: the three leave-ASED-out seeds joined the same way, ser-eval'd with each pair on all of ASED and
 #         calibrated on its RAVDESS validation actors (the uncertain share on a language it never heard);
 #   ship-seeds-mics  v6 (seeds3.cal) against the model it replaces (V3_MODEL) on the held-out speakers through what
@@ -34,7 +34,7 @@
 #         loco-ravdess-long-s43 loco-ravdess-long-s44) joined, ser-eval'd with each seed on all 20 RAVDESS actors,
 #         and calibrated on its validation speakers (the uncertain share on RAVDESS, which it never heard).
 # Usage: scripts/eval_v4.sh DATA_DIR [OUT_DIR] [V2_MODEL] [V3_MODEL] [PARTS...]
-#   V2_MODEL: git show 7b1e559:models/default.onnx > runs/v2.onnx;  V3_MODEL: git show 5677879:models/default.onnx
+#   V2_MODEL: git show 7b1e559:ser_live/models/default.onnx > runs/v2.onnx;  V3_MODEL: git show 5677879:ser_live/models/default.onnx
 set -euo pipefail
 data=${1:?usage: scripts/eval_v4.sh DATA_DIR [OUT_DIR] [V2_MODEL] [V3_MODEL] [PARTS...]}
 out=${2:-runs/v4}

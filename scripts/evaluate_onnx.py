@@ -2,7 +2,7 @@
 
 Usage::
 
-    python scripts/evaluate_onnx.py runs/x models/default.onnx models/default.int8.onnx \\
+    python scripts/evaluate_onnx.py runs/x ser_live/models/default.onnx ser_live/models/default.int8.onnx \\
         --data ravdess=PATH --data tess=PATH [--cache .cache/features]
 
 The test clips are the run's held-out speakers (``metrics.json: test_speakers``); their windows are cut and
@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.model import load_model
-from realtime.stages.features import FeaturePreset
-from realtime.stages.pipeline import PipelineConfig
-from train import metrics as scores
-from train.cli import pool_by_clip
-from train.corpora import load_corpora, parse_data_spec
-from train.dataset import FeatureBuilder, stack_examples
+from ser_live.realtime.model import load_model
+from ser_live.realtime.stages.features import FeaturePreset
+from ser_live.realtime.stages.pipeline import PipelineConfig
+from ser_live.train import metrics as scores
+from ser_live.train.cli import pool_by_clip
+from ser_live.train.corpora import load_corpora, parse_data_spec
+from ser_live.train.dataset import FeatureBuilder, stack_examples
 
 
 def main(argv: list[str] | None = None) -> int:

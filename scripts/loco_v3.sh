@@ -10,7 +10,7 @@
 #   4. leave-RAVDESS-out for B's recipe: trained on TESS 800 + ASED, tested on all 20 RAVDESS actors (v2's recipe
 #      without RAVDESS would be TESS's two speakers alone, so only B's part is measured).
 # Usage: scripts/loco_v3.sh DATA_DIR [OUT_DIR] [V2_MODEL]
-#   V2_MODEL: v2's file, e.g. git show 7b1e559:models/default.onnx > runs/v2.onnx
+#   V2_MODEL: v2's file, e.g. git show 7b1e559:ser_live/models/default.onnx > runs/v2.onnx
 # Run here with TF_NUM_INTRAOP_THREADS=1 (one core each, both trainings side by side: ~60 and ~90 min).
 set -euo pipefail
 data=${1:?usage: scripts/loco_v3.sh DATA_DIR [OUT_DIR] [V2_MODEL]}

@@ -1,15 +1,15 @@
-"""Make ``models/demo.wav``: a short demo recording synthesised with espeak-ng at several prosodies.
+"""Make ``ser_live/models/demo.wav``: a short demo recording synthesised with espeak-ng at several prosodies.
 
-The project ships this file so that ``ser-live --file models/demo.wav`` works on a fresh machine without a
+The project ships this file so that ``ser-live --file ser_live/models/demo.wav`` works on a fresh machine without a
 microphone. It is synthetic speech made here, never corpus audio: four English utterances spoken by espeak-ng with
 different speed, pitch, loudness and voice — calm (slow, low), excited (fast, high, loud), sad (slow, low, quiet)
 and angry (fast, loud) — separated by pauses of silence, 16 kHz mono 16-bit PCM, about 20 s and under 1 MB.
 
 Usage (from the repository root)::
 
-    python scripts/make_demo.py                   # writes models/demo.wav
+    python scripts/make_demo.py                   # writes ser_live/models/demo.wav
     python scripts/make_demo.py -o /tmp/demo.wav  # anywhere else
-    ser-live --file models/demo.wav               # then replay it
+    ser-live --file ser_live/models/demo.wav               # then replay it
 
 The espeak-ng parameters are fixed, so the same espeak-ng version gives the same file, byte for byte. The file is
 written atomically (a temporary file in the same directory, then renamed). Needs the ``espeak-ng`` program
@@ -36,7 +36,7 @@ import soxr
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUTPUT = ROOT / "models" / "demo.wav"
+DEFAULT_OUTPUT = ROOT / "ser_live" / "models" / "demo.wav"
 SAMPLE_RATE = 16_000
 SUBTYPE = "PCM_16"
 ESPEAK = "espeak-ng"

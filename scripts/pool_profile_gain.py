@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from profile_gain import summarise  # noqa: E402
 
-from realtime.errors import UserError  # noqa: E402
-from realtime.fileio import atomic_write, check_outputs  # noqa: E402
+from ser_live.realtime.errors import UserError  # noqa: E402
+from ser_live.realtime.fileio import atomic_write, check_outputs  # noqa: E402
 
 BOOTSTRAP = 2000
 

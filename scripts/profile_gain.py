@@ -12,7 +12,7 @@ the words. Per corpus, method and k: mean UAR base vs profiled over speakers x d
 the share of (speaker, draw) where the profile is more than 2 points worse than the base model, and how often the
 fit itself warned.
 
-    python scripts/profile_gain.py --model models/default.onnx \
+    python scripts/profile_gain.py --model ser_live/models/default.onnx \
         --data ravdess=../shared/data/ravdess --speakers ravdess:08,ravdess:10,ravdess:15,ravdess:16 \
         --data ased=../shared/data/ased --draws 5 --out runs/profile-gain
 
@@ -37,8 +37,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from realtime.model import load_model  # noqa: E402
-from realtime.profile import (  # noqa: E402
+from ser_live.realtime.model import load_model  # noqa: E402
+from ser_live.realtime.profile import (  # noqa: E402
     METHODS,
     Base,
     Take,
@@ -49,8 +49,8 @@ from realtime.profile import (  # noqa: E402
     take_verdict,
     window_features,
 )
-from realtime.sources.audio import read_audio  # noqa: E402
-from train.corpora import load_corpus, parse_data_spec  # noqa: E402
+from ser_live.realtime.sources.audio import read_audio  # noqa: E402
+from ser_live.train.corpora import load_corpus, parse_data_spec  # noqa: E402
 
 logger = logging.getLogger("profile_gain")
 KS = (1, 3, 5)
@@ -71,7 +71,7 @@ def _init(model_path: str) -> None:
 def _embed(path: str, hop_s: float | None = None, speeds: tuple[float, ...] = ()) -> np.ndarray:
     """A clip's window embeddings, cut as the live engine cuts them (``hop_s``: another hop; ``speeds``: the windows
     of the clip played that much faster or slower are added, as an enrolment might)."""
-    from realtime.engine import EngineConfig
+    from ser_live.realtime.engine import EngineConfig
 
     audio, rate = read_audio(path)
     config = EngineConfig(hop_s=hop_s) if hop_s else None
@@ -206,7 +206,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(ROOT / "models" / "default.onnx"))
+    ap.add_argument("--model", default=str(ROOT / "ser_live" / "models" / "default.onnx"))
     ap.add_argument("--data", action="append", required=True, help="NAME=PATH (repeat)")
     ap.add_argument("--speakers", default="", help="keep only these speakers (corpus:id,...); default all")
     ap.add_argument("--draws", type=int, default=5)

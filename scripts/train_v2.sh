@@ -3,7 +3,7 @@
 #   ship-ased    RAVDESS + TESS (800 of its 2,798 clips) + all of ASED, window input normalisation, logmel_wide,
 #                channel augmentation, today's speech gate; speaker split seed 42 (test actors 08, 10, 15, 16 as
 #                v1; val 07, 11, 13), 20 epochs. Measured 54.5 % clip UAR on the test actors: below the same recipe
-#                without ASED (64.9 %, scripts/compare_input_norm.sh), so it was not shipped (models/README.md).
+#                without ASED (64.9 %, scripts/compare_input_norm.sh), so it was not shipped (ser_live/models/README.md).
 #   kfold-new    the shipped recipe (window, logmel_wide, channel augmentation; RAVDESS + TESS 800), speaker-grouped
 #                4-fold CV over the 20 RAVDESS actors (each tested once), a 12-epoch budget (CPU time).
 #   kfold-v1     the v1 recipe (logmel, no input normalisation, seed augmentation, the old gate) on the same folds,

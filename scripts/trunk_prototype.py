@@ -26,7 +26,7 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from realtime.model import session_options  # noqa: E402
+from ser_live.realtime.model import session_options  # noqa: E402
 
 TRUNK_OUTPUT = "logmel_cnn_1/relu_4_1/Relu:0"
 FRAMES_PER_S = 100  # logmel_wide: 10 ms hop
@@ -63,7 +63,7 @@ def best_of(fn, rounds: int) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, default=ROOT / "models" / "default.onnx")
+    ap.add_argument("--model", type=Path, default=ROOT / "ser_live" / "models" / "default.onnx")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()

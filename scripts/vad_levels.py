@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from realtime.stages.vad import DEFAULT_NOISE_MARGIN_DB, SpeechGate
+from ser_live.realtime.stages.vad import DEFAULT_NOISE_MARGIN_DB, SpeechGate
 
 RATE = 16_000
 TEXT = "Hello there. This is a short test of the emotion monitor, spoken for a few seconds."
@@ -54,7 +54,7 @@ def pink(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def corpus_agreement(folder: Path, limit: int) -> None:
     """Per configuration: how many clips of ``folder`` get other speech flags at -20 dB than as recorded."""
-    from realtime.sources.audio import read_audio
+    from ser_live.realtime.sources.audio import read_audio
 
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".wav", ".flac"))[:limit]
     print()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.api import EmotionRecognizer
-from realtime.engine import Engine, EngineConfig
-from realtime.errors import UserError
-from realtime.model import load_model
-from realtime.stages.affect import NRC_VAD_2018, AffectMap, Calibration, lexicon_coordinates, temper
-from realtime.stages.smoothing import Smoother, SmoothingConfig
+from ser_live.realtime.api import EmotionRecognizer
+from ser_live.realtime.engine import Engine, EngineConfig
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.model import load_model
+from ser_live.realtime.stages.affect import NRC_VAD_2018, AffectMap, Calibration, lexicon_coordinates, temper
+from ser_live.realtime.stages.smoothing import Smoother, SmoothingConfig
 from tests.audio_fixtures import voiced_tone
 from tests.tiny_model import TINY_LABELS, make_tiny_model, tiny_affect_reference
 

@@ -1,4 +1,4 @@
-"""The Python API: ``from realtime import EmotionRecognizer`` — predict, predict_file and stream on one engine."""
+"""The Python API: ``from ser_live import EmotionRecognizer`` — predict, predict_file and stream on one engine."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.api import EmotionRecognizer
-from realtime.engine import Engine, EngineConfig
-from realtime.errors import UserError
-from realtime.events import WindowEvent
-from realtime.model import load_model
+from ser_live.realtime.api import EmotionRecognizer
+from ser_live.realtime.engine import Engine, EngineConfig
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.events import WindowEvent
+from ser_live.realtime.model import load_model
 from tests.audio_fixtures import SpeechClip, convert, speech_clip
 from tests.tiny_model import TINY_LABELS, make_tiny_model
 
@@ -40,14 +40,14 @@ def vector(probs: dict[str, float]) -> np.ndarray:
 
 
 def test_import_from_the_package_and_labels(recognizer: EmotionRecognizer) -> None:
-    import realtime
+    import ser_live
 
-    assert realtime.EmotionRecognizer is EmotionRecognizer
+    assert ser_live.EmotionRecognizer is EmotionRecognizer
     assert isinstance(recognizer, EmotionRecognizer)
     assert recognizer.labels == TINY_LABELS
     assert recognizer.sample_rate == 16000
     with pytest.raises(AttributeError):
-        realtime.NoSuchThing  # noqa: B018
+        ser_live.NoSuchThing  # noqa: B018
 
 
 def test_predict_aggregates_the_speech_windows(recognizer: EmotionRecognizer, clip: SpeechClip) -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.errors import UserError
-from realtime.sources.audio import audio_info, iter_audio_blocks, read_audio, sanitize_block
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.sources.audio import audio_info, iter_audio_blocks, read_audio, sanitize_block
 
 RATE = 16000
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.errors import UserError
-from train import augment
-from train.augment import AugmentConfig, augment_clip
+from ser_live.realtime.errors import UserError
+from ser_live.train import augment
+from ser_live.train.augment import AugmentConfig, augment_clip
 
 SR = 16_000
 TONE_HZ = 440.0

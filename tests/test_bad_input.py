@@ -14,8 +14,8 @@ import pytest
 import soundfile as sf
 from onnx import TensorProto, helper
 
-import realtime.model
-from realtime.faces.cli import main
+import ser_live.realtime.model
+from ser_live.realtime.faces.cli import main
 from tests.audio_fixtures import SHORT_TEXT, SpeechClip, convert, speech_clip
 from tests.tiny_model import make_tiny_model
 
@@ -230,7 +230,7 @@ def test_ser_live_model_with_bad_metadata(
 def test_no_bundled_model_says_how_to_make_or_pass_one(
     wav: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(realtime.model, "BUNDLED_MODEL_NAME", "no-such-model.onnx")
+    monkeypatch.setattr(ser_live.realtime.model, "BUNDLED_MODEL_NAME", "no-such-model.onnx")
     line = assert_one_line_error(capsys, live(wav, None), "no bundled model", "ser-train", "ser-export", "--model")
     assert "no-such-model" not in line  # it speaks of the install, not of an internal file name
 
@@ -279,7 +279,7 @@ def test_subprocess_bad_file_prints_one_line_and_no_traceback(model_path: Path, 
     path = tmp_path / "notes.wav"
     path.write_text("not audio\n" * 100)
     proc = subprocess.run(
-        [sys.executable, "-m", "realtime.faces.cli", "--file", str(path), "--fast", "--no-dashboard",
+        [sys.executable, "-m", "ser_live.realtime.faces.cli", "--file", str(path), "--fast", "--no-dashboard",
          "--model", str(model_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False,
     )

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from batch.cli import main
-from realtime.api import EmotionRecognizer
+from ser_live.batch.cli import main
+from ser_live.realtime.api import EmotionRecognizer
 from tests.audio_fixtures import CORPUS_RATE, voiced_tone, write_ravdess_tree
 from tests.tiny_model import TINY_LABELS, make_tiny_model
 
@@ -96,7 +96,7 @@ def test_two_workers_give_identical_rows(archive: dict[str, Any], one_worker: Pa
 
 
 def test_windows_are_those_of_ser_live_file(archive: dict[str, Any], one_worker: Path, tmp_path: Path) -> None:
-    from realtime.faces.cli import main as live_main
+    from ser_live.realtime.faces.cli import main as live_main
 
     clip = archive["good"][3]
     events_path = tmp_path / "events.jsonl"
@@ -219,7 +219,7 @@ def test_a_stop_keeps_finished_rows_and_a_rerun_finishes(archive: dict[str, Any]
     for i in range(INTERRUPT_FILES):
         os.link(one, folder / f"f{i:03d}.wav")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "batch.cli", str(folder), "--out", str(out), "--workers", "1", "--model",
+    cmd = [sys.executable, "-m", "ser_live.batch.cli", str(folder), "--out", str(out), "--workers", "1", "--model",
            str(archive["model"])]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     journal = out / ".ser-batch" / "journal.jsonl"
@@ -251,7 +251,7 @@ def test_ray_address_resolution_and_connect_errors() -> None:
     """--ray / auto follow RAY_ADDRESS when it is set (else a local Ray), local is always local; a cluster that
     cannot be joined gets one line naming it and, outside token mode, how to give Ray its token."""
     pytest.importorskip("ray")
-    from batch.ray_backend import _init_options, connect_error, resolve_address
+    from ser_live.batch.ray_backend import _init_options, connect_error, resolve_address
 
     assert resolve_address("auto", {}) is None and resolve_address(None, {}) is None
     assert resolve_address("auto", {"RAY_ADDRESS": "head:6379"}) == "head:6379"
@@ -272,7 +272,7 @@ def test_window_columns_round_trip_and_read_older_journals() -> None:
     """Windows travel as columns (array('d'), NaN = null); a journal written as row dicts (older runs) still reads."""
     import json
 
-    from batch.store import WindowColumns, json_default, window_columns
+    from ser_live.batch.store import WindowColumns, json_default, window_columns
 
     labels = ("happy", "sad")
     rows = [{name: 0.25 * i for name in window_columns(labels)} | {"path": "a.wav", "channel": "mix",

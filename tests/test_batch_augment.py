@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.errors import UserError
-from train.batch_augment import (
+from ser_live.realtime.errors import UserError
+from ser_live.train.batch_augment import (
     MASK_VALUE,
     NO_BATCH_AUGMENT,
     SPEC_AUGMENT,

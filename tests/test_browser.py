@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from realtime.model import load_model
+from ser_live.realtime.model import load_model
 from tests.audio_fixtures import espeak_wav
 from tests.browser import Browser
 
@@ -62,7 +62,7 @@ BARS = "[...document.querySelectorAll('.bar')].map(r => [r.dataset.label, r.quer
 
 def test_the_page_shows_the_replay_and_its_summary(tmp_path: Path) -> None:
     jsonl = tmp_path / "events.jsonl"
-    proc, found = start(["realtime.faces.cli", "--demo", "--no-dashboard", "--jsonl", str(jsonl), "--serve",
+    proc, found = start(["ser_live.realtime.faces.cli", "--demo", "--no-dashboard", "--jsonl", str(jsonl), "--serve",
                          "127.0.0.1:0"], r"(http://127\.0\.0\.1:\d+/)")
     try:
         with Browser(found.group(1), tmp_path / "chromium") as page:
@@ -92,7 +92,7 @@ def test_the_page_shows_the_replay_and_its_summary(tmp_path: Path) -> None:
 def test_the_page_streams_the_browsers_microphone_to_ser_serve(tmp_path: Path) -> None:
     wav = espeak_wav(tmp_path / "voice.wav", "The meeting moved to Thursday morning, and nobody told me about it. "
                      "I waited in that room for an hour.", speed=150)
-    proc, found = start(["realtime.faces.serve_cli", "127.0.0.1:0"], r"(http://127\.0\.0\.1:(\d+)/)")
+    proc, found = start(["ser_live.realtime.faces.serve_cli", "127.0.0.1:0"], r"(http://127\.0\.0\.1:(\d+)/)")
     status = f"http://127.0.0.1:{found.group(2)}/status"
     fake_mic = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                 f"--use-file-for-fake-audio-capture={wav}"]

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime import EmotionRecognizer
-from realtime.model import bundled_model_path, load_model
-from realtime.stages.features import FeatureExtractor
-from realtime.stages.normalize import InputNormalizer
-from realtime.stages.pipeline import PipelineConfig
+from ser_live import EmotionRecognizer
+from ser_live.realtime.model import bundled_model_path, load_model
+from ser_live.realtime.stages.features import FeatureExtractor
+from ser_live.realtime.stages.normalize import InputNormalizer
+from ser_live.realtime.stages.pipeline import PipelineConfig
 from tests.audio_fixtures import have_espeak, speech_clip
 
-CARD = Path(__file__).resolve().parents[1] / "models" / "README.md"
+CARD = Path(__file__).resolve().parents[1] / "ser_live" / "models" / "README.md"
 CLAIMED_LABELS = ("angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
 CLAIMED_PRESET = "logmel_wide"
 CLAIMED_RECIPE = "logmel_cnn"
@@ -139,7 +139,7 @@ def test_demo_runs_through_the_bundled_model() -> None:
 def test_bundled_models_carry_the_embedding_and_their_last_layer() -> None:
     """Both shipped files can be personalised: the ``embedding`` output (3 x 64 values) and, in the metadata, the last
     layer it feeds, which rebuilds the float graph's probabilities; the outputs above are unchanged by it."""
-    from realtime.profile import softmax
+    from ser_live.realtime.profile import softmax
 
     model = load_model(None)
     int8 = load_model(bundled_model_path().with_name("default.int8.onnx"))

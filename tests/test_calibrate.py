@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime.engine import Engine
-from realtime.model import load_model
-from realtime.stages.affect import temper
+from ser_live.realtime.engine import Engine
+from ser_live.realtime.model import load_model
+from ser_live.realtime.stages.affect import temper
+from ser_live.train.calibrate import choose_threshold, ece, fit_linear_head, fit_temperature
+from ser_live.train.calibrate import main as calibrate_main
 from tests.audio_fixtures import voiced_tone, write_ravdess_tree
 from tests.tiny_model import make_tiny_model
-from train.calibrate import choose_threshold, ece, fit_linear_head, fit_temperature
-from train.calibrate import main as calibrate_main
 
 pytest.importorskip("onnx")
 
@@ -195,7 +195,7 @@ def test_test_speakers_are_reported_never_fitted_and_the_source_is_remembered(
         corpus: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--speakers fits, --test-speakers (CORPUS:* = every speaker of it) only reports; the calibrated file names the
     source's sha256 (same graph), so a personal profile made for the source still fits it."""
-    from realtime.fileio import file_sha256
+    from ser_live.realtime.fileio import file_sha256
 
     out, report = tmp_path / "cal.onnx", tmp_path / "cal.json"
     data = ["--data", f"ravdess={corpus['root'] / 'ravdess'}"]

@@ -22,9 +22,9 @@ import pytest
 import soundfile as sf
 import soxr
 
-from realtime.errors import UserError
-from realtime.sources import capture
-from realtime.sources.capture import (
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.sources import capture
+from ser_live.realtime.sources.capture import (
     PORTAUDIO_MISSING_MESSAGE,
     BlockQueue,
     CaptureConfig,
@@ -142,7 +142,7 @@ def test_block_queue_rejects_a_zero_size() -> None:
 
 
 def test_importing_capture_does_not_import_sounddevice() -> None:
-    code = "import sys, realtime.sources.capture; print('sounddevice' in sys.modules)"
+    code = "import sys, ser_live.realtime.sources.capture; print('sounddevice' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
 
@@ -575,7 +575,7 @@ def test_a_slow_consumer_loses_the_oldest_audio_and_it_is_counted(mic: VirtualMi
 # ser-live does when streams_left_behind() is not zero, and the test process never touches it.
 FAULT_CHILD = """
 import json, os, sys, time
-from realtime.sources.capture import CaptureConfig, CaptureError, MicrophoneSource, streams_left_behind
+from ser_live.realtime.sources.capture import CaptureConfig, CaptureError, MicrophoneSource, streams_left_behind
 stall_s, abort_s = float(sys.argv[1]), float(sys.argv[2])
 config = CaptureConfig(device="pulse", sample_rate=16000, stall_timeout_s=stall_s, abort_timeout_s=abort_s)
 mic = MicrophoneSource(config).start()

@@ -1,6 +1,7 @@
 """``ser-live --file``: replay through the engine, JSONL events and a session summary, plain lines, ``--help``.
 
-In-process through ``realtime.faces.cli.main`` (fast), plus one real subprocess of ``python -m realtime.faces.cli``.
+In-process through ``ser_live.realtime.faces.cli.main`` (fast), plus one real subprocess
+of ``python -m ser_live.realtime.faces.cli``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any
 import pytest
 import soundfile as sf
 
-from realtime.api import EmotionRecognizer
-from realtime.faces.cli import build_parser, main
+from ser_live.realtime.api import EmotionRecognizer
+from ser_live.realtime.faces.cli import build_parser, main
 from tests.audio_fixtures import SHORT_TEXT, SpeechClip, convert, speech_clip
 from tests.tiny_model import TINY_LABELS, make_tiny_model
 
@@ -139,7 +140,7 @@ def test_jsonl_to_stdout_gives_only_json_there(
 
 def test_subprocess_replay_to_stdout(model_path: Path, speech_wav: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "realtime.faces.cli", "--file", str(speech_wav), "--fast", "--jsonl", "-",
+        [sys.executable, "-m", "ser_live.realtime.faces.cli", "--file", str(speech_wav), "--fast", "--jsonl", "-",
          "--no-dashboard",
          "--model", str(model_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False,

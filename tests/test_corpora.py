@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.errors import UserError
-from train import corpora
-from train.corpora import (
+from ser_live.realtime.errors import UserError
+from ser_live.train import corpora
+from ser_live.train.corpora import (
     CORPORA,
     LABELS,
     LABELS_WITH_CALM,
@@ -347,7 +347,7 @@ def test_unreadable_audio_is_loaded_by_name_and_caught_by_check_readable(tmp_pat
 
 def test_problems_are_logged_once_per_reason(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     make_tree(tmp_path, ["03-01-05-01-01-01-01.wav", "a.wav", "b.wav", "c.wav"])
-    with caplog.at_level(logging.WARNING, logger="train.corpora"):
+    with caplog.at_level(logging.WARNING, logger="ser_live.train.corpora"):
         load_corpus("ravdess", tmp_path)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1

@@ -15,8 +15,8 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.segment import Segment
 
-from realtime.events import WindowEvent
-from realtime.faces.dashboard import (
+from ser_live.realtime.events import WindowEvent
+from ser_live.realtime.faces.dashboard import (
     LABEL_COLORS,
     LABEL_WIDTH,
     LEVEL_BAR_WIDTH,

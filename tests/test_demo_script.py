@@ -13,7 +13,7 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "make_demo.py"
-BUNDLED_DEMO = ROOT / "models" / "demo.wav"
+BUNDLED_DEMO = ROOT / "ser_live" / "models" / "demo.wav"
 SAMPLE_RATE = 16000
 MIN_DURATION_S, MAX_DURATION_S = 15.0, 25.0
 MAX_BYTES = 1_000_000
@@ -106,7 +106,7 @@ def test_missing_espeak_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 def test_bundled_demo_is_one_the_script_makes() -> None:
-    """models/demo.wav (package data) has the script's format and shape: made by it, not corpus audio."""
+    """ser_live/models/demo.wav (package data) has the script's format and shape: made by it, not corpus audio."""
     info = sf.info(BUNDLED_DEMO)
     assert (info.samplerate, info.channels, info.subtype) == (SAMPLE_RATE, 1, "PCM_16")
     assert MIN_DURATION_S <= info.duration <= MAX_DURATION_S

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime.engine import Engine, EngineConfig
-from realtime.errors import UserError
-from realtime.events import WindowEvent
-from realtime.model import EmotionModel, load_model
+from ser_live.realtime.engine import Engine, EngineConfig
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.events import WindowEvent
+from ser_live.realtime.model import EmotionModel, load_model
 from tests.audio_fixtures import SpeechClip, convert, speech_clip
 from tests.tiny_model import TINY_LABELS, make_tiny_model
 

@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 from rich.console import Console
 
-from realtime.errors import UserError
-from realtime.faces.cli import main as live_main
-from realtime.faces.enroll import (
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.faces.cli import main as live_main
+from ser_live.realtime.faces.enroll import (
     SENTENCES,
     EnrollConfig,
     Prompt,
@@ -23,7 +23,7 @@ from realtime.faces.enroll import (
     render_screen,
     run_session,
 )
-from realtime.model import EmotionModel, load_model
+from ser_live.realtime.model import EmotionModel, load_model
 from tests.audio_fixtures import espeak_wav
 from tests.tiny_model import make_tiny_model
 

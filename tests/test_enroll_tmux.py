@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.model import load_model
-from realtime.profile import load_profile
+from ser_live.realtime.model import load_model
+from ser_live.realtime.profile import load_profile
 from tests.audio_fixtures import espeak_wav
 from tests.terminal import Tmux
 from tests.tiny_model import make_tiny_model
@@ -85,7 +85,8 @@ def test_enroll_session_on_the_microphone(mic: VirtualMic, takes: dict[str, Path
     model = make_tiny_model(tmp_path / "tiny.onnx", preset_name="logmel", embedding=True)
     profile_path = tmp_path / "me.json"
     exit_file = tmp_path / "exit"
-    args = [sys.executable, "-m", "realtime.faces.cli", "--enroll", str(profile_path), "--device", "pulse", "--model",
+    args = [sys.executable, "-m", "ser_live.realtime.faces.cli", "--enroll", str(profile_path), "--device", "pulse",
+            "--model",
             str(model), "--enroll-labels", "angry,sad", "--enroll-takes", "2", "--take-seconds", str(TAKE_S),
             "--countdown", "0.5"]
     command = (f"cd {shlex.quote(str(ROOT))} && PULSE_SERVER={shlex.quote(mic.server)} LC_ALL=C.UTF-8 "

@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
-from export.embedding import run_graph
-from realtime.model import EMBEDDING_OUTPUT, METADATA_KEY, OUTPUT_NAME, load_model
+from ser_live.export.embedding import run_graph
+from ser_live.realtime.model import EMBEDDING_OUTPUT, METADATA_KEY, OUTPUT_NAME, load_model
 from tests.scripts_loader import load_script
 from tests.tiny_model import TINY_LABELS, make_tiny_model, tiny_feature_shape
 

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from realtime.stages.normalize import MODE_WINDOW, InputNormConfig
+from ser_live.realtime.stages.normalize import MODE_WINDOW, InputNormConfig
+from ser_live.train.eval_cli import main
+from ser_live.train.robustness import CONDITIONS, clip_rng, degrade
 from tests.audio_fixtures import write_ased_tree, write_ravdess_tree
 from tests.tiny_model import make_tiny_model
-from train.eval_cli import main
-from train.robustness import CONDITIONS, clip_rng, degrade
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIVE_LABELS = ("angry", "fearful", "happy", "neutral", "sad")  # ASED's: RAVDESS's disgust and surprised are unknown
@@ -104,7 +104,7 @@ def test_outputs_are_written(report: dict[str, Any]) -> None:
 
 
 def test_degradations_are_deterministic_and_do_what_they_say(corpora: dict[str, Path]) -> None:
-    from train.corpora import Record
+    from ser_live.train.corpora import Record
 
     record = Record(Path("x.wav"), "sad", "x:1", "x")
     rng = np.random.default_rng(0)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime.errors import UserError
-from realtime.events import JsonlWriter, SessionSummary, WindowEvent
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.events import JsonlWriter, SessionSummary, WindowEvent
 
 LABELS = ("angry", "happy", "neutral", "sad")
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,7 +256,7 @@ def test_writer_broken_pipe_is_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_writer_piped_into_head_exits_cleanly() -> None:
     code = (
-        "from realtime.events import JsonlWriter\n"
+        "from ser_live.realtime.events import JsonlWriter\n"
         "w = JsonlWriter('-')\n"
         "for i in range(20000):\n"
         "    w.write({'type': 'window', 'i': i, 'pad': 'x' * 100})\n"

@@ -17,14 +17,14 @@ import numpy as np
 import onnx
 import pytest
 
-import export.onnx_export as ox
-from export.cli import main
-from export.onnx_export import ExportError, ExportReport, export_model, int8_path
-from realtime import __version__
-from realtime.errors import UserError
-from realtime.model import FORMAT_VERSION, load_model
-from realtime.profile import softmax
-from realtime.stages.features import PRESETS
+import ser_live.export.onnx_export as ox
+from ser_live import __version__
+from ser_live.export.cli import main
+from ser_live.export.onnx_export import ExportError, ExportReport, export_model, int8_path
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.model import FORMAT_VERSION, load_model
+from ser_live.realtime.profile import softmax
+from ser_live.realtime.stages.features import PRESETS
 
 pytestmark = [
     pytest.mark.slow,
@@ -450,7 +450,7 @@ def test_successful_export_replaces_the_old_file_and_keeps_its_mode(vector_run: 
 def test_report_warns_when_int8_disagrees(agreement: float, warned: bool) -> None:
     from types import SimpleNamespace
 
-    from export.cli import format_report
+    from ser_live.export.cli import format_report
 
     parity = SimpleNamespace(rows=256, source="val_features.npy", max_abs_diff=1e-7, argmax_agreement=1.0)
     q = SimpleNamespace(

@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import numpy_helper
 
-from batch.cli import main as batch_main
-from realtime.errors import UserError
-from realtime.faces.cli import main as live_main
-from realtime.model import load_model
-from realtime.sources.audio import MAX_ABS_SAMPLE, read_audio, sanitize_block
+from ser_live.batch.cli import main as batch_main
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.faces.cli import main as live_main
+from ser_live.realtime.model import load_model
+from ser_live.realtime.sources.audio import MAX_ABS_SAMPLE, read_audio, sanitize_block
 from tests.audio_fixtures import voiced_tone
 from tests.processes import children, wait_gone
 from tests.tiny_model import TINY_LABELS, make_tiny_model
@@ -83,7 +83,7 @@ def test_a_float_file_far_beyond_full_scale_is_a_one_line_error(
 def test_float_files_at_an_integer_scale_keep_their_verdict(voice: np.ndarray, scale: float) -> None:
     """The bundled model reads levels relative to the speech: a float file written at ±32768 or ±2^31 scale is
     scored like the same file in [-1, 1]."""
-    from realtime.api import EmotionRecognizer
+    from ser_live.realtime.api import EmotionRecognizer
 
     recognizer = EmotionRecognizer()
     plain, scaled = recognizer.predict(voice, RATE), recognizer.predict(voice * scale, RATE)
@@ -253,7 +253,7 @@ def test_ser_report_never_writes_over_its_input_or_an_earlier_report(
     model: Path, wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("matplotlib")
-    from report.cli import main as report_main
+    from ser_live.report.cli import main as report_main
 
     jsonl = tmp_path / "events.jsonl"
     assert live(wav, model, "--jsonl", str(jsonl)) == 0
@@ -360,7 +360,7 @@ def test_a_cut_last_line_is_dropped_and_the_rest_resumed(model: Path, archive: P
 
 
 def test_two_runs_into_one_folder_the_second_is_refused(model: Path, archive: Path, tmp_path: Path) -> None:
-    from batch.store import Journal
+    from ser_live.batch.store import Journal
 
     out = tmp_path / "out"
     holder = Journal(out, {"model_sha256": "x", "settings": {}})
@@ -423,7 +423,7 @@ def test_workers_die_with_the_driver(model: Path, voice: np.ndarray, tmp_path: P
     for k in range(40):
         sf.write(folder / f"f{k:02d}.wav", np.tile(voice, 10), RATE)
     driver = subprocess.Popen(
-        [sys.executable, "-m", "batch.cli", str(folder), "--out", str(tmp_path / "out"), "--model", str(model),
+        [sys.executable, "-m", "ser_live.batch.cli", str(folder), "--out", str(tmp_path / "out"), "--model", str(model),
          "--workers", "2", "-q"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
@@ -469,7 +469,7 @@ class _FullDisk:
 
 
 def test_a_full_disk_while_journaling_is_one_line_and_keeps_what_was_journaled(tmp_path: Path) -> None:
-    from batch.store import Journal
+    from ser_live.batch.store import Journal
 
     journal = Journal(tmp_path / "out", {"model_sha256": "x", "settings": {}})
     journal.append({"key": {"path": "a.wav"}, "rows": [], "windows": []})
@@ -485,7 +485,7 @@ def test_a_full_disk_while_journaling_is_one_line_and_keeps_what_was_journaled(t
 def test_outputs_that_fail_after_scoring_are_written_by_the_next_run(
     model: Path, archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from batch import store
+    from ser_live.batch import store
 
     def full(*args: Any, **kwargs: Any) -> None:
         raise OSError(28, "No space left on device")
@@ -503,9 +503,9 @@ def test_outputs_that_fail_after_scoring_are_written_by_the_next_run(
 def test_ser_train_checks_out_before_extracting_and_an_empty_cache_means_none(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from ser_live.train.cli import build_parser
+    from ser_live.train.cli import main as train_main
     from tests.audio_fixtures import write_ravdess_tree
-    from train.cli import build_parser
-    from train.cli import main as train_main
 
     root = tmp_path / "ravdess"
     write_ravdess_tree(root, actors=2, unreadable=False)
@@ -549,7 +549,7 @@ def test_ser_report_skips_a_bad_line_and_names_it(
     tmp_path: Path, bad_line: str, why: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("matplotlib")
-    from report.cli import main as report_main
+    from ser_live.report.cli import main as report_main
 
     good = [json.dumps(_window_line(2.0 + 0.5 * k)) for k in range(4)]
     events = tmp_path / "events.jsonl"
@@ -566,7 +566,7 @@ def test_ser_report_skips_a_bad_line_and_names_it(
 
 
 def test_a_session_without_its_summary_does_not_claim_zero_speech(tmp_path: Path) -> None:
-    from report.session import markdown, read_jsonl
+    from ser_live.report.session import markdown, read_jsonl
 
     events = tmp_path / "killed.jsonl"
     events.write_text("".join(json.dumps(_window_line(2.0 + 0.5 * k)) + "\n" for k in range(4)))
@@ -609,7 +609,7 @@ def test_an_unreadable_sub_folder_is_named_not_skipped_silently(model: Path, arc
     try:
         # root passes permission checks: run without the capabilities that let it
         done = subprocess.run(
-            ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-m", "batch.cli",
+            ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-m", "ser_live.batch.cli",
              str(archive), "--out", str(tmp_path / "out"), "--model", str(model), "-q"],
             capture_output=True, text=True, timeout=120,
         )
@@ -653,7 +653,7 @@ TRAIN_NUMBERS = [
 def test_every_ser_train_number_is_checked_before_any_work(
     tmp_path: Path, flag: str, value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from train.cli import main as train_main
+    from ser_live.train.cli import main as train_main
 
     code = train_main(["--data", f"ravdess={tmp_path / 'missing'}", "--out", str(tmp_path / "run"), flag, value])
     assert code == USER_ERROR_EXIT
@@ -666,7 +666,7 @@ def test_every_ser_train_number_is_checked_before_any_work(
 def test_ser_calibrate_numbers(
     model: Path, tmp_path: Path, flag: str, value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from train.calibrate import main as calibrate_main
+    from ser_live.train.calibrate import main as calibrate_main
 
     code = calibrate_main([str(model), "--data", f"ravdess={tmp_path}", "--speakers", "ravdess:01", "-o",
                            str(tmp_path / "x.onnx"), flag, value])
@@ -707,7 +707,7 @@ def audio_arrays(draw: st.DrawFn) -> tuple[np.ndarray, int]:
 @PROPERTY_SETTINGS
 @given(audio_arrays())
 def test_any_audio_array_gives_a_finite_verdict_or_a_user_error(model: Path, case: tuple[np.ndarray, int]) -> None:
-    from realtime.api import EmotionRecognizer
+    from ser_live.realtime.api import EmotionRecognizer
 
     samples, rate = case
     recognizer = EmotionRecognizer(model=model)
@@ -756,7 +756,7 @@ def jsonl_lines(draw: st.DrawFn) -> str:
 @PROPERTY_SETTINGS
 @given(st.lists(jsonl_lines(), min_size=1, max_size=8))
 def test_any_jsonl_gives_a_report_without_nan_or_a_user_error(tmp_path: Path, lines: list[str]) -> None:
-    from report.session import markdown, read_jsonl
+    from ser_live.report.session import markdown, read_jsonl
 
     events = tmp_path / "events.jsonl"
     events.write_text("\n".join([json.dumps(_window_line(2.0)), *lines]) + "\n")
@@ -792,8 +792,9 @@ def test_every_option_a_message_names_exists() -> None:
 
     root = Path(__file__).resolve().parents[1]
     defined: set[str] = set()
-    for module in ("realtime.faces.cli", "realtime.faces.profile_cli", "realtime.faces.serve_cli", "train.cli",
-                   "train.eval_cli", "train.calibrate", "export.cli", "batch.cli", "report.cli"):
+    for module in ("ser_live.realtime.faces.cli", "ser_live.realtime.faces.profile_cli",
+                   "ser_live.realtime.faces.serve_cli", "ser_live.train.cli", "ser_live.train.eval_cli",
+                   "ser_live.train.calibrate", "ser_live.export.cli", "ser_live.batch.cli", "ser_live.report.cli"):
         defined |= _options(importlib.import_module(module).build_parser())
     named: dict[str, set[str]] = {}
     for folder in ("realtime", "train", "batch", "export", "report"):
@@ -808,9 +809,9 @@ def test_ser_eval_and_ser_calibrate_skip_a_huge_sample_file_and_write_no_nan(
     tmp_path: Path, voice: np.ndarray, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Issue 20.1: a clip x 1e30 in a corpus was counted as angry and put NaN into eval.json and the model."""
+    from ser_live.train.calibrate import main as calibrate_main
+    from ser_live.train.eval_cli import main as eval_main
     from tests.audio_fixtures import ravdess_name, write_ravdess_tree
-    from train.calibrate import main as calibrate_main
-    from train.eval_cli import main as eval_main
 
     root = tmp_path / "ravdess"
     write_ravdess_tree(root, actors=2, unreadable=False)

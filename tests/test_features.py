@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.errors import UserError
-from realtime.stages.features import (
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.stages.features import (
     PRESETS,
     FeatureExtractor,
     FeaturePreset,

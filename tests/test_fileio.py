@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime.fileio import atomic_write, save_npy, write_json
+from ser_live.realtime.fileio import atomic_write, save_npy, write_json
 
 
 def test_json_and_npy_round_trip_with_umask_permissions(tmp_path: Path) -> None:

@@ -16,11 +16,18 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.cli import main as export_main
-from export.embedding import run_graph
-from export.fold import fold_batchnorm
-from realtime.model import EMBEDDING_OUTPUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, bundled_model_path, load_model
-from realtime.stages.features import get_preset
+from ser_live.export.cli import main as export_main
+from ser_live.export.embedding import run_graph
+from ser_live.export.fold import fold_batchnorm
+from ser_live.realtime.model import (
+    EMBEDDING_OUTPUT,
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    bundled_model_path,
+    load_model,
+)
+from ser_live.realtime.stages.features import get_preset
 from tests.tiny_model import TINY_LABELS, tiny_feature_shape, tiny_metadata
 
 PRESET = "logmel"
@@ -182,9 +189,9 @@ def test_ser_export_brings_an_old_model_up_to_date(tmp_path: Path, capsys: pytes
 def test_a_profile_made_for_the_unfolded_file_fits_the_folded_one(tmp_path: Path) -> None:
     """Folding keeps the weights, so a personal profile bound (by sha256) to the file before it still loads on the
     file after it (``same_function_as``); a profile of any other model is still refused."""
-    from export.embedding import add_embedding_output, set_embedding_metadata
-    from realtime.errors import UserError
-    from realtime.profile import Take, make_profile
+    from ser_live.export.embedding import add_embedding_output, set_embedding_metadata
+    from ser_live.realtime.errors import UserError
+    from ser_live.realtime.profile import Take, make_profile
 
     old = _ser_live_file(tmp_path / "old.onnx")
     proto = onnx.load(str(old))

@@ -1,6 +1,6 @@
 """``ser-live`` on a real (virtual) microphone, end to end, and its capture faults through the CLI.
 
-The ``mic`` tests run ``python -m realtime.faces.cli --device pulse ...`` as a subprocess against a private PulseAudio
+The ``mic`` tests run ``ser-live --device pulse ...`` (its module) as a subprocess against a private PulseAudio
 null sink (tests/virtual_mic.py; ``.ci/run`` installs PulseAudio) while an espeak-ng recording is played into the
 sink, and check the JSONL events against where the speech is in the played file. The others drive ``main()``
 in-process with PortAudio missing or a fake microphone that reports overflows.
@@ -27,14 +27,14 @@ import pytest
 import soundfile as sf
 import soxr
 
-from realtime.engine import EngineConfig
-from realtime.errors import UserError
-from realtime.faces.cli import main
-from realtime.model import load_model
-from realtime.sources import capture
-from realtime.sources.capture import PORTAUDIO_MISSING_MESSAGE, CaptureConfig
-from realtime.stages.pipeline import PipelineConfig
-from realtime.stages.vad import SpeechGate, VadConfig
+from ser_live.realtime.engine import EngineConfig
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.faces.cli import main
+from ser_live.realtime.model import load_model
+from ser_live.realtime.sources import capture
+from ser_live.realtime.sources.capture import PORTAUDIO_MISSING_MESSAGE, CaptureConfig
+from ser_live.realtime.stages.pipeline import PipelineConfig
+from ser_live.realtime.stages.vad import SpeechGate, VadConfig
 from tests.audio_fixtures import espeak_wav
 from tests.tiny_model import TINY_LABELS, make_tiny_model
 from tests.virtual_mic import VirtualMic
@@ -116,12 +116,12 @@ def mic() -> Iterator[VirtualMic]:
 
 
 class SerLive:
-    """``python -m realtime.faces.cli ARGS`` with both pipes drained by threads; stopped (by PID) on exit."""
+    """``python -m ser_live.realtime.faces.cli ARGS`` with both pipes drained by threads; stopped (by PID) on exit."""
 
     def __init__(self, args: Sequence[str], env: dict[str, str]) -> None:
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "realtime.faces.cli", *args],
+            [sys.executable, "-m", "ser_live.realtime.faces.cli", *args],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -186,7 +186,7 @@ class SerLive:
 
 def run_ser_live(args: Sequence[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "realtime.faces.cli", *args],
+        [sys.executable, "-m", "ser_live.realtime.faces.cli", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S, check=False,
     )
 

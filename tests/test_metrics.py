@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from train.metrics import (
+from ser_live.train.metrics import (
     accuracy,
     class_scores,
     classification_report,

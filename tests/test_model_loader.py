@@ -1,4 +1,4 @@
-"""realtime.model: loading ser-live ONNX files, their metadata, providers and predict (no TensorFlow here).
+"""ser_live.realtime.model: loading ser-live ONNX files, their metadata, providers and predict (no TensorFlow here).
 
 The models are tiny ONNX graphs built with onnx.helper in the tests: standardise -> MatMul -> Softmax.
 """
@@ -18,10 +18,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import realtime.model as rm
-from realtime.errors import UserError
-from realtime.model import FORMAT_VERSION, ModelInfo, load_model
-from realtime.stages.features import PRESETS, FeaturePreset
+import ser_live.realtime.model as rm
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.model import FORMAT_VERSION, ModelInfo, load_model
+from ser_live.realtime.stages.features import PRESETS, FeaturePreset
 
 LABELS = ["angry", "happy", "neutral"]
 VECTOR_SHAPE = (6,)
@@ -192,7 +192,7 @@ def test_metadata_round_trips_into_model_info(vector_model: Any) -> None:
 
 def test_bundled_model_is_used_when_no_path_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     weights = write_model(tmp_path / "default.onnx")
-    monkeypatch.setattr(rm.resources, "files", lambda package: tmp_path if package == "models" else None)
+    monkeypatch.setattr(rm.resources, "files", lambda package: tmp_path if package == rm.BUNDLED_PACKAGE else None)
     model = load_model()
     assert model.path == tmp_path / "default.onnx" and model.name == "default"
     x = np.ones((2, *VECTOR_SHAPE), dtype=np.float32)
@@ -339,7 +339,7 @@ def test_two_threads_give_the_same_answer(vector_model: Any) -> None:
 
 def test_model_module_imports_no_heavy_libraries() -> None:
     code = (
-        "import sys, realtime.model; "
+        "import sys, ser_live.realtime.model; "
         "heavy = {'tensorflow', 'keras', 'tf2onnx', 'librosa', 'scipy', 'onnx'} & set(sys.modules); "
         "print(sorted(heavy))"
     )

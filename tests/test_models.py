@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime.errors import UserError
+from ser_live.realtime.errors import UserError
 
 keras = pytest.importorskip("keras")  # the train extra; CI installs it
 
-from train import models  # noqa: E402  (after the importorskip guard)
+from ser_live.train import models  # noqa: E402  (after the importorskip guard)
 
 # Keras 3.15 on TensorFlow 2.21 converts tensors with np.array(x) inside fit(); NumPy 2 warns about it.
 pytestmark = pytest.mark.filterwarnings(
@@ -234,7 +234,7 @@ def test_curves_plot_the_class_accuracy_of_a_model_with_an_affect_head(tmp_path:
     """A two-output model logs probs_accuracy, not accuracy: the curves must still show it (no empty panel)."""
     import warnings
 
-    from train.report import plot_curves
+    from ser_live.train.report import plot_curves
 
     history = {"loss": [2.0, 1.5], "val_loss": [2.1, 1.7], "probs_accuracy": [0.3, 0.4],
                "val_probs_accuracy": [0.25, 0.35], "affect_loss": [0.3, 0.2]}

@@ -18,9 +18,11 @@ import soundfile as sf
 from tests.tiny_model import make_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN = ("tensorflow", "keras", "tf2onnx", "librosa", "scipy", "numba", "sounddevice", "matplotlib")
-RUNTIME_MODULES = ("realtime", "realtime.engine", "realtime.api", "realtime.faces.cli", "realtime.faces.dashboard",
-                   "realtime.sources.capture")
+FORBIDDEN = ("tensorflow", "keras", "tf2onnx", "librosa", "scipy", "numba", "sounddevice", "matplotlib", "ray",
+             "pyarrow")
+RUNTIME_MODULES = ("ser_live", "ser_live.realtime", "ser_live.realtime.engine", "ser_live.realtime.api",
+                   "ser_live.realtime.faces.cli", "ser_live.realtime.faces.dashboard",
+                   "ser_live.realtime.sources.capture")
 SAMPLE_RATE = 22050
 TIMEOUT_S = 60
 
@@ -29,8 +31,8 @@ import contextlib, io, json, sys
 import numpy as np
 for name in {modules!r}:
     __import__(name)
-from realtime import EmotionRecognizer
-from realtime.faces.cli import main
+from ser_live import EmotionRecognizer
+from ser_live.realtime.faces.cli import main
 rec = EmotionRecognizer({model!r}, provider="cpu")
 t = np.arange(3 * 16000) / 16000
 voiced = (0.4 * np.sin(2 * np.pi * 150 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime.api import EmotionRecognizer
-from realtime.errors import UserError
-from realtime.model import load_model
-from realtime.stages.features import FeatureExtractor, get_preset
-from realtime.stages.normalize import (
+from ser_live.realtime.api import EmotionRecognizer
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.model import load_model
+from ser_live.realtime.stages.features import FeatureExtractor, get_preset
+from ser_live.realtime.stages.normalize import (
     ABS_FLOOR_DB,
     DEFAULT_FLOOR_DB,
     MODE_NONE,
@@ -30,7 +30,7 @@ from realtime.stages.normalize import (
     fit_prior,
     normalize_session,
 )
-from realtime.stages.pipeline import FeaturePipeline, PipelineConfig, WindowFeatures
+from ser_live.realtime.stages.pipeline import FeaturePipeline, PipelineConfig, WindowFeatures
 from tests.audio_fixtures import SpeechClip, speech_clip
 from tests.tiny_model import make_tiny_model
 
@@ -214,8 +214,8 @@ def test_session_streaming_equals_offline_for_any_chunk_size(clip: SpeechClip, c
 
 
 def test_training_sessions_are_per_speaker_shuffled_and_independent() -> None:
-    from train.corpora import Record
-    from train.dataset import ClipExamples, normalize_clips, session_order
+    from ser_live.train.corpora import Record
+    from ser_live.train.dataset import ClipExamples, normalize_clips, session_order
 
     config = session_config()
 

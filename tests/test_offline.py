@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import realtime.api
-from batch.cli import main as batch_main
-from realtime.api import EmotionRecognizer
-from realtime.engine import Engine
-from realtime.events import WindowEvent
-from realtime.faces.cli import main as live_main
-from realtime.model import EmotionModel, load_model
+import ser_live.realtime.api
+from ser_live.batch.cli import main as batch_main
+from ser_live.realtime.api import EmotionRecognizer
+from ser_live.realtime.engine import Engine
+from ser_live.realtime.events import WindowEvent
+from ser_live.realtime.faces.cli import main as live_main
+from ser_live.realtime.model import EmotionModel, load_model
 from tests.audio_fixtures import convert, espeak_wav, voiced_tone
 from tests.tiny_model import TINY_LABELS, make_tiny_model
 
@@ -119,7 +119,7 @@ def test_predict_file_offline_equals_streaming(model: EmotionModel, speech: tupl
     sf.write(path, signal("long", speech, 22050), 22050, subtype="PCM_16")
     rec = EmotionRecognizer(model)
     live = rec.predict_file(path, streaming=True)
-    monkeypatch.setattr(realtime.api, "OFFLINE_SPAN_S", 2.3)  # spans that end inside speech
+    monkeypatch.setattr(ser_live.realtime.api, "OFFLINE_SPAN_S", 2.3)  # spans that end inside speech
     whole = rec.predict_file(path)
     assert whole.label == live.label
     assert_same(whole.windows, live.windows)

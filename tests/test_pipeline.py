@@ -4,7 +4,7 @@
   only by float32 rounding; checked per input format (16 kHz mono, 48 kHz stereo), as the resampled signal of two
   formats may differ slightly.
 - Every window's features equal the reference ``FeatureExtractor`` on the padded stream slice it names.
-- Train/serve consistency: ``train.dataset.FeatureBuilder`` (the training path) gives the same windows and
+- Train/serve consistency: ``ser_live.train.dataset.FeatureBuilder`` (the training path) gives the same windows and
   features as the engine's pipeline fed the same file in 30 ms blocks, and the engine's raw probabilities are the
   model applied to those training features.
 """
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.engine import Engine
-from realtime.model import load_model
-from realtime.stages.features import FeatureExtractor, get_preset
-from realtime.stages.pipeline import FeaturePipeline, PipelineConfig, WindowFeatures
+from ser_live.realtime.engine import Engine
+from ser_live.realtime.model import load_model
+from ser_live.realtime.stages.features import FeatureExtractor, get_preset
+from ser_live.realtime.stages.pipeline import FeaturePipeline, PipelineConfig, WindowFeatures
 from tests.audio_fixtures import SpeechClip, convert, speech_clip
 from tests.tiny_model import DEFAULT_HOP_S, DEFAULT_WINDOW_S, make_tiny_model
 
@@ -133,8 +133,8 @@ def test_reset_gives_a_fresh_stream(clip: SpeechClip) -> None:
 @pytest.mark.parametrize("file_rate", [22050, 16000])
 def test_training_features_equal_the_live_engine(clip: SpeechClip, tmp_path: Path, file_rate: int) -> None:
     """Train/serve consistency: the same clip gives the same windows and features in ser-train and ser-live."""
-    from train.corpora import Record
-    from train.dataset import FeatureBuilder
+    from ser_live.train.corpora import Record
+    from ser_live.train.dataset import FeatureBuilder
 
     path = tmp_path / "clip.wav"
     sf.write(path, convert(clip.samples, clip.sample_rate, file_rate), file_rate, subtype="FLOAT")

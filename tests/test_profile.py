@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import realtime.profile as rp
-from batch.cli import main as batch_main
-from export.cli import main as export_main
-from realtime.api import EmotionRecognizer
-from realtime.errors import UserError
-from realtime.faces.cli import main as live_main
-from realtime.faces.profile_cli import main as profile_main
-from realtime.fileio import file_sha256
-from realtime.model import load_model
-from realtime.profile import Base, Profile, Take, fit, load_profile, make_profile, softmax
+import ser_live.realtime.profile as rp
+from ser_live.batch.cli import main as batch_main
+from ser_live.export.cli import main as export_main
+from ser_live.realtime.api import EmotionRecognizer
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.faces.cli import main as live_main
+from ser_live.realtime.faces.profile_cli import main as profile_main
+from ser_live.realtime.fileio import file_sha256
+from ser_live.realtime.model import load_model
+from ser_live.realtime.profile import Base, Profile, Take, fit, load_profile, make_profile, softmax
 from tests.audio_fixtures import espeak_wav
 from tests.tiny_model import TINY_LABELS, make_tiny_model
 
@@ -260,10 +260,10 @@ def test_ser_live_with_a_profile_says_so(profile_file: Path, tiny: Path, speech:
 
 def test_ser_serve_streams_with_the_profile_a_client_names(profile_file: Path, tiny: Path,
                                                           speech: dict[str, list[Path]], tmp_path: Path) -> None:
-    from realtime.engine import EngineConfig
-    from realtime.faces.serve import EventServer, ServeConfig, stream_to
-    from realtime.faces.serve_cli import parse_profiles
-    from realtime.faces.stream import StreamService
+    from ser_live.realtime.engine import EngineConfig
+    from ser_live.realtime.faces.serve import EventServer, ServeConfig, stream_to
+    from ser_live.realtime.faces.serve_cli import parse_profiles
+    from ser_live.realtime.faces.stream import StreamService
 
     model = load_model(tiny)
     service = StreamService(model, EngineConfig(), parse_profiles([f"me={profile_file}"], model))

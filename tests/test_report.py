@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.events import SessionSummary, WindowEvent
-from realtime.faces.cli import main as live_main
-from report.cli import main as report_main
-from report.session import _segments, markdown, read_jsonl, session_from_events
+from ser_live.realtime.events import SessionSummary, WindowEvent
+from ser_live.realtime.faces.cli import main as live_main
+from ser_live.report.cli import main as report_main
+from ser_live.report.session import _segments, markdown, read_jsonl, session_from_events
 from tests.audio_fixtures import voiced_tone
 from tests.tiny_model import TINY_LABELS, make_tiny_model
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soxr
 
-from realtime.errors import UserError
-from realtime.stages.resample import Resampler, downmix
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.stages.resample import Resampler, downmix
 
 OUT = 16000
 

@@ -13,15 +13,15 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-import realtime
+import ser_live.realtime
 
-RUNTIME = Path(realtime.__file__).resolve().parent  # the checkout's, or the installed wheel's
+RUNTIME = Path(ser_live.realtime.__file__).resolve().parent  # the checkout's, or the installed wheel's
 PROJECT = "ser-live"
 EXTRA_MARKER = re.compile(r"extra\s*==")
 HEAVY = ("librosa", "scipy", "numba", "scikit-learn", "tensorflow-cpu", "tensorflow", "matplotlib", "keras")
-# the bundled models and demo are package data of the sibling package ``models``; ``report`` (same wheel) is
-# imported only for ``ser-live --report``, which checks for its extra (matplotlib) first
-OWN_PACKAGES = {"realtime", "models", "report"}
+# the project's own package (the bundled models are its package data; ``ser_live.report`` is imported only for
+# ``ser-live --report``, which checks for its extra, matplotlib, first)
+OWN_PACKAGES = {"ser_live"}
 # runtime features behind an extra: the one module that imports each, and the extra that provides it. That module
 # imports it inside functions only and says which extra to install when it is missing.
 OPTIONAL = {"websockets": ("faces/serve.py", "serve")}

@@ -21,9 +21,9 @@ import soundfile as sf
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from realtime.errors import UserError
-from realtime.faces.cli import main as live_main
-from realtime.faces.serve import CLIENT_QUEUE, EventServer, ServeConfig, parse_bind
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.faces.cli import main as live_main
+from ser_live.realtime.faces.serve import CLIENT_QUEUE, EventServer, ServeConfig, parse_bind
 from tests.audio_fixtures import voiced_tone
 from tests.tiny_model import make_tiny_model
 
@@ -195,8 +195,8 @@ def test_a_replay_served_gives_the_jsonl_events(tmp_path: Path) -> None:
     sf.write(wav, np.concatenate([np.zeros(RATE // 2, np.float32), voiced_tone(180.0, 3.0, 0.3, 4.0, seed=2)]), RATE)
     jsonl = tmp_path / "events.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "realtime.faces.cli", "--file", str(wav), "--no-dashboard", "--model", str(model),
-         "--jsonl", str(jsonl), "--serve", "127.0.0.1:0"],
+        [sys.executable, "-m", "ser_live.realtime.faces.cli", "--file", str(wav), "--no-dashboard", "--model",
+         str(model), "--jsonl", str(jsonl), "--serve", "127.0.0.1:0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -23,15 +23,15 @@ import soundfile as sf
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage
 
-import realtime.faces.serve as serve_module
-from realtime.engine import EngineConfig
-from realtime.errors import UserError
-from realtime.faces.cli import main as live_main
-from realtime.faces.serve import EventServer, ServeConfig, pcm16, stream_to, stream_url
-from realtime.faces.serve_cli import main as serve_main
-from realtime.faces.serve_cli import parse_profiles
-from realtime.faces.stream import MAX_FRAME_BYTES, CloseCode, StreamService
-from realtime.model import load_model
+import ser_live.realtime.faces.serve as serve_module
+from ser_live.realtime.engine import EngineConfig
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.faces.cli import main as live_main
+from ser_live.realtime.faces.serve import EventServer, ServeConfig, pcm16, stream_to, stream_url
+from ser_live.realtime.faces.serve_cli import main as serve_main
+from ser_live.realtime.faces.serve_cli import parse_profiles
+from ser_live.realtime.faces.stream import MAX_FRAME_BYTES, CloseCode, StreamService
+from ser_live.realtime.model import load_model
 from tests.audio_fixtures import voiced_tone
 from tests.tiny_model import make_tiny_model
 
@@ -341,9 +341,10 @@ def test_ser_live_connect_streams_the_microphone(server: EventServer, tmp_path: 
     speech = espeak_wav(tmp_path / "speech.wav", "Good morning. The train to the coast leaves at nine today.")
     out = tmp_path / "remote.jsonl"
     with VirtualMic() as vm:
-        proc = subprocess.Popen([sys.executable, "-m", "realtime.faces.cli", "--connect", server.url, "--device",
-                                 "pulse", "--duration", "5", "--jsonl", str(out)], env=vm.env(dict(os.environ)),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, "-m", "ser_live.realtime.faces.cli", "--connect", server.url,
+                                 "--device", "pulse", "--duration", "5", "--jsonl", str(out)],
+                                env=vm.env(dict(os.environ)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
         try:
             line = proc.stderr.readline()  # type: ignore[union-attr]
             assert "ser-live: streaming mic" in line, line

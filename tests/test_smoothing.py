@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.errors import UserError
-from realtime.stages.smoothing import Smoother, SmoothingConfig
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.stages.smoothing import Smoother, SmoothingConfig
 
 A = np.array([1.0, 0.0, 0.0])
 B = np.array([0.0, 1.0, 0.0])

@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from realtime.errors import UserError
-from train.splits import Split, describe_split, random_split, speaker_kfold, speaker_split
+from ser_live.realtime.errors import UserError
+from ser_live.train.splits import Split, describe_split, random_split, speaker_kfold, speaker_split
 
 LABELS = ("angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
 SEEDS = range(8)
@@ -283,7 +283,7 @@ def test_split_seed_keeps_the_held_out_speakers_when_the_training_seed_changes()
     --seed 43 alone draws another split."""
     from types import SimpleNamespace
 
-    from train.cli import build_parser, make_splits
+    from ser_live.train.cli import build_parser, make_splits
 
     data = corpus_like()
     records = [SimpleNamespace(label=lab, speaker=spk, corpus=cor)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime.model import load_model
-from realtime.stages.features import FeatureExtractor, get_preset
+from ser_live.realtime.model import load_model
+from ser_live.realtime.stages.features import FeatureExtractor, get_preset
 from tests.tiny_model import TINY_LABELS, make_tiny_model, tiny_feature_shape, tiny_reference
 
 SAMPLE_RATE = 16000
@@ -72,7 +72,7 @@ def test_custom_labels_window_and_metadata_overrides(tmp_path: Path) -> None:
 
 
 def test_removing_a_required_key_makes_a_file_the_loader_rejects(tmp_path: Path) -> None:
-    from realtime.errors import UserError
+    from ser_live.realtime.errors import UserError
 
     path = make_tiny_model(tmp_path / "m.onnx", metadata_overrides={"labels": None})
     with pytest.raises(UserError, match="lacks labels"):

@@ -59,7 +59,7 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def ser_live_command(mic: VirtualMic, model: Path, jsonl: Path, exit_file: Path) -> str:
-    args = [sys.executable, "-m", "realtime.faces.cli", "--device", "pulse", "--model", str(model), "--jsonl",
+    args = [sys.executable, "-m", "ser_live.realtime.faces.cli", "--device", "pulse", "--model", str(model), "--jsonl",
             str(jsonl)]
     env = f"PULSE_SERVER={shlex.quote(mic.server)} LC_ALL=C.UTF-8"
     return f"cd {shlex.quote(str(ROOT))} && {env} {shlex.join(args)}; echo EXIT=$? > {shlex.quote(str(exit_file))}"

@@ -41,7 +41,7 @@ def train(corpus: dict[str, Any], out: Path, *extra: str) -> tuple[int, float, s
     import contextlib
     import io
 
-    from train.cli import main
+    from ser_live.train.cli import main
 
     buffer = io.StringIO()
     t0 = time.monotonic()
@@ -169,8 +169,8 @@ def test_speaker_folds(first: dict[str, Any], corpus: dict[str, Any], tmp_path: 
 
 
 def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    from ser_live.train.cli import build_parser, main
     from tests.test_cli_live import option_entries
-    from train.cli import build_parser, main
 
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
@@ -186,15 +186,15 @@ def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_help_defaults_match_the_training_defaults() -> None:
-    from train.cli import HYPER_HELP_DEFAULTS
-    from train.models import TrainHyperParams
+    from ser_live.train.cli import HYPER_HELP_DEFAULTS
+    from ser_live.train.models import TrainHyperParams
 
     actual = asdict(TrainHyperParams())
     assert {k: actual[k] for k in HYPER_HELP_DEFAULTS} == HYPER_HELP_DEFAULTS
 
 
 def test_adversary_defaults_in_the_cli_are_the_models_own() -> None:
-    from train import cli, models
+    from ser_live.train import cli, models
 
     assert cli.ADVERSARY_BY == models.ADVERSARY_BY
     assert cli.DEFAULT_ADVERSARY_SCALE == models.DEFAULT_ADVERSARY_SCALE
@@ -204,14 +204,14 @@ def test_export_and_replay_close_the_loop(first: dict[str, Any], corpus: dict[st
     """The trained run exported to ONNX runs in ser-live, and the live path gives the Keras model's answer."""
     import keras
 
-    from export.onnx_export import export_model
-    from realtime.api import EmotionRecognizer
-    from realtime.faces.cli import main as live_main
-    from realtime.stages.features import PRESETS
-    from realtime.stages.pipeline import PipelineConfig
-    from train.corpora import Record
-    from train.dataset import FeatureBuilder, Standardizer
-    from train.models import model_input_shape
+    from ser_live.export.onnx_export import export_model
+    from ser_live.realtime.api import EmotionRecognizer
+    from ser_live.realtime.faces.cli import main as live_main
+    from ser_live.realtime.stages.features import PRESETS
+    from ser_live.realtime.stages.pipeline import PipelineConfig
+    from ser_live.train.corpora import Record
+    from ser_live.train.dataset import FeatureBuilder, Standardizer
+    from ser_live.train.models import model_input_shape
 
     onnx_path = tmp_path / "model.onnx"
     report = export_model(first["out"], onnx_path)
@@ -255,15 +255,15 @@ def test_session_normalised_run_exports_its_stage_and_live_equals_training(
 
     import keras
 
-    from export.onnx_export import export_model
-    from realtime.api import EmotionRecognizer
-    from realtime.model import load_model
-    from realtime.stages.normalize import InputNormConfig
-    from realtime.stages.pipeline import PipelineConfig
-    from train.cli import main
-    from train.corpora import Record
-    from train.dataset import FeatureBuilder, Standardizer, normalize_clips
-    from train.models import model_input_shape
+    from ser_live.export.onnx_export import export_model
+    from ser_live.realtime.api import EmotionRecognizer
+    from ser_live.realtime.model import load_model
+    from ser_live.realtime.stages.normalize import InputNormConfig
+    from ser_live.realtime.stages.pipeline import PipelineConfig
+    from ser_live.train.cli import main
+    from ser_live.train.corpora import Record
+    from ser_live.train.dataset import FeatureBuilder, Standardizer, normalize_clips
+    from ser_live.train.models import model_input_shape
 
     out = tmp_path / "run"
     with contextlib.redirect_stdout(io.StringIO()):
@@ -314,7 +314,7 @@ def test_corpus_split_tests_on_every_clip_of_the_held_out_corpus(
     import contextlib
     import io
 
-    from train.cli import main
+    from ser_live.train.cli import main
 
     out = tmp_path / held_out
     with contextlib.redirect_stdout(io.StringIO()):
@@ -346,7 +346,7 @@ def test_corpus_split_tests_on_every_clip_of_the_held_out_corpus(
 
 def test_corpus_split_errors_are_one_line(two_corpora: dict[str, Path], tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    from train.cli import main
+    from ser_live.train.cli import main
 
     base = ["--data", f"ravdess={two_corpora['ravdess']}", "--out", str(tmp_path / "x"), "--cache", "", "-q"]
     assert main([*base, "--split", "corpus"]) == 2
@@ -367,14 +367,14 @@ def test_affect_head_run_exports_two_outputs_and_live_equals_keras(corpus: dict[
 
     import keras
 
-    from export.onnx_export import export_model
-    from realtime.api import EmotionRecognizer
-    from realtime.model import load_model
-    from realtime.stages.pipeline import PipelineConfig
-    from train.cli import main
-    from train.corpora import Record
-    from train.dataset import FeatureBuilder, Standardizer
-    from train.models import model_input_shape
+    from ser_live.export.onnx_export import export_model
+    from ser_live.realtime.api import EmotionRecognizer
+    from ser_live.realtime.model import load_model
+    from ser_live.realtime.stages.pipeline import PipelineConfig
+    from ser_live.train.cli import main
+    from ser_live.train.corpora import Record
+    from ser_live.train.dataset import FeatureBuilder, Standardizer
+    from ser_live.train.models import model_input_shape
 
     out = tmp_path / "run"
     with contextlib.redirect_stdout(io.StringIO()):
@@ -415,8 +415,8 @@ def test_a_speaker_adversarial_run_trains_records_it_and_exports_the_plain_model
 
     import keras
 
-    from export.onnx_export import export_model
-    from train.cli import Batches, main
+    from ser_live.export.onnx_export import export_model
+    from ser_live.train.cli import Batches, main
 
     out = tmp_path / "run"
     with contextlib.redirect_stdout(io.StringIO()):
@@ -452,7 +452,7 @@ def test_a_speaker_adversarial_run_trains_records_it_and_exports_the_plain_model
 
 def test_adversary_and_affect_head_are_refused_together(corpus: dict[str, Any], tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from train.cli import main
+    from ser_live.train.cli import main
 
     code = main(["--data", f"ravdess={corpus['root']}", "--out", str(tmp_path / "x"), "--adversary", "corpus",
                  "--affect-weight", "0.5", "-q"])
@@ -465,7 +465,7 @@ def test_adversary_and_affect_head_are_refused_together(corpus: dict[str, Any], 
 
 def test_a_corpus_adversary_on_one_corpus_is_refused_before_extraction(corpus: dict[str, Any], tmp_path: Path,
                                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from train.cli import main
+    from ser_live.train.cli import main
 
     code = main(["--data", f"ravdess={corpus['root']}", "--out", str(tmp_path / "x"), "--cache", "",
                  "--adversary", "corpus", "--split", "speaker", *LOGMEL_ARGS])
@@ -477,7 +477,7 @@ def test_a_corpus_adversary_on_one_corpus_is_refused_before_extraction(corpus: d
 
 def test_affect_weight_must_not_be_negative(corpus: dict[str, Any], tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from train.cli import main
+    from ser_live.train.cli import main
 
     code = main(["--data", f"ravdess={corpus['root']}", "--out", str(tmp_path / "x"), "--affect-weight", "-1", "-q"])
     err = capsys.readouterr().err
@@ -490,8 +490,8 @@ def test_specaugment_and_mixup_train_and_are_recorded(corpus: dict[str, Any], tm
     import contextlib
     import io
 
-    from train.batch_augment import MASK_VALUE, SPEC_AUGMENT
-    from train.cli import Batches, main
+    from ser_live.train.batch_augment import MASK_VALUE, SPEC_AUGMENT
+    from ser_live.train.cli import Batches, main
 
     out = tmp_path / "run"
     with contextlib.redirect_stdout(io.StringIO()):
@@ -519,7 +519,7 @@ def test_specaugment_and_mixup_train_and_are_recorded(corpus: dict[str, Any], tm
 
 def test_specaugment_needs_a_frame_recipe(corpus: dict[str, Any], tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    from train.cli import main
+    from ser_live.train.cli import main
 
     code = main(["--data", f"ravdess={corpus['root']}", "--out", str(tmp_path / "x"), "--recipe", "seed180",
                  "--specaugment", "-q"])
@@ -535,7 +535,7 @@ def test_a_time_budget_ends_training_cleanly(corpus: dict[str, Any], tmp_path: P
     import contextlib
     import io
 
-    from train.cli import main
+    from ser_live.train.cli import main
 
     out = tmp_path / "run"
     with contextlib.redirect_stdout(io.StringIO()):
@@ -554,7 +554,7 @@ def test_ctrl_c_once_stops_after_the_epoch_twice_aborts() -> None:
 
     import keras
 
-    from train.cli import STOP_INTERRUPT, StopControl
+    from ser_live.train.cli import STOP_INTERRUPT, StopControl
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     before = signal.getsignal(signal.SIGINT)
@@ -579,7 +579,7 @@ def test_ctrl_c_during_a_fold_skips_the_folds_left(corpus: dict[str, Any], tmp_p
     import contextlib
     import io
 
-    import train.cli as cli
+    import ser_live.train.cli as cli
 
     calls = []
 
@@ -603,7 +603,7 @@ def test_epochs_are_logged_line_by_line_when_the_output_is_not_a_terminal(monkey
 
     from rich.console import Console
 
-    import train.cli as cli
+    import ser_live.train.cli as cli
 
     buf = io.StringIO()
     real = cli.progress_bar
@@ -634,7 +634,8 @@ def _folds_command(corpus: dict[str, Any], out: Path) -> list[str]:
     """A --folds run long enough to be caught in fold 1's training (many epochs, no early stop)."""
     import sys
 
-    return [sys.executable, "-m", "train.cli", "--data", f"ravdess={corpus['root']}", "--cache", str(corpus["cache"]),
+    return [sys.executable, "-m", "ser_live.train.cli", "--data", f"ravdess={corpus['root']}",
+            "--cache", str(corpus["cache"]),
             "--out", str(out), "--folds", "2", "--epochs", "5000", "--patience", "5000", "--augment", "none",
             "--recipe", "seed180", "-q"]
 

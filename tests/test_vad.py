@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 import soxr
 
-from realtime.errors import UserError
-from realtime.stages.vad import SpeechGate, VadConfig, to_int16
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.stages.vad import SpeechGate, VadConfig, to_int16
 
 RATE = 16000
 LOUD = 0.5

@@ -33,8 +33,8 @@ RUNTIME_TESTS = ("test_engine.py", "test_api.py", "test_cli_live.py", "test_bad_
                  "test_runtime_deps.py", "test_audio.py", "test_model_loader.py", "test_normalize.py",
                  "test_enroll.py")
 TRAINING_ONLY = "not training_sessions"  # test_normalize's one test of the training path needs the train package
-PACKAGE_DATA = ("models/default.onnx", "models/default.int8.onnx", "models/README.md", "models/demo.wav",
-                "realtime/faces/web/index.html")
+PACKAGE_DATA = ("ser_live/models/default.onnx", "ser_live/models/default.int8.onnx", "ser_live/models/README.md",
+                "ser_live/models/demo.wav", "ser_live/realtime/faces/web/index.html")
 TIMEOUT_S = 300
 MIN_RUNTIME_TESTS = 100
 HINT = "run `bash .ci/run` first: it builds the wheel and installs it into fresh venvs"
@@ -65,7 +65,8 @@ def test_the_wheel_carries_the_models_the_card_the_demo_and_every_runtime_module
     with zipfile.ZipFile(wheel()) as whl:
         names = set(whl.namelist())
     assert set(PACKAGE_DATA) <= names
-    runtime = {f"realtime/{p.relative_to(ROOT / 'realtime').as_posix()}" for p in (ROOT / "realtime").rglob("*.py")}
+    package = ROOT / "ser_live"
+    runtime = {f"ser_live/{p.relative_to(package).as_posix()}" for p in package.rglob("*.py")}
     assert runtime <= names, sorted(runtime - names)
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     with zipfile.ZipFile(wheel()) as whl:
@@ -77,15 +78,16 @@ def test_the_wheel_carries_the_models_the_card_the_demo_and_every_runtime_module
 @pytest.mark.parametrize("version", PYTHONS)
 def test_the_installed_package_is_the_wheel_not_the_checkout(version: str, tmp_path: Path) -> None:
     python = venv_python(version)
-    probe = ("import sys, realtime, importlib.resources as r; "
-             "print(sys.version.split()[0]); print(realtime.__file__); print(r.files('models') / 'default.onnx')")
+    probe = ("import sys, ser_live, importlib.resources as r; "
+             "print(sys.version.split()[0]); print(ser_live.__file__); "
+             "print(r.files('ser_live.models') / 'default.onnx')")
     proc = run([str(python), "-c", probe], tmp_path)
     assert proc.returncode == 0, proc.stderr
     got_version, module, model = proc.stdout.split()
     assert got_version.startswith(version + ".")
     site = python.parent.parent.resolve()
     assert Path(module).resolve().is_relative_to(site) and Path(model).resolve().is_relative_to(site)
-    assert not Path(module).resolve().is_relative_to(ROOT / "realtime")
+    assert not Path(module).resolve().is_relative_to(ROOT / "ser_live")
 
 
 @pytest.mark.parametrize("version", PYTHONS)

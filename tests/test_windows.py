@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from realtime.errors import UserError
-from realtime.stages.windows import Window, WindowConfig, Windower, round_to_multiple
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.stages.windows import Window, WindowConfig, Windower, round_to_multiple
 
 RATE = 16000
 
@@ -180,8 +180,8 @@ def test_round_to_multiple() -> None:
 
 def test_resample_gate_windower_chain_is_chunk_invariant() -> None:
     """The composed stages (44.1 kHz stereo -> 16 kHz -> VAD -> windows) give the same windows for any chunking."""
-    from realtime.stages.resample import Resampler
-    from realtime.stages.vad import SpeechGate
+    from ser_live.realtime.stages.resample import Resampler
+    from ser_live.realtime.stages.vad import SpeechGate
 
     in_rate = 44100
     t = np.arange(int(2.5 * in_rate)) / in_rate

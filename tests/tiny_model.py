@@ -2,7 +2,7 @@
 
 >>> from tests.tiny_model import make_tiny_model
 >>> path = make_tiny_model(tmp_path / "tiny.onnx", preset_name="logmel")
->>> model = realtime.model.load_model(path)
+>>> model = ser_live.realtime.model.load_model(path)
 
 The graph follows the model-file contract of ARCHITECTURE.md: input ``features`` ``[batch, *feature_shape]`` (raw
 features), output ``probs`` ``[batch, n_labels]``, and the ``ser_live`` metadata JSON. Inside:
@@ -29,10 +29,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from realtime.model import EMBEDDING_OUTPUT, FORMAT_VERSION, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
-from realtime.stages.affect import AFFECT_OUTPUT
-from realtime.stages.features import FeaturePreset, get_preset
-from realtime.stages.pipeline import PipelineConfig
+from ser_live.realtime.model import EMBEDDING_OUTPUT, FORMAT_VERSION, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
+from ser_live.realtime.stages.affect import AFFECT_OUTPUT
+from ser_live.realtime.stages.features import FeaturePreset, get_preset
+from ser_live.realtime.stages.pipeline import PipelineConfig
 
 TINY_LABELS: tuple[str, ...] = ("angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
 DEFAULT_PRESET = "seed180"
@@ -105,7 +105,7 @@ def tiny_reference(features: np.ndarray, feature_shape: Sequence[int], n_labels:
 def tiny_metadata(preset: FeaturePreset, labels: Sequence[str], window_s: float, hop_s: float,
                   min_speech_s: float, feature_shape: Sequence[int], weights: Mapping[str, np.ndarray],
                   ) -> dict[str, Any]:
-    """The ``ser_live`` metadata dict, with every key ``realtime.model.load_model`` reads."""
+    """The ``ser_live`` metadata dict, with every key ``ser_live.realtime.model.load_model`` reads."""
     return {
         "format_version": FORMAT_VERSION,
         "labels": list(labels),
@@ -178,7 +178,7 @@ def make_tiny_model(
     """Write a tiny ser-live model to ``path`` and return the path.
 
     ``embedding``: the graph also has the ``embedding`` output (the squashed input of its Gemm) and the metadata
-    carries that last layer (:class:`realtime.model.EmbeddingInfo`), so the model can be personalised.
+    carries that last layer (:class:`ser_live.realtime.model.EmbeddingInfo`), so the model can be personalised.
 
     ``affect_head``: the graph also has the ``affect`` output (tanh of a second Gemm, :func:`tiny_affect_reference`)
     and the metadata names it as the model's arousal/valence (``{"method": "head"}``).

@@ -13,7 +13,7 @@ waits until a recording receives audio (a fresh server delivers its first captur
 
 Clients find the server through ``PULSE_SERVER`` (see :meth:`VirtualMic.env`). PortAudio enumerates devices once,
 when it initialises: an in-process test must set the variable and then call
-``realtime.sources.capture.rescan_devices()``
+``ser_live.realtime.sources.capture.rescan_devices()``
 (the :func:`mic_environment` context manager does both and undoes them).
 
 Use it from a test module::
@@ -271,7 +271,7 @@ def mic_environment(mic: VirtualMic | None) -> Iterator[None]:
 
     Restores ``PULSE_SERVER`` and re-scans again on exit.
     """
-    from realtime.sources.capture import rescan_devices
+    from ser_live.realtime.sources.capture import rescan_devices
 
     saved = os.environ.get("PULSE_SERVER")
     os.environ["PULSE_SERVER"] = mic.server if mic is not None else "unix:/nonexistent/ser-live/no-server"

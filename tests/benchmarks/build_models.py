@@ -27,18 +27,18 @@ logger = logging.getLogger(__name__)
 LABELS: tuple[str, ...] = ("angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
 # recipe -> the feature preset it was designed for
 RECIPE_PRESETS: dict[str, str] = {"seed180": "seed180", "seed162": "seed162", "logmel_cnn": "logmel"}
-WINDOW_S = 2.0  # the training/engine default window (realtime.stages.pipeline.DEFAULT_WINDOW_S)
+WINDOW_S = 2.0  # the training/engine default window (ser_live.realtime.stages.pipeline.DEFAULT_WINDOW_S)
 HOP_S = 0.5
 MIN_SPEECH_S = 0.5
 SEED = 0
 
 
 def build(recipe: str, out_dir: Path) -> Path:
-    """Build ``recipe`` (random init), save it, export it with ``export.onnx_export.export_model``."""
-    from export.onnx_export import export_model
-    from realtime.stages.features import get_preset
-    from realtime.stages.pipeline import PipelineConfig
-    from train.models import build_model, model_input_shape
+    """Build ``recipe`` (random init), save it, export it with ``ser_live.export.onnx_export.export_model``."""
+    from ser_live.export.onnx_export import export_model
+    from ser_live.realtime.stages.features import get_preset
+    from ser_live.realtime.stages.pipeline import PipelineConfig
+    from ser_live.train.models import build_model, model_input_shape
 
     preset = get_preset(RECIPE_PRESETS[recipe])
     pipeline = PipelineConfig(preset=preset, window_s=WINDOW_S, hop_s=HOP_S, min_speech_s=MIN_SPEECH_S)

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.stages.normalize import MODE_SESSION, MODE_WINDOW
+from ser_live.realtime.stages.normalize import MODE_SESSION, MODE_WINDOW
 from tests.tiny_model import make_tiny_model
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ JSON_ENV = "SER_LIVE_BENCH_JSON"
 # The models timed per preset: untrained models of the real recipes, exported by the project's own code.
 PRESET_RECIPES: dict[str, str] = {"seed180": "seed180", "seed162": "seed162", "logmel": "logmel_cnn"}
 BUILD_TIMEOUT_S = 600
-BUNDLED_MODEL = ROOT / "models" / "default.onnx"
+BUNDLED_MODEL = ROOT / "ser_live" / "models" / "default.onnx"
 
 SPEECH_RATE = 22050  # espeak-ng's native rate: the replay resamples, as it would for a real file
 SPEECH_SECONDS = 60.0
@@ -237,8 +237,8 @@ def _with_input_norm(source: Path, target: Path, mode: str) -> Path:
     """The same model with input normalisation ``mode`` in its metadata (a flat session prior: timing only)."""
     import onnx
 
-    from realtime.model import METADATA_KEY
-    from realtime.stages.normalize import MODE_SESSION, InputNormConfig
+    from ser_live.realtime.model import METADATA_KEY
+    from ser_live.realtime.stages.normalize import MODE_SESSION, InputNormConfig
 
     proto = onnx.load(str(source))
     props = {p.key: p.value for p in proto.metadata_props}

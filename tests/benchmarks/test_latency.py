@@ -15,9 +15,9 @@ What is timed:
   default tuning estimation, ``melspectrogram``), after a warm-up call that pays numba's JIT;
 - ``replay``: a minute of speech (22.05 kHz, so resampled) through ``Engine.feed`` in 30 ms blocks read from the
   file, as ``ser-live --file --fast`` does: real-time factor = audio seconds / wall seconds;
-- ``startup``: ``python -m realtime.faces.cli --file X --fast --jsonl - --no-dashboard --model M`` in a fresh process:
+- ``startup``: ``ser-live --file X --fast --jsonl - --no-dashboard --model M`` in a fresh process:
   time from spawn to its first JSON line, total time, and the process's peak RSS (its VmHWM at exit);
-- ``import``: ``python -c "import realtime.faces.cli"`` and the slowest imports (``-X importtime``).
+- ``import``: ``python -c "import ser_live.realtime.faces.cli"`` and the slowest imports (``-X importtime``).
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from realtime.model import EmotionModel, load_model
-from realtime.stages.features import FrameFeatures, get_preset
-from realtime.stages.normalize import InputNormalizer
-from realtime.stages.pipeline import PipelineConfig
+from ser_live.realtime.model import EmotionModel, load_model
+from ser_live.realtime.stages.features import FrameFeatures, get_preset
+from ser_live.realtime.stages.normalize import InputNormalizer
+from ser_live.realtime.stages.pipeline import PipelineConfig
 from tests.benchmarks.conftest import ROOT, blas_threads, percentiles_ms, pinned_to_one_core, shipped_env
 
 PRESETS = ("seed180", "seed162", "logmel", "logmel-window", "logmel-session")  # logmel + an input stage
@@ -52,11 +52,12 @@ REPLAY_ROUNDS = 3
 STARTUP_ROUNDS = 4
 IMPORT_ROUNDS = 5
 # what ser-live --file imports (the dashboard module too)
-IMPORT_CODE = "import realtime.faces.cli, realtime.faces.dashboard"
-PROFILED_IMPORTS = ("realtime.faces.cli", "realtime.faces.dashboard", "numpy", "onnxruntime", "soundfile", "soxr",
+IMPORT_CODE = "import ser_live.realtime.faces.cli, ser_live.realtime.faces.dashboard"
+PROFILED_IMPORTS = ("ser_live.realtime.faces.cli", "ser_live.realtime.faces.dashboard",
+                    "numpy", "onnxruntime", "soundfile", "soxr",
                     "webrtcvad",
-                    "rich", "realtime.model", "realtime.stages.pipeline")
-CLI_BLOCK_S = 0.03  # realtime.faces.cli.FILE_BLOCK_S: --file replays feed 30 ms blocks
+                    "rich", "ser_live.realtime.model", "ser_live.realtime.stages.pipeline")
+CLI_BLOCK_S = 0.03  # ser_live.realtime.faces.cli.FILE_BLOCK_S: --file replays feed 30 ms blocks
 REPLAY_BLOCKS_S = (CLI_BLOCK_S, 1.0)
 SUBPROCESS_TIMEOUT_S = 120
 SPARE_FRAMES = 64
@@ -200,8 +201,8 @@ def test_replay(benchmark: Any, bench_models: dict[str, Path], speech_wav: Path,
                 blas: str, block_s: float) -> None:
     """File replay as fast as possible (2 cores, not pinned) through the engine, in the CLI's 30 ms blocks and in
     1 s blocks (the events are the same for any block size; only the per-block overhead differs)."""
-    from realtime.engine import Engine
-    from realtime.sources.audio import audio_info, iter_audio_blocks
+    from ser_live.realtime.engine import Engine
+    from ser_live.realtime.sources.audio import audio_info, iter_audio_blocks
 
     model = _load(bench_models[preset])
     info = audio_info(speech_wav)
@@ -226,7 +227,7 @@ def test_replay(benchmark: Any, bench_models: dict[str, Path], speech_wav: Path,
            **percentiles_ms(times))
 
 
-# ``python -m realtime.faces.cli`` plus an exit hook that prints the process's own peak RSS (VmHWM). The parent cannot
+# ``ser-live`` (its module) plus an exit hook that prints the process's own peak RSS (VmHWM). The parent cannot
 # use wait4's ru_maxrss: Linux carries the pre-exec high-water mark of the (v)forked child, i.e. the size of this
 # pytest process, into it.
 CLI_WITH_PEAK_RSS = """
@@ -237,7 +238,7 @@ def _peak():
     print("ser-live-bench " + line.strip(), file=sys.stderr, flush=True)
 atexit.register(_peak)
 sys.argv = ["ser-live", *sys.argv[1:]]
-runpy.run_module("realtime.faces.cli", run_name="__main__", alter_sys=True)
+runpy.run_module("ser_live.realtime.faces.cli", run_name="__main__", alter_sys=True)
 """
 PEAK_RSS_LINE = re.compile(r"ser-live-bench VmHWM:\s+(\d+) kB")
 
@@ -276,7 +277,7 @@ def test_startup(benchmark: Any, bench_models: dict[str, Path], speech_wav: Path
     """Process start -> first event, and peak RSS: as a user runs it (``blas-default``: no BLAS thread variables)
     and with ``OPENBLAS_NUM_THREADS=1`` (``blas1``)."""
     if model_name not in bench_models:
-        pytest.skip("no bundled models/default.onnx in this checkout yet")
+        pytest.skip("no bundled ser_live/models/default.onnx in this checkout yet")
     model = bench_models[model_name]
     env = shipped_env(BLAS_CHOICES[blas])
     runs: list[dict[str, Any]] = []
