@@ -258,9 +258,104 @@ def test_ased_folders_letters_speakers_and_quirks(tmp_path: Path) -> None:
     assert set(LABELS) - {r.label for r in result.records} == {"disgust", "surprised"}
 
 
+# ---------------------------------------------------------------------------------- the shared corpora, Opus
+def write_opus(path: Path, seed: int = 0) -> Path:
+    """A 0.1 s noise clip as 16 kHz Ogg Opus, as ../shared/data stores most corpora."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sf.write(path, (0.1 * rng.standard_normal(SR // 10)).astype(np.float32), SR, format="OGG", subtype="OPUS")
+    return path
+
+
+def opus_tree(root: Path, names: list[str]) -> Path:
+    for i, name in enumerate(names):
+        write_opus(root / name, seed=i)
+    return root
+
+
+def test_banglaser_fields_by_position_every_emotion(tmp_path: Path) -> None:
+    names = [f"03-01-{e:02d}-01-01-02-05.opus" for e in range(1, 6)]
+    names += ["01-01-03-02-03-01-34.opus", "03-01-06-01-01-01-01.opus", "03-01-01-01-01.opus"]
+    result = load_corpus("banglaser", opus_tree(tmp_path, names))
+    recs = by_name(result.records)
+    assert [recs[f"03-01-{e:02d}-01-01-02-05.opus"].label for e in range(1, 6)] == [
+        "happy", "sad", "angry", "surprised", "neutral"]
+    assert (recs["01-01-03-02-03-01-34.opus"].label, recs["01-01-03-02-03-01-34.opus"].speaker) == (
+        "angry", "banglaser:34")  # the three real files that begin 01-
+    reasons = {p.path.name: p.reason for p in result.problems}
+    assert "emotion code 06" in reasons["03-01-06-01-01-01-01.opus"]
+    assert reasons["03-01-01-01-01.opus"].startswith("name does not match BanglaSER pattern")
+
+
+def test_aesdd_folder_is_the_label_and_speaker_from_the_brackets(tmp_path: Path) -> None:
+    names = ["anger/a05 (3).opus", "disgust/d20 (1).opus", "fear/f01 (6)b.opus", "happiness/h08 (05).opus",
+             "sadness/s01 (5)a.opus", "sadness/a02 (2).opus", "boredom/b01 (1).opus", "anger/a05.opus"]
+    result = load_corpus("aesdd", opus_tree(tmp_path, names))
+    got = {r.path.relative_to(tmp_path).as_posix(): (r.label, r.speaker) for r in result.records}
+    assert got == {"anger/a05 (3).opus": ("angry", "aesdd:3"), "disgust/d20 (1).opus": ("disgust", "aesdd:1"),
+                   "fear/f01 (6)b.opus": ("fearful", "aesdd:6"), "happiness/h08 (05).opus": ("happy", "aesdd:5"),
+                   "sadness/s01 (5)a.opus": ("sad", "aesdd:5")}
+    reasons = {p.path.relative_to(tmp_path).as_posix(): p.reason for p in result.problems}
+    assert "starts with 'a', not 's'" in reasons["sadness/a02 (2).opus"]
+    assert "folder 'boredom'" in reasons["boredom/b01 (1).opus"]
+    assert reasons["anger/a05.opus"].startswith("name does not match AESDD pattern")
+
+
+def test_jl_drops_excited_and_says_so(tmp_path: Path) -> None:
+    names = ["female/female1_angry_1a_1.opus", "male/male2_happy_12b_2.opus", "male/male2_sad_3a_1.opus",
+             "female/female1_excited_9a_1.opus"]
+    result = load_corpus("jl", opus_tree(tmp_path, names))
+    assert {(r.label, r.speaker) for r in result.records} == {
+        ("angry", "jl:female1"), ("happy", "jl:male2"), ("sad", "jl:male2")}
+    assert result.problem_counts() == {f"{REASON_NOT_IN_LABEL_SET} (excited)": 1}
+
+
+def test_emospeech_unknown_user_is_one_training_only_speaker(tmp_path: Path) -> None:
+    unknown = corpora.EMOSPEECH_UNKNOWN_USER
+    known = "9dd2014cc6e95226ece8fd97fa8296acea7957d841ba48e82486e842"
+    names = [f"Railway/help-safe-calm-20190710134633-{unknown}.opus",
+             f"Metro/bacho-safe-angry-20190710134910.123456-{known}.opus",
+             f"webservice/stop-safe-happy-20190618164152 copy-{known}.opus",
+             f"House/help-safe-fearful-??-{unknown}.opus",
+             f"House/help-safe-bored-20190710134633-{known}.opus"]
+    result = load_corpus("emospeech", opus_tree(tmp_path, names))
+    got = sorted((r.label, r.speaker) for r in result.records)
+    assert got == sorted([("neutral", "emospeech:unknown"), ("angry", f"emospeech:{known[:12]}"),
+                          ("happy", f"emospeech:{known[:12]}"), ("fearful", "emospeech:unknown")])
+    assert "emospeech:unknown" in corpora.TRAIN_ONLY_SPEAKERS
+    calm = load_corpus("emospeech", tmp_path, keep_calm=True).records
+    assert "calm" in {r.label for r in calm}
+    assert "emotion 'bored'" in result.problems[0].reason
+
+
+def test_baved_levels_load_only_where_levels_are_asked_for(tmp_path: Path) -> None:
+    names = ["3/101-m-20-3-2-47.opus", "0/47-m-20-0-0-956.opus", "1/2-f-25-1-1-934.opus", "1/2-f-25-1-3-934.opus"]
+    opus_tree(tmp_path, names)
+    with pytest.raises(UserError, match=r"arousal levels .* not emotions"):
+        load_corpus("baved", tmp_path)
+    with pytest.raises(UserError, match="arousal levels"):
+        load_corpora([("baved", tmp_path)])  # what ser-train, ser-eval and ser-calibrate call
+    result = load_corpus("baved", tmp_path, levels=True)
+    assert {(r.path.name, r.label, r.speaker) for r in result.records} == {
+        ("101-m-20-3-2-47.opus", "arousal_high", "baved:101"), ("47-m-20-0-0-956.opus", "arousal_low", "baved:47"),
+        ("2-f-25-1-1-934.opus", "arousal_neutral", "baved:2")}
+    assert "level 3" in result.problems[0].reason
+    assert not set(corpora.AROUSAL_LABELS) & set(LABELS_WITH_CALM)
+
+
+def test_savee_and_emodb_read_the_shared_opus_layout(tmp_path: Path) -> None:
+    savee = load_corpus("savee", opus_tree(tmp_path / "savee", ["DC/a01.opus", "KL/sa15.opus", "JE/su03.opus"]))
+    assert {(r.label, r.speaker) for r in savee.records} == {("angry", "savee:DC"), ("sad", "savee:KL"),
+                                                              ("surprised", "savee:JE")}
+    emodb = load_corpus("emodb", opus_tree(tmp_path / "emodb", ["03a01Fa.opus", "16b10Wb.opus", "08a04Lc.opus"]))
+    assert {(r.label, r.speaker) for r in emodb.records} == {("happy", "emodb:03"), ("angry", "emodb:16")}
+    assert emodb.problem_counts() == {f"{REASON_NOT_IN_LABEL_SET} (boredom)": 1}
+
+
 # --------------------------------------------------------------------------------------------------- API
 def test_every_registered_corpus_has_a_fixture_test() -> None:
-    assert set(CORPORA) == {"ravdess", "tess", "crema-d", "savee", "mesd", "emodb", "ased"}
+    assert set(CORPORA) == {"ravdess", "tess", "crema-d", "savee", "mesd", "emodb", "ased", "banglaser", "aesdd",
+                            "jl", "emospeech", "baved"}
 
 
 def test_load_corpora_merges_namespaces_and_dedupes(tmp_path: Path) -> None:

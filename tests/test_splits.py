@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ser_live.realtime.errors import UserError
-from ser_live.train.splits import Split, describe_split, random_split, speaker_kfold, speaker_split
+from ser_live.train.splits import Split, corpus_split, describe_split, random_split, speaker_kfold, speaker_split
 
 LABELS = ("angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
 SEEDS = range(8)
@@ -298,3 +298,20 @@ def test_split_seed_keeps_the_held_out_speakers_when_the_training_seed_changes()
     base = held_out("--seed", "42")
     assert held_out("--seed", "43", "--split-seed", "42") == base
     assert held_out("--seed", "43") != base
+
+
+def test_the_unknown_user_is_always_training_and_never_a_held_out_corpus_record() -> None:
+    speakers = np.array(["emospeech:unknown"] * 40 + [f"emospeech:u{i}" for i in range(20)] * 2
+                        + [f"ravdess:{i:02d}" for i in range(1, 6)] * 2)
+    corpora = np.array(["emospeech"] * 80 + ["ravdess"] * 10)
+    labels = np.array(["neutral", "angry"] * 45)
+    anyone = np.flatnonzero(speakers == "emospeech:unknown")
+    for split in [speaker_split(speakers, labels, 0.3, 0.2, seed=s, corpora=corpora) for s in range(5)] + \
+            speaker_kfold(speakers, k=4, corpora=corpora, labels=labels, val_frac=0.2):
+        assert set(anyone) <= set(split.train.tolist())
+        assert not set(anyone) & (set(split.val.tolist()) | set(split.test.tolist()))
+    loco = corpus_split(speakers, labels, corpora, "emospeech")
+    assert not set(anyone) & (set(loco.train.tolist()) | set(loco.val.tolist()) | set(loco.test.tolist()))
+    assert len(loco.test) == 40 and set(speakers[loco.test]) == {f"emospeech:u{i}" for i in range(20)}
+    other = corpus_split(speakers, labels, corpora, "ravdess")
+    assert set(anyone) <= set(other.train.tolist())

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ser_live.realtime.errors import UserError
+from ser_live.train.corpora import TRAIN_ONLY_SPEAKERS
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +176,8 @@ def _group(
     counts = np.zeros((len(speaker_ids), label_of.max() + 1), dtype=_INDEX_DTYPE)
     np.add.at(counts, (speaker_of, label_of), 1)
     corpus_of = np.zeros(len(speaker_ids), dtype=_INDEX_DTYPE)
-    eligible = np.ones(len(speaker_ids), dtype=bool)
+    # "anyone" (EmoSpeech's unknown user) is never held out: training only
+    eligible = ~np.isin(speaker_ids.astype(str), sorted(TRAIN_ONLY_SPEAKERS))
     if corpora is None:
         if holdout_corpus is not None:
             raise ValueError("holdout_corpus needs the corpus of every record (corpora=...)")
@@ -193,7 +195,7 @@ def _group(
             )
     if holdout_corpus is not None:
         wanted = {holdout_corpus} if isinstance(holdout_corpus, str) else set(holdout_corpus)
-        eligible = np.isin(corpus_names[corpus_of], sorted(wanted))
+        eligible &= np.isin(corpus_names[corpus_of], sorted(wanted))
         if not eligible.any():
             raise UserError(
                 f"no speaker of {', '.join(sorted(wanted))} in the data to hold out: "
@@ -355,14 +357,17 @@ def corpus_split(
     seed: int = DEFAULT_SEED,
 ) -> Split:
     """Leave one corpus out: every record of ``test_corpus`` is test; the other corpora are split by speaker
-    into training and validation (:func:`speaker_split` with no test part)."""
+    into training and validation (:func:`speaker_split` with no test part). Records of the held-out corpus whose
+    speaker is training-only (:data:`TRAIN_ONLY_SPEAKERS`: anyone, the test speakers included) are in no part."""
     corp = _as_array(corpora, "corpora")
     spk = _as_array(speakers, "speakers", len(corp))
     y = _as_array(labels, "labels", len(corp))
-    test_mask = corp == test_corpus
+    held = corp == test_corpus
+    anyone = np.isin(spk.astype(str), sorted(TRAIN_ONLY_SPEAKERS))
+    test_mask = held & ~anyone
     if not test_mask.any():
         raise UserError(f"no records of corpus {test_corpus!r} to test on: add it with --data {test_corpus}=PATH")
-    rest = np.flatnonzero(~test_mask)
+    rest = np.flatnonzero(~held)
     if not len(rest):
         raise UserError(f"every record is from {test_corpus}: add another corpus to train on")
     inner = speaker_split(spk[rest], y[rest], test_frac=0.0, val_frac=val_frac, seed=seed, corpora=corp[rest])
