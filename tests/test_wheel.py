@@ -65,6 +65,8 @@ def test_the_wheel_carries_the_models_the_card_the_demo_and_every_runtime_module
     with zipfile.ZipFile(wheel()) as whl:
         names = set(whl.namelist())
     assert set(PACKAGE_DATA) <= names
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"ser_live"}, f"the wheel installs more than one top-level name: {sorted(top)}"
     package = ROOT / "ser_live"
     runtime = {f"ser_live/{p.relative_to(package).as_posix()}" for p in package.rglob("*.py")}
     assert runtime <= names, sorted(runtime - names)
@@ -114,3 +116,18 @@ def test_the_runtime_tests_pass_against_the_installed_wheel(version: str, tmp_pa
     assert proc.returncode == 0, tail
     passed = re.search(r"(\d+) passed", tail)
     assert passed and int(passed.group(1)) >= MIN_RUNTIME_TESTS and "failed" not in tail, tail
+
+
+@pytest.mark.parametrize("version", OLDEST_AND_NEWEST)
+def test_the_installed_wheel_answers_every_help_and_the_api_beside_a_users_models_folder(version: str,
+                                                                                         tmp_path: Path) -> None:
+    from tests.test_lean_install import commands, probe, user_folder
+
+    python = venv_python(version)
+    folder = user_folder(tmp_path)
+    api = probe(python, ["--api"], folder)
+    assert api.returncode == 0, api.stderr[-2000:]
+    assert Path(api.stdout.split()[-1]).resolve().is_relative_to(python.parent.parent.resolve())
+    for command in commands():
+        proc = probe(python, [command, "--help"], folder)
+        assert proc.returncode == 0 and proc.stdout.startswith(f"usage: {command}"), (command, proc.stderr[-1500:])

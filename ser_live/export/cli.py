@@ -8,17 +8,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ser_live.export.onnx_export import (
-    DEFAULT_OPSET,
-    PARITY_TOLERANCE,
-    QUANTIZE_CHOICES,
-    ExportReport,
-    export_model,
-    load_config,
-)
+from ser_live.export import DEFAULT_OPSET, EXPORT_MODULES, PARITY_TOLERANCE, QUANTIZE_CHOICES
 from ser_live.realtime.errors import UserError
-from ser_live.realtime.tooling import run_tool
+from ser_live.realtime.tooling import require_modules, run_tool
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ser_live.export.onnx_export import ExportReport
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose)
     def work() -> int:
         if args.source.suffix.lower() == ".onnx":
+            require_modules(EXPORT_MODULES[:1], "train", "ser-export (bringing a .onnx model up to date)")
             return _upgrade(args)
+        require_modules(EXPORT_MODULES, "train", "ser-export")
+        from ser_live.export.onnx_export import export_model, load_config
+
         config = load_config(args.config) if args.config is not None else None
         report = export_model(args.source, args.output, opset=args.opset, quantize=args.quantize, config=config)
         print(format_report(report))

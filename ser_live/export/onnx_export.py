@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ser_live import __version__ as PROJECT_VERSION  # noqa: N812
+from ser_live.export import DEFAULT_OPSET, PARITY_TOLERANCE, QUANTIZE_CHOICES
 from ser_live.export.embedding import add_embedding_output, add_output_by_name, check_embedding, run_graph
 from ser_live.export.fold import fold_batchnorm
 from ser_live.realtime.errors import UserError
@@ -50,15 +51,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_OPSET = 15
 MIN_OPSET = 13
-PARITY_TOLERANCE = 1e-4
 GENERATED_PARITY_ROWS = 64
 MAX_PARITY_ROWS = 1024
 PARITY_SEED = 0
 # Keras outputs must be probabilities: non-negative rows summing to 1 within this tolerance.
 PROBABILITY_SUM_TOLERANCE = 1e-3
-QUANTIZE_CHOICES: tuple[str, ...] = ("int8",)
 BATCH_DIM_NAME = "batch"
 ERROR_DETAIL_CHARS = 200
 DEFAULT_FILE_MODE = 0o666

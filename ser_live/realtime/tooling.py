@@ -3,13 +3,14 @@ or Ctrl-C, with the exit code that goes with it."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ser_live.realtime.errors import UserError
 
@@ -22,6 +23,26 @@ LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 def basic_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format=LOG_FORMAT)
+
+
+def missing_modules(names: Sequence[str]) -> list[str]:
+    """The modules of ``names`` this install cannot import (not installed, or blocked)."""
+    missing = []
+    for name in names:
+        if name in sys.modules:
+            if sys.modules[name] is None:
+                missing.append(name)
+        elif importlib.util.find_spec(name) is None:
+            missing.append(name)
+    return missing
+
+
+def require_modules(names: Sequence[str], extra: str, what: str) -> None:
+    """UserError in one line naming the extra to install when any of ``names`` is missing."""
+    missing = missing_modules(names)
+    if missing:
+        raise UserError(f"{what} needs {', '.join(missing)}, which this install lacks: "
+                        f"pip install 'ser-live[{extra}]'")
 
 
 def run_tool(prog: str, work: Callable[[], int], interrupted: str = "interrupted") -> int:

@@ -55,8 +55,8 @@ from ser_live.realtime.stages.affect import (
     temper,
 )
 from ser_live.realtime.stages.smoothing import Smoother, SmoothingConfig
-from ser_live.realtime.tooling import basic_logging, check_number, run_tool
-from ser_live.train.eval_cli import run_speakers
+from ser_live.realtime.tooling import basic_logging, check_number, require_modules, run_tool
+from ser_live.train.eval_cli import EVAL_MODULES, run_speakers
 from ser_live.train.metrics import affect_scores, affect_truth
 
 logger = logging.getLogger(__name__)
@@ -454,7 +454,12 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     basic_logging(args.verbose)
-    return run_tool("ser-calibrate", lambda: run(args))
+
+    def work() -> int:
+        require_modules(EVAL_MODULES, "train", "ser-calibrate")
+        return run(args)
+
+    return run_tool("ser-calibrate", work)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,14 @@ from ser_live.realtime.stages.pipeline import (
     DEFAULT_WINDOW_S,
     PipelineConfig,
 )
-from ser_live.realtime.tooling import EXIT_INTERRUPTED, basic_logging, check_number, die_with, run_tool
+from ser_live.realtime.tooling import (
+    EXIT_INTERRUPTED,
+    basic_logging,
+    check_number,
+    die_with,
+    require_modules,
+    run_tool,
+)
 from ser_live.train.batch_augment import NO_BATCH_AUGMENT, SPEC_AUGMENT, BatchAugment, augment_batch
 
 logger = logging.getLogger(__name__)
@@ -51,6 +58,7 @@ AUGMENT_CHOICES = ("none", "seed", "strong", "channel")
 INPUT_NORM_CHOICES = ("auto", *MODES)
 DEFAULT_INPUT_NORM = "auto"
 DEFAULT_SESSION_RESTART = 0.0
+TRAIN_MODULES = ("keras", "tensorflow", "audiomentations")  # the train extra: networks, augmentation
 DEFAULT_AFFECT_WEIGHT = 0.0  # ser_live.train.models.DEFAULT_AFFECT_WEIGHT (not imported: it loads Keras)
 ADVERSARY_BY = ("corpus", "speaker")  # ser_live.train.models.ADVERSARY_BY
 DEFAULT_ADVERSARY_SCALE = 0.1  # ser_live.train.models.DEFAULT_ADVERSARY_SCALE
@@ -1033,7 +1041,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv  # a --folds run starts each fold as this command with --fold K
     basic_logging(args.verbose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return run_tool("ser-train", lambda: run(args))
+
+    def work() -> int:
+        require_modules(TRAIN_MODULES, "train", "ser-train")
+        return run(args)
+
+    return run_tool("ser-train", work)
 
 
 if __name__ == "__main__":

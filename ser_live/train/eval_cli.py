@@ -26,7 +26,7 @@ from ser_live import __version__
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.faces.cli import HelpFormatter
 from ser_live.realtime.fileio import atomic_write, write_json
-from ser_live.realtime.tooling import basic_logging, check_number, run_tool
+from ser_live.realtime.tooling import basic_logging, check_number, require_modules, run_tool
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ RUN_METRICS = "metrics.json"
 PERCENT = 100.0
 FIG_DPI = 120
 ALL_CONDITIONS = "all"
+EVAL_MODULES = ("audiomentations", "matplotlib")  # the train extra: degraded conditions, the figure
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,7 +290,12 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     basic_logging(args.verbose)
-    return run_tool("ser-eval", lambda: run(args))
+
+    def work() -> int:
+        require_modules(EVAL_MODULES, "train", "ser-eval")
+        return run(args)
+
+    return run_tool("ser-eval", work)
 
 
 if __name__ == "__main__":

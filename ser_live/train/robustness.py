@@ -35,7 +35,6 @@ from ser_live.realtime.engine import Engine, EngineConfig
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.model import EmotionModel
 from ser_live.realtime.sources.audio import read_audio
-from ser_live.train import augment
 from ser_live.train import metrics as scores
 from ser_live.train.corpora import Record
 
@@ -79,6 +78,8 @@ def degrade(samples: np.ndarray, rate: int, condition: str, rng: np.random.Gener
     """One clip under one per-clip condition (not ``session``)."""
     if condition == CLEAN:
         return samples
+    from ser_live.train import augment  # audiomentations: imported when a clip is degraded, not for --help
+
     if condition.startswith("gain"):
         return np.clip(samples * np.float32(10 ** (float(condition[4:]) / 20)), -CLIP_LEVEL, CLIP_LEVEL)
     if condition == "telephone":
