@@ -71,7 +71,7 @@ def _init(model_path: str) -> None:
 def _embed(path: str, hop_s: float | None = None, speeds: tuple[float, ...] = ()) -> np.ndarray:
     """A clip's window embeddings, cut as the live engine cuts them (``hop_s``: another hop; ``speeds``: the windows
     of the clip played that much faster or slower are added, as an enrolment might)."""
-    from ser_live.realtime.engine import EngineConfig
+    from ser_live.realtime.config import EngineConfig
 
     audio, rate = read_audio(path)
     config = EngineConfig(hop_s=hop_s) if hop_s else None

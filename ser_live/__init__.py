@@ -17,8 +17,8 @@ __version__ = "0.2.0"
 if TYPE_CHECKING:  # pragma: no cover  (the names __getattr__ returns, for type checkers)
     from ser_live.realtime.api import EmotionRecognizer as EmotionRecognizer
     from ser_live.realtime.api import Prediction as Prediction
+    from ser_live.realtime.config import EngineConfig as EngineConfig
     from ser_live.realtime.engine import Engine as Engine
-    from ser_live.realtime.engine import EngineConfig as EngineConfig
     from ser_live.realtime.errors import UserError as UserError
     from ser_live.realtime.events import SessionSummary as SessionSummary
     from ser_live.realtime.events import WindowEvent as WindowEvent
@@ -29,7 +29,7 @@ _EXPORTS = {
     "EmotionRecognizer": "ser_live.realtime.api",
     "Prediction": "ser_live.realtime.api",
     "Engine": "ser_live.realtime.engine",
-    "EngineConfig": "ser_live.realtime.engine",
+    "EngineConfig": "ser_live.realtime.config",
     "WindowEvent": "ser_live.realtime.events",
     "SessionSummary": "ser_live.realtime.events",
     "Profile": "ser_live.realtime.profile",

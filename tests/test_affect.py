@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from ser_live.realtime.api import EmotionRecognizer
-from ser_live.realtime.engine import Engine, EngineConfig
+from ser_live.realtime.config import EngineConfig
+from ser_live.realtime.engine import Engine
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.model import load_model
 from ser_live.realtime.stages.affect import NRC_VAD_2018, AffectMap, Calibration, lexicon_coordinates, temper

@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 
 from ser_live.realtime.api import EmotionRecognizer
-from ser_live.realtime.engine import Engine, EngineConfig
+from ser_live.realtime.config import EngineConfig
+from ser_live.realtime.engine import Engine
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.events import WindowEvent
 from ser_live.realtime.model import load_model

@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SUBPROCESS_TIMEOUT_S = 60
 # rounding of the JSON (4 decimals for probabilities)
 PROB_TOL = 1e-4
-WINDOW_KEYS = {"type", "start_s", "end_s", "label", "confidence", "probs", "raw_probs", "speech_ratio", "latency_ms",
-               "arousal", "valence", "uncertain", "raw_arousal", "raw_valence", "profile"}
-SUMMARY_KEYS = {"type", "audio_s", "windows", "counts", "time_per_emotion_s", "dominant", "dropped_audio_s",
+WINDOW_KEYS = {"type", "schema", "start_s", "end_s", "label", "confidence", "probs", "raw_probs", "speech_ratio",
+               "latency_ms", "arousal", "valence", "uncertain", "raw_arousal", "raw_valence", "profile"}
+SUMMARY_KEYS = {"type", "schema", "audio_s", "windows", "counts", "time_per_emotion_s", "dominant", "dropped_audio_s",
                 "uncertain_s", "arousal_mean", "valence_mean", "time_per_quadrant_s"}
 
 

@@ -17,7 +17,6 @@ from rich.segment import Segment
 
 from ser_live.realtime.events import WindowEvent
 from ser_live.realtime.faces.dashboard import (
-    LABEL_COLORS,
     LABEL_WIDTH,
     LEVEL_BAR_WIDTH,
     LISTENING,
@@ -28,11 +27,11 @@ from ser_live.realtime.faces.dashboard import (
     LiveDashboard,
     affect_bar,
     block_dbfs,
-    label_color,
     plain_line,
     render,
     timeline_cells,
 )
+from ser_live.realtime.palette import LABEL_COLORS, label_color
 
 LABELS = ["angry", "calm", "disgust", "fearful", "happy", "neutral", "sad", "surprised"]
 WIDTH, HEIGHT = 80, 24

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ser_live.realtime.engine import Engine, EngineConfig
+from ser_live.realtime.config import EngineConfig
+from ser_live.realtime.engine import Engine
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.events import WindowEvent
 from ser_live.realtime.model import EmotionModel, load_model

@@ -50,7 +50,7 @@ def test_window_event_to_dict_rounds_and_types() -> None:
     assert d["probs"] == {"happy": 0.1235, "sad": 0.8765}
     assert d["latency_ms"] == {"features": 0.123, "inference": 1.0, "total": 2.0}
     assert set(d) == {
-        "type", "start_s", "end_s", "label", "confidence", "probs", "raw_probs", "speech_ratio", "latency_ms",
+        "type", "schema", "start_s", "end_s", "label", "confidence", "probs", "raw_probs", "speech_ratio", "latency_ms",
         "arousal", "valence", "uncertain", "raw_arousal", "raw_valence", "profile",
     }  # fmt: skip
     assert d["arousal"] is None and d["valence"] is None and d["uncertain"] is False
@@ -273,3 +273,15 @@ def test_writer_piped_into_head_exits_cleanly() -> None:
     )
     assert [json.loads(x)["i"] for x in proc.stdout.splitlines()] == [0, 1]
     assert proc.stderr == ""
+
+
+def test_events_carry_the_schema_and_a_newer_schema_is_refused() -> None:
+    from ser_live.realtime.events import EVENT_SCHEMA
+
+    event = WindowEvent(0.0, 2.0, "happy", 0.7, {"happy": 0.7, "sad": 0.3}, {"happy": 0.6, "sad": 0.4}, 0.9)
+    d = event.to_dict()
+    assert d["schema"] == EVENT_SCHEMA and SessionSummary(labels=("happy",)).to_dict()["schema"] == EVENT_SCHEMA
+    old = {k: v for k, v in d.items() if k != "schema"}  # written before 0.2.0
+    assert WindowEvent.from_dict(old).label == "happy"
+    with pytest.raises(ValueError, match="newer than this ser-live reads"):
+        WindowEvent.from_dict({**d, "schema": EVENT_SCHEMA + 1})

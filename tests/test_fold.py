@@ -191,7 +191,7 @@ def test_a_profile_made_for_the_unfolded_file_fits_the_folded_one(tmp_path: Path
     file after it (``same_function_as``); a profile of any other model is still refused."""
     from ser_live.export.embedding import add_embedding_output, set_embedding_metadata
     from ser_live.realtime.errors import UserError
-    from ser_live.realtime.profile import Take, make_profile
+    from ser_live.realtime.profile import Take, load_profile, make_profile
 
     old = _ser_live_file(tmp_path / "old.onnx")
     proto = onnx.load(str(old))
@@ -210,11 +210,12 @@ def test_a_profile_made_for_the_unfolded_file_fits_the_folded_one(tmp_path: Path
     takes = [Take(label, emb[4 * i:4 * i + 4] + rng.normal(0, 0.01, (4, emb.shape[1])).astype(np.float32),
                   source=f"{label}-{n}") for i, label in enumerate(TINY_LABELS) for n in range(2)]
     profile_path = make_profile(base, takes, name="me").save(tmp_path / "me.json")
-    with_profile = load_model(folded, profile=profile_path)
+    with_profile = load_model(folded, profile=load_profile(profile_path))
     assert with_profile.profile is not None
-    np.testing.assert_allclose(with_profile.predict(x), load_model(unfolded, profile=profile_path).predict(x),
+    unfolded_with = load_model(unfolded, profile=load_profile(profile_path))
+    np.testing.assert_allclose(with_profile.predict(x), unfolded_with.predict(x),
                                atol=TOLERANCE)
     # the other way round the older file knows nothing of the newer one
     newer = make_profile(load_model(folded), takes, name="me").save(tmp_path / "newer.json")
     with pytest.raises(UserError, match="another model file"):
-        load_model(unfolded, profile=newer)
+        load_model(unfolded, profile=load_profile(newer))

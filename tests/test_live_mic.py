@@ -27,7 +27,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from ser_live.realtime.engine import EngineConfig
+from ser_live.realtime.config import EngineConfig
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.faces.cli import main
 from ser_live.realtime.model import load_model

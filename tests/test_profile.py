@@ -222,19 +222,19 @@ def test_profile_file_round_trip(profile_file: Path, tiny: Path) -> None:
 def test_profile_refused_on_another_model(profile_file: Path, tmp_path: Path) -> None:
     other = make_tiny_model(tmp_path / "other.onnx", preset_name="logmel", embedding=True, seed=3)
     with pytest.raises(UserError, match="another model file"):
-        load_model(other, profile=profile_file)
+        load_model(other, profile=load_profile(profile_file))
     fewer = make_tiny_model(tmp_path / "fewer.onnx", preset_name="logmel", embedding=True, labels=("happy", "sad"))
     with pytest.raises(UserError, match="labels"):
-        load_model(fewer, profile=profile_file)
+        load_model(fewer, profile=load_profile(profile_file))
     plain = make_tiny_model(tmp_path / "plain.onnx", preset_name="logmel")
     with pytest.raises(UserError, match="cannot be personalised"):
-        load_model(plain, profile=profile_file)
+        load_model(plain, profile=load_profile(profile_file))
 
 
 def test_a_profile_changes_the_engine_probabilities_to_its_layer(profile_file: Path, tiny: Path,
                                                                   speech: dict[str, list[Path]]) -> None:
     base = EmotionRecognizer(tiny, provider="cpu")
-    personal = EmotionRecognizer(tiny, provider="cpu", profile=profile_file)
+    personal = EmotionRecognizer(tiny, provider="cpu", profile=load_profile(profile_file))
     assert personal.profile is not None and base.profile is None
     clip = speech["sad"][0]
     b, p = base.predict_file(clip), personal.predict_file(clip)
@@ -260,7 +260,7 @@ def test_ser_live_with_a_profile_says_so(profile_file: Path, tiny: Path, speech:
 
 def test_ser_serve_streams_with_the_profile_a_client_names(profile_file: Path, tiny: Path,
                                                           speech: dict[str, list[Path]], tmp_path: Path) -> None:
-    from ser_live.realtime.engine import EngineConfig
+    from ser_live.realtime.config import EngineConfig
     from ser_live.realtime.faces.serve import EventServer, ServeConfig, stream_to
     from ser_live.realtime.faces.serve_cli import parse_profiles
     from ser_live.realtime.faces.stream import StreamService

@@ -24,7 +24,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage
 
 import ser_live.realtime.faces.serve as serve_module
-from ser_live.realtime.engine import EngineConfig
+from ser_live.realtime.config import EngineConfig
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.faces.cli import main as live_main
 from ser_live.realtime.faces.serve import EventServer, ServeConfig, pcm16, stream_to, stream_url

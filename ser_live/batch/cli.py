@@ -22,8 +22,7 @@ from typing import Any
 
 from ser_live import __version__
 from ser_live.realtime.errors import UserError
-from ser_live.realtime.faces.cli import HelpFormatter
-from ser_live.realtime.tooling import EXIT_INTERRUPTED, basic_logging, run_tool
+from ser_live.realtime.tooling import EXIT_INTERRUPTED, HelpFormatter, basic_logging, run_tool
 
 logger = logging.getLogger(__name__)
 

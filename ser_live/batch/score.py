@@ -19,7 +19,8 @@ import numpy as np
 
 from ser_live.batch.store import WindowColumns
 from ser_live.realtime.api import clip_verdict
-from ser_live.realtime.engine import OFFLINE_SPAN_S, Engine, EngineConfig
+from ser_live.realtime.config import EngineConfig
+from ser_live.realtime.engine import OFFLINE_SPAN_S, Engine
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.events import WindowEvent
 from ser_live.realtime.fileio import file_sha256

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ser_live.realtime.errors import UserError
+from ser_live.realtime.events import EVENT_SCHEMA
 from ser_live.realtime.fileio import atomic_write, write_json
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ BASE_WINDOW_COLUMNS = (
 )  # fmt: skip
 STRING_WINDOW_COLUMNS = ("path", "channel", "label")
 BOOL_WINDOW_COLUMNS = ("uncertain",)
+PARQUET_SCHEMA_KEY = "ser_live_event_schema"  # windows.parquet's key-value metadata: the rows' schema version
 PYARROW_HINT = "pip install 'ser-live[batch]' (pyarrow writes windows.parquet)"
 
 
@@ -262,6 +264,7 @@ def write_windows_parquet(path: Path, labels: Sequence[str], windows: WindowColu
             x = np.frombuffer(values, dtype=np.float64) if len(values) else np.zeros(0)
             arrays.append(pa.array(x, type=pa.float64(), mask=np.isnan(x)))
     table = pa.Table.from_arrays(arrays, names=list(windows.names))
+    table = table.replace_schema_metadata({PARQUET_SCHEMA_KEY: str(EVENT_SCHEMA)})  # docs/events.md
     atomic_write(path, lambda fh: pq.write_table(table, fh))
 
 

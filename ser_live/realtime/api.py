@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ser_live.realtime.engine import OFFLINE_SPAN_S, Engine, EngineConfig
+from ser_live.realtime.config import EngineConfig
+from ser_live.realtime.engine import OFFLINE_SPAN_S, Engine
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.events import WindowEvent
 from ser_live.realtime.model import DEFAULT_PROVIDER, DEFAULT_THREADS, EmotionModel, load_model

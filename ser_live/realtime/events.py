@@ -29,6 +29,9 @@ UNCERTAIN = "uncertain"  # what the dashboard and the summary show for an uncert
 QUADRANTS = ("high_positive", "high_negative", "low_negative", "low_positive")
 STDOUT_TARGET = "-"
 WINDOW_TYPE = "window"
+#: The version of the window and summary objects (JSONL, /ws, /stream, ser-batch rows); docs/events.md.
+#: Raised whenever a field changes meaning or goes away; adding a field keeps it.
+EVENT_SCHEMA = 1
 SUMMARY_TYPE = "summary"
 
 
@@ -76,6 +79,7 @@ class WindowEvent:
     def to_dict(self) -> dict[str, Any]:
         return {
             "type": WINDOW_TYPE,
+            "schema": EVENT_SCHEMA,
             "start_s": _round(self.start_s, TIME_DECIMALS),
             "end_s": _round(self.end_s, TIME_DECIMALS),
             "label": self.label,
@@ -97,6 +101,10 @@ class WindowEvent:
         """Inverse of ``to_dict`` (up to rounding), e.g. for reading a JSONL file back."""
         if d.get("type", WINDOW_TYPE) != WINDOW_TYPE:
             raise ValueError(f"not a window event: type {d.get('type')!r}")
+        schema = d.get("schema", EVENT_SCHEMA)  # files written before 0.2.0 carry none: the same fields
+        if not isinstance(schema, int) or schema > EVENT_SCHEMA:
+            raise ValueError(f"event schema {schema!r} is newer than this ser-live reads ({EVENT_SCHEMA}): upgrade "
+                             "ser-live")
         return cls(
             start_s=float(d["start_s"]),
             end_s=float(d["end_s"]),
@@ -204,6 +212,7 @@ class SessionSummary:
         arousal, valence = self.arousal_mean, self.valence_mean
         return {
             "type": SUMMARY_TYPE,
+            "schema": EVENT_SCHEMA,
             "audio_s": _round(self.audio_s, TIME_DECIMALS),
             "speech_s": _round(self.speech_s, TIME_DECIMALS),
             "windows": self.windows,

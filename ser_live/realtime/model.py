@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
 
 from ser_live.realtime.errors import UserError
+from ser_live.realtime.fileio import file_sha256
 from ser_live.realtime.stages.affect import (
     AFFECT_KEY,
     AFFECT_OUTPUT,
@@ -32,10 +33,10 @@ from ser_live.realtime.stages.affect import (
     AffectMap,
     Calibration,
 )
+from ser_live.realtime.stages.encoder import EncoderSpec, SessionNormConfig
 from ser_live.realtime.stages.normalize import InputNormConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ser_live.realtime.profile import Profile
     from ser_live.realtime.stages.features import FeaturePreset
 
 logger = logging.getLogger(__name__)
@@ -284,11 +285,29 @@ class ModelInfo:
         )
 
 
+class PersonalLayer(Protocol):
+    """What can replace a model's last layer: a personal profile (:class:`ser_live.realtime.profile.Profile`)."""
+
+    name: str
+
+    def check_model(self, model: EmotionModel) -> None: ...
+
+    def probs(self, embedding: np.ndarray) -> np.ndarray: ...
+
+
+def no_embedding_message(model: EmotionModel) -> str:
+    return (
+        f"model {model.path.name} has no embedding output, so it cannot be personalised: add one with "
+        f"ser-export {model.path.name} -o NEW.onnx (same weights), or use the bundled model"
+    )
+
+
 class EmotionModel:
     """An ONNX Runtime session on a ser-live model. Use :func:`load_model` to make one."""
 
     def __init__(
-        self, session: ort.InferenceSession, info: ModelInfo, path: Path, profile: Profile | None = None
+        self, session: ort.InferenceSession, info: ModelInfo, path: Path, profile: PersonalLayer | None = None,
+        encoder: EncoderSpec | None = None,
     ) -> None:
         self._session = session
         self.info = info
@@ -298,6 +317,7 @@ class EmotionModel:
         self._n_labels = info.n_labels
         self.graph_has_head = AFFECT_OUTPUT in [o.name for o in session.get_outputs()]
         self.profile = profile
+        self.encoder = encoder  # the frame encoder of a two-graph model (None: the features are computed in numpy)
 
     @cached_property
     def sha256(self) -> str:
@@ -319,25 +339,23 @@ class EmotionModel:
         """Whether the graph gives the embedding its last layer reads (``ser-export`` adds it)."""
         return self.info.embedding is not None
 
-    def with_profile(self, profile: Profile | None) -> EmotionModel:
+    def with_profile(self, profile: PersonalLayer | None) -> EmotionModel:
         """The same session with ``profile``'s last layer instead of the model's (None: the model's own).
         UserError when the profile was made for another model file or this model has no embedding output."""
         if profile is None:
-            return EmotionModel(self._session, self.info, self.path) if self.profile is not None else self
+            if self.profile is None:
+                return self
+            return EmotionModel(self._session, self.info, self.path, encoder=self.encoder)
         if not self.can_personalise:
-            from ser_live.realtime.profile import no_embedding_message
-
             raise UserError(no_embedding_message(self))
         profile.check_model(self)
-        model = EmotionModel(self._session, self.info, self.path, profile)
+        model = EmotionModel(self._session, self.info, self.path, profile, self.encoder)
         model.__dict__["sha256"] = self.sha256  # already known: no second hash of the file
         return model
 
     def embed(self, features: np.ndarray) -> np.ndarray:
         """The ``embedding`` output ``[batch, size]`` for raw features (UserError: the model has none)."""
         if not self.can_personalise:
-            from ser_live.realtime.profile import no_embedding_message
-
             raise UserError(no_embedding_message(self))
         return self._run(features, [EMBEDDING_OUTPUT])[0]
 
@@ -539,14 +557,63 @@ def _check_preset(info: ModelInfo, source: str) -> None:
         raise UserError(f"{source}: the metadata preset is invalid ({err}): re-export it with ser-export") from None
 
 
+ENCODER_KEY = "encoder"  # the head's metadata: {"file": NAME.encoder.onnx beside it, "sha256": ...}
+SESSION_NORM_KEY = "session_norm"  # the head's metadata: the session normaliser's prior (SessionNormConfig)
+
+
+def open_encoder(head_path: Path, info: ModelInfo, providers: list[str], threads: int) -> EncoderSpec:
+    """The frame encoder a two-graph model's head names: the file beside it whose sha256 the head holds."""
+    source = str(head_path)
+    ref = info.raw.get(ENCODER_KEY)
+    if not isinstance(ref, Mapping) or not isinstance(ref.get("file"), str) or not isinstance(ref.get("sha256"), str):
+        raise UserError(f"{source}: its metadata names no frame encoder file: re-export it with ser-export")
+    path = head_path.parent / Path(ref["file"]).name
+    if not path.is_file():
+        raise UserError(f"{source} needs its frame encoder {path.name} beside it: copy both files together")
+    if file_sha256(path) != ref["sha256"]:
+        raise UserError(f"{path.name} is not the frame encoder {head_path.name} was trained on (sha256 differs): "
+                        "copy the pair that was exported together")
+    try:
+        session = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
+    except _ort_load_errors():
+        raise UserError(f"{path} is not an ONNX model (onnxruntime cannot load it): copy it again") from None
+    meta = read_metadata(session, str(path))
+    try:
+        norm = info.raw.get(SESSION_NORM_KEY)
+        spec = EncoderSpec(
+            make_run=lambda: _encoder_call(session, int(meta["blocks"])),
+            dim=int(meta["dim"]), blocks=int(meta["blocks"]), chunk=int(meta["chunk"]), context=int(meta["context"]),
+            session_norm=None if norm is None else SessionNormConfig.from_dict(norm),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise UserError(f"{path.name} or {head_path.name} has invalid encoder metadata ({err}): re-export "
+                        "them") from None
+    if 2 * spec.dim != info.feature_shape[-1]:
+        raise UserError(f"{path.name} gives {spec.dim}-d frames, but {head_path.name} takes {info.feature_shape[-1]} "
+                        "values (2 x frames): copy the pair that was exported together")
+    if spec.session_norm is not None and len(spec.session_norm.mean) != 2 * spec.dim:
+        raise UserError(f"{head_path.name}: the session normaliser's statistics do not fit the encoder: re-export it")
+    return spec
+
+
+def _encoder_call(session: ort.InferenceSession, blocks: int):
+    names = [f"{kind}_{i}" for i in range(blocks) for kind in ("keys", "values")]
+
+    def run(mel: np.ndarray, mask: np.ndarray, caches: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        out = session.run(None, {"mel": mel, "mask": mask, **dict(zip(names, caches, strict=True))})
+        return out[0], out[1:]
+
+    return run
+
+
 def load_model(
     path: str | Path | None = None,
     provider: str = DEFAULT_PROVIDER,
     threads: int = DEFAULT_THREADS,
-    profile: str | os.PathLike[str] | Profile | None = None,
+    profile: PersonalLayer | None = None,
 ) -> EmotionModel:
     """Open a ser-live ONNX model (``None``: the bundled ``models/default.onnx``) on the chosen provider, with a
-    personal ``profile`` (a path or a :class:`ser_live.realtime.profile.Profile`) replacing its last layer if given."""
+    personal ``profile`` (a loaded :class:`ser_live.realtime.profile.Profile`) replacing its last layer if given."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise UserError(f"threads must be a whole number >= 1, not {threads!r}")
     cpus = os.cpu_count() or 1
@@ -571,7 +638,8 @@ def load_model(
     outputs = [o.name for o in session.get_outputs()]
     info = ModelInfo.from_metadata(meta, _graph_feature_shape(session, source), source, graph_outputs=outputs)
     _check_preset(info, source)
-    model = EmotionModel(session, info, model_path)
+    encoder = open_encoder(model_path, info, providers, threads) if info.preset.kind == "encoder" else None
+    model = EmotionModel(session, info, model_path, encoder=encoder)
     _check_outputs(model, source)
     if providers[0] == CUDA_PROVIDER and model.provider != CUDA_PROVIDER:
         if str(provider).lower() == "cuda":
@@ -581,8 +649,4 @@ def load_model(
             )
         logger.warning("CUDA provider could not start; running on %s", model.provider)
     logger.info("loaded %s (%s, %d labels) on %s", source, info.recipe or "?", info.n_labels, model.provider)
-    if profile is not None:
-        from ser_live.realtime.profile import Profile, load_profile
-
-        model = model.with_profile(profile if isinstance(profile, Profile) else load_profile(profile))
-    return model
+    return model if profile is None else model.with_profile(profile)

@@ -34,15 +34,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.fileio import atomic_write
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ser_live.realtime.model import EmotionModel
+from ser_live.realtime.model import EmotionModel, no_embedding_message
 
 logger = logging.getLogger(__name__)
 
@@ -106,13 +104,6 @@ class Base:
         if info is None:
             raise UserError(no_embedding_message(model))
         return cls(model.labels, info.weights, info.bias)
-
-
-def no_embedding_message(model: EmotionModel) -> str:
-    return (
-        f"model {model.path.name} has no embedding output, so it cannot be personalised: add one with "
-        f"ser-export {model.path.name} -o NEW.onnx (same weights), or use the bundled model"
-    )
 
 
 @dataclass(frozen=True)
@@ -553,12 +544,12 @@ def make_profile(
 def window_features(model: EmotionModel, samples: np.ndarray, sample_rate: int, config: Any = None) -> np.ndarray:
     """The features of a clip's classified windows, cut as the live engine cuts them (resample, speech gate,
     windows, input normalisation): ``(windows, *feature_shape)``, possibly empty."""
-    from ser_live.realtime.engine import EngineConfig
+    from ser_live.realtime.config import EngineConfig
     from ser_live.realtime.sources.audio import sanitize_block
     from ser_live.realtime.stages.pipeline import FeaturePipeline
 
     cfg = (config or EngineConfig()).pipeline_config(model)
-    pipeline = FeaturePipeline(cfg, int(sample_rate), input_norm=model.info.input_norm)
+    pipeline = FeaturePipeline(cfg, int(sample_rate), input_norm=model.info.input_norm, encoder=model.encoder)
     block = max(1, int(sample_rate))
     out = pipeline.run(sanitize_block(np.asarray(samples)), block=block)
     feats = [w.features for w in out if w.features is not None]

@@ -3,6 +3,7 @@ or Ctrl-C, with the exit code that goes with it."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import logging
 import math
@@ -19,6 +20,17 @@ EXIT_IO_ERROR = 1
 EXIT_ORPHANED = 1
 PARENT_POLL_S = 0.5  # how often a child process checks that its parent is still there
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` only where it says something: not to on/off flags, not to ``None`` defaults, and
+    not where the help text already names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or isinstance(action.default, bool):
+            return text
+        return super()._get_help_string(action) or text
 
 
 def basic_logging(verbose: bool) -> None:

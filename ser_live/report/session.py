@@ -21,8 +21,8 @@ import numpy as np
 
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.events import QUADRANTS, SUMMARY_TYPE, WINDOW_TYPE, SessionSummary, WindowEvent
-from ser_live.realtime.faces.dashboard import UNCERTAIN_COLOR, UNCERTAIN_LABEL, label_color
 from ser_live.realtime.fileio import atomic_write
+from ser_live.realtime.palette import UNCERTAIN_COLOR, UNCERTAIN_LABEL, label_color
 
 logger = logging.getLogger(__name__)
 

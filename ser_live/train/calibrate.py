@@ -41,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from ser_live.realtime.engine import DEFAULT_SMOOTHING_ALPHA, DEFAULT_SMOOTHING_RESET_S, Engine, EngineConfig
+from ser_live.realtime.config import DEFAULT_SMOOTHING_ALPHA, DEFAULT_SMOOTHING_RESET_S, EngineConfig
+from ser_live.realtime.engine import Engine
 from ser_live.realtime.errors import UserError
-from ser_live.realtime.faces.cli import HelpFormatter
 from ser_live.realtime.fileio import atomic_write, check_outputs, file_sha256, same_file, write_json
 from ser_live.realtime.model import METADATA_KEY, EmotionModel, load_model, with_predecessor
 from ser_live.realtime.stages.affect import (
@@ -55,7 +55,7 @@ from ser_live.realtime.stages.affect import (
     temper,
 )
 from ser_live.realtime.stages.smoothing import Smoother, SmoothingConfig
-from ser_live.realtime.tooling import basic_logging, check_number, require_modules, run_tool
+from ser_live.realtime.tooling import HelpFormatter, basic_logging, check_number, require_modules, run_tool
 from ser_live.train.eval_cli import EVAL_MODULES, run_speakers
 from ser_live.train.metrics import affect_scores, affect_truth
 

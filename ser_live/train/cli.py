@@ -23,7 +23,6 @@ import numpy as np
 
 from ser_live import __version__
 from ser_live.realtime.errors import UserError
-from ser_live.realtime.faces.cli import HelpFormatter
 from ser_live.realtime.fileio import save_npy, write_json
 from ser_live.realtime.stages.affect import LEXICON_CITATION
 from ser_live.realtime.stages.features import PRESETS, get_preset
@@ -38,6 +37,7 @@ from ser_live.realtime.stages.pipeline import (
 )
 from ser_live.realtime.tooling import (
     EXIT_INTERRUPTED,
+    HelpFormatter,
     basic_logging,
     check_number,
     die_with,

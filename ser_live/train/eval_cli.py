@@ -24,9 +24,8 @@ import numpy as np
 
 from ser_live import __version__
 from ser_live.realtime.errors import UserError
-from ser_live.realtime.faces.cli import HelpFormatter
 from ser_live.realtime.fileio import atomic_write, write_json
-from ser_live.realtime.tooling import basic_logging, check_number, require_modules, run_tool
+from ser_live.realtime.tooling import HelpFormatter, basic_logging, check_number, require_modules, run_tool
 
 logger = logging.getLogger(__name__)
 

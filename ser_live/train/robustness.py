@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from ser_live.realtime.api import clip_prediction
-from ser_live.realtime.engine import Engine, EngineConfig
+from ser_live.realtime.config import EngineConfig
+from ser_live.realtime.engine import Engine
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.model import EmotionModel
 from ser_live.realtime.sources.audio import read_audio

@@ -18,14 +18,16 @@ from typing import Any, TextIO
 import numpy as np
 
 from ser_live import __version__
-from ser_live.realtime.engine import DEFAULT_SMOOTHING_ALPHA, OFFLINE_SPAN_S, Engine, EngineConfig
+from ser_live.realtime.config import DEFAULT_SMOOTHING_ALPHA, EngineConfig
+from ser_live.realtime.engine import OFFLINE_SPAN_S, Engine
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.events import STDOUT_TARGET, JsonlWriter, WindowEvent
 from ser_live.realtime.faces.enroll import DEFAULT_COUNTDOWN_S, DEFAULT_TAKE_S, DEFAULT_TAKES
 from ser_live.realtime.fileio import check_outputs
 from ser_live.realtime.model import DEFAULT_PROVIDER, DEFAULT_THREADS, bundled_demo_path, load_model
+from ser_live.realtime.profile import load_profile
 from ser_live.realtime.stages.pipeline import DEFAULT_VAD_AGGRESSIVENESS, DEFAULT_VAD_NOISE_MARGIN_DB
-from ser_live.realtime.tooling import EXIT_IO_ERROR, check_number, io_error_message
+from ser_live.realtime.tooling import EXIT_IO_ERROR, HelpFormatter, check_number, io_error_message
 
 logger = logging.getLogger(__name__)
 
@@ -35,17 +37,6 @@ DEFAULT_BLAS_THREADS = 1
 MIC_READ_TIMEOUT_S = 0.1
 PROVIDERS = ("auto", "cpu", "cuda")
 EXIT_INTERRUPTED = 130
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends ``(default: X)`` only where it says something: not to on/off flags, not to ``None`` defaults, and
-    not where the help text already names its default."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "default" in text or action.default is None or isinstance(action.default, bool):
-            return text
-        return super()._get_help_string(action) or text
 
 
 def add_serve_options(group: Any, prefix: str = "") -> None:
@@ -432,7 +423,8 @@ def run(args: argparse.Namespace) -> int:
     if args.blas_threads < 1:
         raise UserError(f"--blas-threads must be at least 1 (got {args.blas_threads})")
     limit_blas_threads(args.blas_threads)
-    model = load_model(args.model, provider=args.provider, threads=args.threads, profile=args.profile)
+    model = load_model(args.model, provider=args.provider, threads=args.threads,
+                       profile=None if args.profile is None else load_profile(args.profile))
     config.pipeline_config(model)
     interrupted = False
     failure: UserError | None = None

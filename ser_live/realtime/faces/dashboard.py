@@ -40,6 +40,8 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from ser_live.realtime.palette import UNCERTAIN_COLOR, UNCERTAIN_LABEL, label_color
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_WIDTH = 80
@@ -82,32 +84,7 @@ AFFECT_POSITIVE_COLOR = "green"
 AFFECT_NEGATIVE_COLOR = "red"
 AFFECT_AXIS = "│"
 AFFECT_TRAIL_CELL = "·"
-UNCERTAIN_LABEL = "uncertain"
-UNCERTAIN_COLOR = "grey50"
 UNCERTAIN_CELL = "▒"
-
-LABEL_COLORS: dict[str, str] = {
-    "angry": "red",
-    "disgust": "green",
-    "fearful": "magenta",
-    "happy": "yellow",
-    "neutral": "white",
-    "sad": "blue",
-    "surprised": "cyan",
-    "calm": "bright_blue",
-}
-FALLBACK_COLORS = ("bright_red", "bright_green", "bright_magenta", "bright_yellow", "bright_cyan", "grey70")
-
-
-def label_color(label: str, labels: Sequence[str] = ()) -> str:
-    """The fixed colour of an emotion; labels outside the known set get a stable fallback colour."""
-    if label == UNCERTAIN_LABEL:
-        return UNCERTAIN_COLOR
-    if label in LABEL_COLORS:
-        return LABEL_COLORS[label]
-    unknown = [lab for lab in labels if lab not in LABEL_COLORS]
-    index = unknown.index(label) if label in unknown else sum(map(ord, label))
-    return FALLBACK_COLORS[index % len(FALLBACK_COLORS)]
 
 
 def block_dbfs(samples: np.ndarray) -> float:

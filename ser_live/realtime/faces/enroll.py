@@ -27,8 +27,9 @@ from rich.panel import Panel
 from rich.text import Text
 
 from ser_live.realtime.errors import UserError
-from ser_live.realtime.faces.dashboard import LEVEL_BAR_WIDTH, LEVEL_FLOOR_DB, block_dbfs, label_color
+from ser_live.realtime.faces.dashboard import LEVEL_BAR_WIDTH, LEVEL_FLOOR_DB, block_dbfs
 from ser_live.realtime.model import EmotionModel
+from ser_live.realtime.palette import label_color
 from ser_live.realtime.profile import Profile, Take, check_output, make_profile, take_from_audio
 
 logger = logging.getLogger(__name__)
@@ -302,7 +303,7 @@ def run_enroll(model: EmotionModel, output: Path, config: EnrollConfig, mic_conf
     output = Path(output).expanduser()
     check_output(output, overwrite)  # at the start, not after ten minutes of acting
     if not model.can_personalise:
-        from ser_live.realtime.profile import no_embedding_message
+        from ser_live.realtime.model import no_embedding_message
 
         raise UserError(no_embedding_message(model))
     choose_labels(model, config.labels)

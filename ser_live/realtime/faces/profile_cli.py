@@ -101,7 +101,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ser_live.realtime.faces.cli import HelpFormatter
+    from ser_live.realtime.tooling import HelpFormatter
 
     p = argparse.ArgumentParser(prog="ser-profile", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)

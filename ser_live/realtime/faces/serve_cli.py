@@ -20,7 +20,6 @@ from ser_live import __version__
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.faces.cli import (
     PROVIDERS,
-    HelpFormatter,
     add_engine_options,
     add_serve_options,
     check_engine_numbers,
@@ -30,7 +29,7 @@ from ser_live.realtime.faces.cli import (
 from ser_live.realtime.faces.stream import SESSIONS_PER_CPU, StreamService
 from ser_live.realtime.model import DEFAULT_PROVIDER, DEFAULT_THREADS, EmotionModel, load_model
 from ser_live.realtime.profile import load_profile
-from ser_live.realtime.tooling import basic_logging, check_number, run_tool
+from ser_live.realtime.tooling import HelpFormatter, basic_logging, check_number, run_tool
 
 logger = logging.getLogger(__name__)
 

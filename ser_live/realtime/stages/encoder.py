@@ -15,6 +15,8 @@ are kept here; the graph takes a mask that zeroes the padded first-convolution r
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -181,3 +183,135 @@ class FrameEncoder:
         while self.next_out < total:
             out.append(self._step(min(self.chunk, total - self.next_out), n_mel))
         return self._join(out)
+
+
+SAMPLES_PER_FRAME = SAMPLE_RATE // FRAMES_PER_S  # 320: encoder frame f is centred on sample 320 f
+
+
+def frame_span(start: int, end: int) -> tuple[int, int]:
+    """The encoder frames of the window [start, end) (samples): those whose centre lies inside it."""
+    first = -(-start // SAMPLES_PER_FRAME)
+    return first, max(first, -(-end // SAMPLES_PER_FRAME))
+
+
+def pool_frames(frames: np.ndarray) -> np.ndarray:
+    """A window's embedding from its encoder frames: the mean and the standard deviation of every dimension."""
+    if len(frames) == 0:
+        return np.zeros(2 * frames.shape[-1], np.float32)
+    f = frames.astype(np.float32)
+    return np.concatenate([f.mean(axis=0), f.std(axis=0)]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SessionNormConfig:
+    """The session normaliser: each window's pooled embedding is z-scored with statistics that start from the
+    training windows' (``mean``, ``std``: the prior, worth ``prior_windows`` windows) and move towards the
+    session's own as its windows arrive; windows older than about ``memory_windows`` fade out (a new speaker is
+    adapted to). ``prior_windows`` large: global normalisation; small: per-speaker."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    prior_windows: float = 20.0
+    memory_windows: float = 600.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": [round(float(v), 6) for v in self.mean], "std": [round(float(v), 6) for v in self.std],
+                "prior_windows": self.prior_windows, "memory_windows": self.memory_windows}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SessionNormConfig:
+        mean, std = tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"])
+        if len(mean) != len(std) or not all(np.isfinite(mean)) or not all(s > 0 and np.isfinite(s) for s in std):
+            raise ValueError("session normaliser statistics must be finite, of one length, with std > 0")
+        return cls(mean, std, float(d.get("prior_windows", 20.0)), float(d.get("memory_windows", 600.0)))
+
+
+class SessionNormalizer:
+    """``process(x)``: the running statistics take in window ``x``, then ``x`` comes out z-scored by them."""
+
+    def __init__(self, config: SessionNormConfig) -> None:
+        self.config = config
+        self.mean0 = np.asarray(config.mean, np.float64)
+        self.var0 = np.square(np.asarray(config.std, np.float64))
+        self.decay = 1.0 - 1.0 / max(config.memory_windows, 1.0)
+        self.reset()
+
+    def reset(self) -> None:
+        self.n = 0.0
+        self.sum = np.zeros_like(self.mean0)
+        self.sum_sq = np.zeros_like(self.mean0)
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        x64 = np.asarray(x, np.float64)
+        self.n = self.n * self.decay + 1.0
+        self.sum = self.sum * self.decay + x64
+        self.sum_sq = self.sum_sq * self.decay + x64 * x64
+        n0 = self.config.prior_windows
+        mean = (n0 * self.mean0 + self.sum) / (n0 + self.n)
+        second = (n0 * (self.var0 + self.mean0**2) + self.sum_sq) / (n0 + self.n)
+        std = np.sqrt(np.maximum(second - mean**2, 1e-6 * self.var0 + 1e-12))
+        return ((x64 - mean) / std).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What a pipeline needs to run a model's frame encoder: the graph call's factory and its layout."""
+
+    make_run: Callable[[], Any]  # a new graph call (FrameEncoder's ``run``); the session behind it may be shared
+    dim: int
+    blocks: int
+    chunk: int
+    context: int
+    session_norm: SessionNormConfig | None = None
+
+
+class EncoderFeatures:
+    """The pipeline's frame stage for an encoder model: samples (any block sizes) -> encoder frames, computed once
+    -> a window's pooled embedding (:func:`pool_frames`). Frames older than ``keep_frames`` are dropped."""
+
+    def __init__(self, spec: EncoderSpec, keep_frames: int) -> None:
+        self.spec = spec
+        self.keep_frames = keep_frames
+        self._run = spec.make_run()
+        self._filters = mel_filters()
+        self.reset()
+
+    def reset(self) -> None:
+        self._front = StreamingLogMel(self._filters)
+        self._encoder = FrameEncoder(self._run, self.spec.dim, 2 * self.spec.blocks, self.spec.chunk,
+                                     self.spec.context)
+        self._frames = np.zeros((0, self.spec.dim), np.float32)
+        self._first = 0  # index of self._frames[0]
+        self.position = 0  # samples taken in
+        self.finished = False
+
+    @property
+    def frames_done(self) -> int:
+        return self._first + len(self._frames)
+
+    def _add(self, frames: np.ndarray) -> None:
+        if len(frames):
+            self._frames = np.concatenate([self._frames, frames])
+            drop = len(self._frames) - self.keep_frames
+            if drop > 0:
+                self._frames, self._first = self._frames[drop:], self._first + drop
+
+    def process(self, samples: np.ndarray) -> None:
+        self.position += len(samples)
+        self._add(self._encoder.process(self._front.process(samples)))
+
+    def finish(self) -> None:
+        """End of stream: the last mel frames and the last partial chunk."""
+        if not self.finished:
+            self._add(self._encoder.process(self._front.flush()))
+            self._add(self._encoder.flush())
+            self.finished = True
+
+    def ready(self, end: int) -> bool:
+        """Whether every frame of a window ending at sample ``end`` is computed."""
+        return self.finished or self.frames_done >= frame_span(0, end)[1]
+
+    def window(self, start: int, end: int) -> np.ndarray:
+        first, last = frame_span(start, end)
+        first, last = max(first, self._first), min(last, self.frames_done)
+        return pool_frames(self._frames[first - self._first : max(first, last) - self._first])

@@ -59,7 +59,7 @@ SUPPORTED_SAMPLE_RATES = (8000, 16000, 32000, 48000)
 
 COMPONENT_SIZES_FIXED = {"zcr": 1, "rms": 1, "chroma": N_CHROMA}
 MEAN_COMPONENTS = ("zcr", "chroma", "mfcc", "rms", "mel")
-KINDS = ("mean", "frames")
+KINDS = ("mean", "frames", "encoder")  # encoder: a window's pooled frames of a frame-encoder graph
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ class FeaturePreset:
     fmax: float | None = None  # None = sample_rate / 2
     top_db: float | None = TOP_DB  # MFCC dB range per window (librosa.power_to_db's top_db)
     amin: float = AMIN  # log floor of the frames kind (power); models from before this field have AMIN
+    dim: int = 0  # the encoder kind: the frame encoder's width (the window's embedding is mean + std: 2 * dim)
 
     @property
     def floor_db(self) -> float:
@@ -130,11 +131,15 @@ class FeaturePreset:
     def feature_shape(self, window_samples: int) -> tuple[int, ...]:
         if self.kind == "mean":
             return (self.vector_size,)
+        if self.kind == "encoder":
+            return (2 * self.dim,)
         return (self.n_frames(window_samples), self.n_mels)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["components"] = list(self.components)
+        if not d["dim"]:
+            del d["dim"]  # the presets of the CNNs are written as they always were
         return d
 
     @classmethod

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ser_live.realtime.errors import UserError
+from ser_live.realtime.stages.encoder import EncoderFeatures, EncoderSpec, SessionNormalizer
 from ser_live.realtime.stages.features import FeaturePreset, FrameFeatures
 from ser_live.realtime.stages.normalize import InputNormalizer, InputNormConfig
 from ser_live.realtime.stages.resample import Resampler
@@ -121,6 +122,41 @@ class PipelineState:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def speech_gate(config: PipelineConfig) -> SpeechGate:
+    return SpeechGate(
+        VadConfig(
+            sample_rate=config.sample_rate,
+            frame_ms=config.vad_frame_ms,
+            aggressiveness=config.vad_aggressiveness,
+            pad_ms=config.vad_pad_ms,
+            hangover_ms=config.vad_hangover_ms,
+            noise_margin_db=config.vad_noise_margin_db,
+            noise_window_s=config.vad_noise_window_s,
+            agc=config.vad_agc,
+        )
+    )
+
+
+def windower(config: PipelineConfig) -> Windower:
+    return Windower(WindowConfig(sample_rate=config.sample_rate, window_samples=config.window_samples,
+                                 hop_samples=config.hop_samples, min_speech_s=config.min_speech_s))
+
+
+def cut_windows(config: PipelineConfig, samples: np.ndarray) -> list[Window]:
+    """A whole clip (at the model rate) -> the windows a pipeline cuts from it (classified or not) and, when none is
+    classified, its fallback window marked classified (as :meth:`FeaturePipeline.fallback` picks it). For training
+    sets whose features come from elsewhere (cached encoder frames): the same windows as the live path."""
+    gate, cutter = speech_gate(config), windower(config)
+    decided, flags = gate.process(np.asarray(samples, np.float32))
+    tail, tail_flags = gate.flush()
+    windows = cutter.process(decided, flags) + cutter.process(tail, tail_flags) + cutter.flush()
+    if not any(w.classify for w in windows):
+        best = max(windows, key=lambda w: w.speech_s, default=None)
+        if best is not None and best.speech_s >= FALLBACK_MIN_SPEECH_S:
+            windows = [dataclasses.replace(w, classify=True) if w is best else w for w in windows]
+    return windows
+
+
 class FeaturePipeline:
     """``process(block) -> list[WindowFeatures]``; ``flush()`` at the end of a stream; ``reset()`` between streams.
 
@@ -128,31 +164,32 @@ class FeaturePipeline:
     features; training leaves it off here and applies the same stage over a speaker's clips as one session.
     """
 
-    def __init__(self, config: PipelineConfig, input_rate: int, input_norm: InputNormConfig | None = None) -> None:
+    def __init__(self, config: PipelineConfig, input_rate: int, input_norm: InputNormConfig | None = None,
+                 encoder: EncoderSpec | None = None) -> None:
         self.config = config
         self.input_rate = int(input_rate)
         sr = config.sample_rate
         window, hop = config.window_samples, config.hop_samples
         self._resampler = Resampler(self.input_rate, sr)
-        self._gate = SpeechGate(
-            VadConfig(
-                sample_rate=sr,
-                frame_ms=config.vad_frame_ms,
-                aggressiveness=config.vad_aggressiveness,
-                pad_ms=config.vad_pad_ms,
-                hangover_ms=config.vad_hangover_ms,
-                noise_margin_db=config.vad_noise_margin_db,
-                noise_window_s=config.vad_noise_window_s,
-                agc=config.vad_agc,
-            )
-        )
-        self._windower = Windower(
-            WindowConfig(sample_rate=sr, window_samples=window, hop_samples=hop, min_speech_s=config.min_speech_s)
-        )
+        self._gate = speech_gate(config)
+        self._windower = windower(config)
         # room for a window plus CHUNK_HOPS hops of new frames: long blocks (files) are featurised CHUNK_HOPS hops at a
         # time -- one STFT for all their frames -- and every window ending in a chunk still finds its frames
-        capacity = config.preset.n_frames(window) + CHUNK_HOPS * hop // config.preset.hop_length + SPARE_FRAMES
-        self._frames = FrameFeatures(config.preset, lead_in=window - hop, capacity_frames=capacity)
+        self._encoder: EncoderFeatures | None = None
+        self._waiting: list[Window] = []  # cut windows whose encoder frames are not all done yet
+        self._session_norm: SessionNormalizer | None = None
+        if config.preset.kind == "encoder":
+            if encoder is None:
+                raise UserError(f"preset {config.preset.name!r} needs its frame encoder: load the model with "
+                                "load_model, which opens both of its graphs")
+            # the encoder takes the audio before the speech gate, whose look-ahead keeps it ahead of the windows
+            self._encoder = EncoderFeatures(encoder, keep_frames=(window + CHUNK_HOPS * hop) // 320 + SPARE_FRAMES
+                                            + 2 * encoder.chunk)
+            if encoder.session_norm is not None:
+                self._session_norm = SessionNormalizer(encoder.session_norm)
+        else:
+            capacity = config.preset.n_frames(window) + CHUNK_HOPS * hop // config.preset.hop_length + SPARE_FRAMES
+            self._frames = FrameFeatures(config.preset, lead_in=window - hop, capacity_frames=capacity)
         self._normalizer: InputNormalizer | None = None
         if input_norm is not None and input_norm.enabled:
             if config.preset.kind != "frames":
@@ -169,7 +206,13 @@ class FeaturePipeline:
         self._resampler.reset()
         self._gate.reset()
         self._windower.reset()
-        self._frames.reset()
+        self._waiting = []
+        if self._encoder is not None:
+            self._encoder.reset()
+        else:
+            self._frames.reset()
+        if self._session_norm is not None:
+            self._session_norm.reset()
         if self._normalizer is not None:
             self._normalizer.reset()
         self.state = PipelineState()
@@ -193,6 +236,8 @@ class FeaturePipeline:
             self.state.level_dbfs = max(LEVEL_FLOOR_DB, 20.0 * np.log10(max(rms, 1e-12)))
 
     def _advance(self, samples: np.ndarray, final: bool) -> list[WindowFeatures]:
+        if self._encoder is not None:
+            return self._advance_encoder(samples, final)
         decided, flags = self._gate.process(samples)
         if final:
             tail, tail_flags = self._gate.flush()
@@ -215,19 +260,47 @@ class FeaturePipeline:
             out += [self._featurise(w) for w in self._windower.flush()]
         return out
 
+    def _advance_encoder(self, samples: np.ndarray, final: bool) -> list[WindowFeatures]:
+        """The encoder kind: the frames come from the audio before the gate (each computed once), the windows from
+        the gated audio; a window is pooled once its frames are done (the gate's look-ahead covers the encoder's)."""
+        assert self._encoder is not None
+        self._encoder.process(samples)
+        decided, flags = self._gate.process(samples)
+        if final:
+            self._encoder.finish()
+            tail, tail_flags = self._gate.flush()
+            decided = np.concatenate([decided, tail])
+            flags = np.concatenate([flags, tail_flags])
+        self.state.is_speech = bool(self._gate.is_speech)
+        self.state.speech_samples += int(np.count_nonzero(flags))
+        self._waiting += self._windower.process(decided, flags)
+        if final:
+            self._waiting += self._windower.flush()
+        out = []
+        while self._waiting and self._encoder.ready(self._waiting[0].end):  # in order, each once its frames are done
+            out.append(self._featurise(self._waiting.pop(0)))
+        return out
+
+    def _window_features(self, window: Window) -> np.ndarray:
+        if self._encoder is not None:
+            return self._encoder.window(window.start, window.end)
+        return self._frames.window(window.start, window.end)
+
     def _featurise(self, window: Window) -> WindowFeatures:
         if not window.classify:
             if not self._any_classified and window.speech_s >= FALLBACK_MIN_SPEECH_S and (
                 self._fallback is None or window.speech_s > self._fallback[0].speech_s
             ):  # the best candidate so far for a stream that may never have a classified window
-                self._fallback = (window, self._frames.window(window.start, window.end))
+                self._fallback = (window, self._window_features(window))
             return WindowFeatures(window, None)
         self._any_classified = True
         self._fallback = None
         t0 = time.perf_counter()
-        features = self._frames.window(window.start, window.end)
+        features = self._window_features(window)
         if self._normalizer is not None:
             features = self._normalizer.process(features)
+        if self._session_norm is not None:
+            features = self._session_norm.process(features)
         return WindowFeatures(window, features, (time.perf_counter() - t0) * 1000.0)
 
     def fallback(self) -> WindowFeatures | None:
@@ -239,6 +312,8 @@ class FeaturePipeline:
         self._fallback = None
         t0 = time.perf_counter()
         features = frames if self._normalizer is None else self._normalizer.process(frames)
+        if self._session_norm is not None:
+            features = self._session_norm.process(features)
         return WindowFeatures(dataclasses.replace(window, classify=True), features,
                               (time.perf_counter() - t0) * 1000.0)
 
