@@ -51,10 +51,14 @@ CREATED = "2026-01-01T00:00:00+00:00"
 PROJECT_VERSION = "0.0.0-test"
 
 
-def tiny_feature_shape(preset_name: str = DEFAULT_PRESET, window_s: float = DEFAULT_WINDOW_S,
+def tiny_feature_shape(preset_name: str | FeaturePreset = DEFAULT_PRESET, window_s: float = DEFAULT_WINDOW_S,
                        hop_s: float = DEFAULT_HOP_S) -> tuple[int, ...]:
     """The feature shape the engine computes for this preset and window (window rounded to the frame hop)."""
-    return PipelineConfig(preset=get_preset(preset_name), window_s=window_s, hop_s=hop_s).feature_shape
+    return PipelineConfig(preset=_preset(preset_name), window_s=window_s, hop_s=hop_s).feature_shape
+
+
+def _preset(preset: str | FeaturePreset) -> FeaturePreset:
+    return get_preset(preset) if isinstance(preset, str) else preset
 
 
 def tiny_weights(feature_shape: Sequence[int], n_labels: int, seed: int = DEFAULT_SEED) -> dict[str, np.ndarray]:
@@ -164,7 +168,7 @@ def _graph(feature_shape: tuple[int, ...], n_labels: int, weights: Mapping[str, 
 
 def make_tiny_model(
     path: str | Path,
-    preset_name: str = DEFAULT_PRESET,
+    preset_name: str | FeaturePreset = DEFAULT_PRESET,
     labels: Sequence[str] = TINY_LABELS,
     window_s: float = DEFAULT_WINDOW_S,
     hop_s: float = DEFAULT_HOP_S,
@@ -187,7 +191,7 @@ def make_tiny_model(
     tests of bad model files. The file is a few kilobytes and takes milliseconds to write.
     """
     path = Path(path)
-    preset = get_preset(preset_name)
+    preset = _preset(preset_name)
     feature_shape = tiny_feature_shape(preset_name, window_s, hop_s)
     weights = tiny_weights(feature_shape, len(labels), seed)
     meta = tiny_metadata(preset, labels, window_s, hop_s, min_speech_s, feature_shape, weights)

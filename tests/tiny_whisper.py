@@ -73,5 +73,32 @@ def make_tiny_whisper(folder: Path, seed: int = 0) -> Path:
     _fill(spec, "", np.random.default_rng(seed))
     spec.register_vocabulary([f"<t{i}>" for i in range(VOCAB)])
     spec.validate()
+    folder.mkdir(parents=True, exist_ok=True)
     spec.save(str(folder))
     return folder
+
+
+def make_tiny_pair(folder: Path, blocks: int = 2, chunk: int = 8, context: int = 16, session_norm: bool = True,
+                   embedding: bool = True) -> Path:
+    """A two-graph model in ``folder``: ``tiny.encoder.onnx`` (the tiny Whisper's first blocks, converted as
+    ser-encoder converts) and ``tiny.onnx``, a tiny head over the pooled frames whose metadata names the encoder
+    by sha256 and carries a session normaliser's prior. Returns the head's path."""
+    from ser_live.export import encoder_cli
+    from ser_live.realtime.fileio import file_sha256
+    from ser_live.realtime.stages.features import FeaturePreset
+    from tests.tiny_model import make_tiny_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    whisper = make_tiny_whisper(folder / "whisper")
+    source = encoder_cli.EncoderSource("tiny", (), "")
+    encoder = folder / "tiny.encoder.onnx"
+    encoder_cli.convert(whisper / "model.bin", blocks, encoder, "tiny", source, chunk, context)
+    preset = FeaturePreset(name="tiny-whisper", kind="encoder", n_fft=400, hop_length=320, n_mels=N_MELS, dim=DIM)
+    overrides = {"encoder": {"file": encoder.name, "sha256": file_sha256(encoder)}}
+    if session_norm:
+        rng = np.random.default_rng(1)
+        overrides["session_norm"] = {"mean": rng.normal(0, 0.1, 2 * DIM).tolist(),
+                                     "std": rng.uniform(0.5, 1.5, 2 * DIM).tolist(),
+                                     "prior_windows": 4.0, "memory_windows": 100.0}
+    return make_tiny_model(folder / "tiny.onnx", preset, window_s=2.0, hop_s=0.5, metadata_overrides=overrides,
+                           embedding=embedding)

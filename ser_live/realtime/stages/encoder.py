@@ -189,8 +189,9 @@ SAMPLES_PER_FRAME = SAMPLE_RATE // FRAMES_PER_S  # 320: encoder frame f is centr
 
 
 def frame_span(start: int, end: int) -> tuple[int, int]:
-    """The encoder frames of the window [start, end) (samples): those whose centre lies inside it."""
-    first = -(-start // SAMPLES_PER_FRAME)
+    """The encoder frames of the window [start, end) (samples): those whose centre lies inside it (a window that
+    begins before the stream, as the first ones do, has frames from 0 on)."""
+    first = max(0, -(-start // SAMPLES_PER_FRAME))
     return first, max(first, -(-end // SAMPLES_PER_FRAME))
 
 
