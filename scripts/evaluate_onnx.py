@@ -2,7 +2,7 @@
 
 Usage::
 
-    python scripts/evaluate_onnx.py runs/x ser_live/models/default.onnx ser_live/models/default.int8.onnx \\
+    python scripts/evaluate_onnx.py runs/x ser_live/models/default.onnx ser_live/models/small.onnx \\
         --data ravdess=PATH --data tess=PATH [--cache .cache/features]
 
 The test clips are the run's held-out speakers (``metrics.json: test_speakers``); their windows are cut and

@@ -28,6 +28,7 @@ NEEDS_EXTRA = {
     "ser-calibrate": (["m.onnx", "--data", "ravdess=/nonexistent", "--speakers", "ravdess:01", "-o", "out.onnx"],
                       "train"),
     "ser-encoder": (["whisper-tiny.en", "-o", "enc.onnx"], "train"),
+    "ser-recipe": (["recipe.toml", "--out", "run"], "train"),
     "ser-batch": (["clips", "--out", "out"], "batch"),
 }
 

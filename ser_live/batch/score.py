@@ -24,7 +24,7 @@ from ser_live.realtime.engine import OFFLINE_SPAN_S, Engine
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.events import WindowEvent
 from ser_live.realtime.fileio import file_sha256
-from ser_live.realtime.model import EmotionModel, bundled_model_path, load_model
+from ser_live.realtime.model import EmotionModel, load_model, resolve_model_path
 from ser_live.realtime.profile import Profile
 from ser_live.realtime.sources.audio import audio_info, iter_audio_blocks
 
@@ -81,7 +81,7 @@ class BatchSettings:
 
 
 def model_identity(model_path: str | None) -> dict[str, str]:
-    path = bundled_model_path() if model_path is None else Path(model_path).expanduser().resolve()
+    path = resolve_model_path(model_path).resolve()
     if not path.is_file():
         raise UserError(f"model file {path} not found: check the path, or omit --model to use the bundled model")
     return {"name": path.stem, "path": str(path), "sha256": file_sha256(path)}

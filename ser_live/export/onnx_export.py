@@ -37,10 +37,12 @@ from ser_live.realtime.errors import UserError
 from ser_live.realtime.model import (
     EMBEDDING_KEY,
     EMBEDDING_OUTPUT,
+    ENCODER_KEY,
     FORMAT_VERSION,
     INPUT_NAME,
     METADATA_KEY,
     OUTPUT_NAME,
+    SESSION_NORM_KEY,
     labels_are_valid,
 )
 from ser_live.realtime.stages.affect import AFFECT_KEY, AFFECT_OUTPUT, DIMENSIONS, AffectMap
@@ -146,6 +148,14 @@ def model_input_shape(feature_shape: Sequence[int]) -> tuple[int, ...]:
     """The Keras input shape for a feature shape: vector ``(D,)`` -> ``(D, 1)``; frames ``(T, M)`` -> ``(T, M)``."""
     shape = tuple(int(d) for d in feature_shape)
     return (shape[0], 1) if len(shape) == 1 else shape
+
+
+def keras_input_shape(model: Any, feature_shape: Sequence[int]) -> tuple[int, ...]:
+    """The input shape the Keras model takes for ``feature_shape``: the CNNs' (``model_input_shape``), or the
+    feature shape itself for a network built on it (the head of a two-graph model takes ``(D,)``)."""
+    shape = tuple(int(d) for d in feature_shape)
+    got = tuple(model.inputs[0].shape[1:])
+    return shape if got == shape else model_input_shape(shape)
 
 
 def int8_path(output: Path) -> Path:
@@ -314,7 +324,7 @@ def _check_model_shapes(model: Any, run: _RunConfig) -> None:
         width = model.outputs[names.index(AFFECT_OUTPUT)].shape[-1]
         if width != len(DIMENSIONS):
             raise UserError(f"the model's {AFFECT_OUTPUT} output has {width} values, not {len(DIMENSIONS)}")
-    expected = model_input_shape(run.feature_shape)
+    expected = keras_input_shape(model, run.feature_shape)
     got = tuple(model.inputs[0].shape[1:])
     if len(got) != len(expected) or any(g is not None and g != e for g, e in zip(got, expected, strict=True)):
         raise UserError(
@@ -343,6 +353,9 @@ def build_metadata(
     input_norm = InputNormConfig.from_dict(config.get("input_normalization"))
     if input_norm.enabled:  # models without it stay byte-for-byte what they were
         extra["input_normalization"] = input_norm.to_dict()
+    for key in (ENCODER_KEY, SESSION_NORM_KEY):  # a two-graph model's head: its frame encoder and normaliser
+        if key in config:
+            extra[key] = config[key]
     if affect_head:
         trained = dict(config.get("affect_head") or {})
         extra[AFFECT_KEY] = AffectMap.head(config["labels"]).to_dict() | {"loss_weight": trained.get("weight")}
@@ -373,7 +386,7 @@ def _convert(model: Any, run: _RunConfig, opset: int) -> onnx.ModelProto:
     import tensorflow as tf
     import tf2onnx
 
-    input_shape = [-1, *model_input_shape(run.feature_shape)]
+    input_shape = [-1, *keras_input_shape(model, run.feature_shape)]
 
     @tf.function(input_signature=[tf.TensorSpec([None, *run.feature_shape], tf.float32, name=INPUT_NAME)])
     def serve(features: Any) -> dict[str, Any]:
@@ -470,7 +483,7 @@ def _keras_embedding(model: Any, run: _RunConfig, features: np.ndarray) -> np.nd
         logger.debug("no Keras embedding: %r", err)
         return None
     x = ((features - run.mean) / run.std).astype(np.float32)
-    x = x.reshape((len(features), *model_input_shape(run.feature_shape)))
+    x = x.reshape((len(features), *keras_input_shape(model, run.feature_shape)))
     return np.asarray(sub(x, training=False), dtype=np.float32)
 
 
@@ -492,7 +505,7 @@ def _embedding_parity(reference: np.ndarray | None, model_bytes: bytes, features
 def _keras_predict(model: Any, run: _RunConfig, features: np.ndarray) -> Outputs:
     """The reference: numpy standardisation, reshape to the model input, Keras forward pass."""
     x = ((features - run.mean) / run.std).astype(np.float32)
-    x = x.reshape((len(features), *model_input_shape(run.feature_shape)))
+    x = x.reshape((len(features), *keras_input_shape(model, run.feature_shape)))
     probs, affect = split_outputs(model(x, training=False))
     return np.asarray(probs, dtype=np.float32), None if affect is None else np.asarray(affect, dtype=np.float32)
 

@@ -252,9 +252,10 @@ def build_encoder_onnx(weights: EncoderWeights, layout: EncoderLayout, half: boo
                   strides=[2]))
     x = op("Transpose", [op("Squeeze", [c2, const(np.array([0], np.int64))])], perm=[1, 0])
     t = op("Slice", [op("Shape", [x]), const(np.array([0], np.int64)), const(np.array([1], np.int64))])
-    off = const(np.array([layout.position_offset], np.int64))
-    pos = op("Slice", [const(weights.positions, "pos", big=True), off, op("Add", [off, t]),
-                       const(np.array([0], np.int64))])
+    # only the rows a chunk reads are kept: position_offset .. position_offset + chunk
+    rows = weights.positions[layout.position_offset : layout.position_offset + layout.chunk]
+    zero = const(np.array([0], np.int64))
+    pos = op("Slice", [const(np.ascontiguousarray(rows), "pos", big=True), zero, t, zero])
     x = op("Add", [x, pos])
     heads_shape = const(np.array([0, h, hd], np.int64))
     flat_shape = const(np.array([0, d], np.int64))

@@ -60,6 +60,8 @@ def with_predecessor(meta: dict[str, Any], sha256: str) -> dict[str, Any]:
     return meta | {SAME_FUNCTION_KEY: names if sha256 in names else [*names, sha256]}
 BUNDLED_PACKAGE = "ser_live.models"
 BUNDLED_MODEL_NAME = "default.onnx"
+#: The bundled models, by the name that picks them (``--model small``, ``EmotionRecognizer(model="small")``).
+BUNDLED_NAMES: tuple[str, ...] = ("default", "small")
 BUNDLED_DEMO_NAME = "demo.wav"
 DEFAULT_PROVIDER = "auto"
 DEFAULT_THREADS = 1
@@ -444,6 +446,17 @@ def _package_file(name: str, missing: str) -> Path:
     return Path(str(resource))
 
 
+def resolve_model_path(path: str | os.PathLike[str] | None) -> Path:
+    """The model file ``path`` names. ``None``: the bundled default. A bare bundled name (``default``, ``small``: no
+    folder, no suffix) is that bundled model; anything else is a path (a file of such a name: ``./small``)."""
+    if path is None:
+        return bundled_model_path()
+    text = os.fspath(path)
+    if text in BUNDLED_NAMES:
+        return _package_file(f"{text}.onnx", NO_BUNDLED_MODEL_MESSAGE)
+    return Path(text).expanduser()
+
+
 def bundled_model_path() -> Path:
     """Path of ``ser_live/models/default.onnx`` shipped with the package; UserError when this install has none."""
     return _package_file(BUNDLED_MODEL_NAME, NO_BUNDLED_MODEL_MESSAGE)
@@ -621,7 +634,7 @@ def load_model(
         logger.warning("%d inference threads asked for on %d CPUs: using %d", threads, cpus, cpus)
         threads = cpus
     providers = resolve_providers(provider)
-    model_path = bundled_model_path() if path is None else Path(path).expanduser()
+    model_path = resolve_model_path(path)
     source = str(model_path)
     if not model_path.exists():
         raise UserError(f"model file {source} not found: check the path, or omit --model to use the bundled model")

