@@ -33,8 +33,8 @@ RUNTIME_TESTS = ("test_engine.py", "test_api.py", "test_cli_live.py", "test_bad_
                  "test_runtime_deps.py", "test_audio.py", "test_model_loader.py", "test_normalize.py",
                  "test_enroll.py")
 TRAINING_ONLY = "not training_sessions"  # test_normalize's one test of the training path needs the train package
-PACKAGE_DATA = ("ser_live/models/default.onnx", "ser_live/models/default.int8.onnx", "ser_live/models/README.md",
-                "ser_live/models/demo.wav", "ser_live/realtime/faces/web/index.html")
+PACKAGE_DATA = ("ser_live/models/default.onnx", "ser_live/models/default.encoder.onnx", "ser_live/models/small.onnx",
+                "ser_live/models/README.md", "ser_live/models/demo.wav", "ser_live/realtime/faces/web/index.html")
 TIMEOUT_S = 300
 MIN_RUNTIME_TESTS = 100
 HINT = "run `bash .ci/run` first: it builds the wheel and installs it into fresh venvs"
