@@ -24,12 +24,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
+import numpy as np
+import soundfile as sf
 
-from ser_live.realtime.config import EngineConfig  # noqa: E402
-from ser_live.realtime.engine import Engine  # noqa: E402
-from ser_live.realtime.model import bundled_demo_path, load_model, resolve_model_path  # noqa: E402
+from ser_live.realtime.config import EngineConfig
+from ser_live.realtime.engine import Engine
+from ser_live.realtime.model import bundled_demo_path, load_model, resolve_model_path
 
 HOP_S = 0.5
 
