@@ -70,6 +70,23 @@ def test_the_batched_file_path_gives_the_same_events(pair: Path, clip: SpeechCli
         assert max(abs(p - y["raw_probs"][k]) for k, p in x["raw_probs"].items()) < PROB_ATOL
 
 
+def test_a_long_file_in_30_s_spans_gives_the_streaming_events(pair: Path, clip: SpeechClip) -> None:
+    """Spans longer than the encoder keeps frames for (the whole-file path reads 30 s at a time)."""
+    from ser_live.realtime.engine import OFFLINE_SPAN_S
+
+    long = SpeechClip(np.tile(clip.samples, 8), clip.sample_rate, 0.0, 0.0)
+    assert len(long.samples) / long.sample_rate > 20
+    engine = Engine(load_model(pair), long.sample_rate)
+    span = int(OFFLINE_SPAN_S * long.sample_rate)
+    batched = [e.to_dict() for e in engine.iter_batched(long.samples[i : i + span]
+                                                         for i in range(0, len(long.samples), span))]
+    streamed = events(pair, long, 4410)
+    assert len(batched) == len(streamed) > 20
+    for x, y in zip(batched, streamed, strict=True):
+        assert x["end_s"] == y["end_s"]
+        assert max(abs(p - y["raw_probs"][k]) for k, p in x["raw_probs"].items()) < PROB_ATOL
+
+
 def test_the_head_sees_pooled_session_normalised_frames(pair: Path, clip: SpeechClip) -> None:
     """The engine's first window equals pooling the encoder's frames over it and normalising by the prior."""
     import soxr

@@ -262,20 +262,30 @@ class FeaturePipeline:
 
     def _advance_encoder(self, samples: np.ndarray, final: bool) -> list[WindowFeatures]:
         """The encoder kind: the frames come from the audio before the gate (each computed once), the windows from
-        the gated audio; a window is pooled once its frames are done (the gate's look-ahead covers the encoder's)."""
+        the gated audio; a window is pooled once its frames are done (the gate's look-ahead covers the encoder's).
+        Long spans go CHUNK_HOPS hops at a time, so a window is pooled before its frames leave the encoder's store."""
         assert self._encoder is not None
-        self._encoder.process(samples)
-        decided, flags = self._gate.process(samples)
+        out: list[WindowFeatures] = []
+        step = self.config.hop_samples * CHUNK_HOPS
+        for i in range(0, len(samples), step):
+            piece = samples[i : i + step]
+            self._encoder.process(piece)
+            self._cut(*self._gate.process(piece))
+            out += self._ready_windows()
         if final:
             self._encoder.finish()
-            tail, tail_flags = self._gate.flush()
-            decided = np.concatenate([decided, tail])
-            flags = np.concatenate([flags, tail_flags])
+            self._cut(*self._gate.flush())
+            self._waiting += self._windower.flush()
+            out += self._ready_windows()
+        return out
+
+    def _cut(self, decided: np.ndarray, flags: np.ndarray) -> None:
         self.state.is_speech = bool(self._gate.is_speech)
         self.state.speech_samples += int(np.count_nonzero(flags))
         self._waiting += self._windower.process(decided, flags)
-        if final:
-            self._waiting += self._windower.flush()
+
+    def _ready_windows(self) -> list[WindowFeatures]:
+        assert self._encoder is not None
         out = []
         while self._waiting and self._encoder.ready(self._waiting[0].end):  # in order, each once its frames are done
             out.append(self._featurise(self._waiting.pop(0)))
