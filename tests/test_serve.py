@@ -222,3 +222,45 @@ def test_a_replay_served_gives_the_jsonl_events(tmp_path: Path) -> None:
         assert served == windows
         assert got[-1] == written[-1] and got[-1]["type"] == "summary"
         assert any(e["type"] == "status" for e in got)
+
+
+def raw_status(port: int, host: str, path: str = "/status", origin: str | None = None, upgrade: bool = False) -> int:
+    """The HTTP status a raw request gets (what a browser sends after a DNS-rebinding attack, say)."""
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}"]
+    if origin is not None:
+        lines.append(f"Origin: {origin}")
+    if upgrade:
+        lines += ["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                  "Sec-WebSocket-Version: 13"]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        return int(sock.recv(4096).split(b" ", 2)[1])
+
+
+def test_dns_rebinding_is_refused_on_a_loopback_bind(server: EventServer) -> None:
+    port = server.port
+    evil = f"attacker.example:{port}"
+    assert raw_status(port, evil) == 403
+    assert raw_status(port, evil, "/") == 403
+    assert raw_status(port, evil, "/ws", origin=f"http://{evil}", upgrade=True) == 403
+    for own in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "127.0.0.1"):
+        assert raw_status(port, own) == 200, own
+    assert raw_status(port, f"127.0.0.1:{port}", "/ws", origin=f"http://localhost:{port}", upgrade=True) == 101
+    # the Origin is checked against the server's own origins, not against the request's Host
+    assert raw_status(port, f"127.0.0.1:{port}", "/ws", origin=f"http://{evil}", upgrade=True) == 403
+    assert raw_status(port, f"127.0.0.1:{port}", "/ws", origin=f"http://127.0.0.1:{port + 1}", upgrade=True) == 403
+
+
+def test_allow_host_names_the_others_and_an_empty_token_is_refused() -> None:
+    srv = EventServer(ServeConfig(port=0, hello=HELLO, allow_hosts=("monitor.lan",))).start()
+    try:
+        port = srv.port
+        assert raw_status(port, f"monitor.lan:{port}") == 200
+        assert raw_status(port, f"monitor.lan:{port}", "/ws", origin=f"http://monitor.lan:{port}", upgrade=True) == 101
+        assert raw_status(port, f"other.lan:{port}") == 403
+    finally:
+        srv.close()
+    with pytest.raises(UserError, match="--token is empty"):
+        EventServer(ServeConfig(host="0.0.0.0", port=0, token=""))
+    with pytest.raises(UserError, match="--token is empty"):
+        EventServer(ServeConfig(port=0, token="  "))

@@ -47,6 +47,10 @@ def add_serve_options(group: Any, prefix: str = "") -> None:
     group.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                        help=f"{prefix}another web origin whose pages may connect, e.g. http://localhost:3000 "
                        "(repeat) (default: only the page's own origin)")
+    group.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help=f"{prefix}a host name clients reach the server by (repeat); a request under any other "
+                       "name is refused (DNS rebinding). Loopback binds answer to 127.0.0.1, localhost and [::1] "
+                       "(default: those; a wildcard bind without it relies on its token)")
     group.add_argument("--tls-cert", default=None, metavar="PEM",
                        help=f"{prefix}serve HTTPS/WSS with this certificate (browsers give the page the microphone "
                        "only on localhost or HTTPS) (default: plain HTTP)")
@@ -394,7 +398,8 @@ def _start_server(args: argparse.Namespace, engine: Engine, source_name: str) ->
     host, port = parse_bind(args.serve)
     hello = {"model": engine.model.name, "labels": list(engine.labels), "version": __version__,
              "source": source_name, "profile": engine.profile_name, "settings": engine.settings}
-    config = ServeConfig(host=host, port=port, token=args.token, allow_origins=tuple(args.allow_origin), hello=hello,
+    config = ServeConfig(host=host, port=port, token=args.token, allow_origins=tuple(args.allow_origin),
+                         allow_hosts=tuple(args.allow_host), hello=hello,
                          tls_cert=args.tls_cert, tls_key=args.tls_key)
     return EventServer(config).start()
 

@@ -71,6 +71,7 @@ MAX_REASON_BYTES = 123  # a close frame's reason (RFC 6455)
 SERVE_HINT = "pip install 'ser-live[serve]' (websockets)"
 PAGE = "index.html"
 LOOPBACK_NAMES = ("localhost",)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # the Host names a loopback bind answers to
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
@@ -120,6 +121,7 @@ class ServeConfig:
     port: int = DEFAULT_PORT
     token: str | None = None
     allow_origins: Sequence[str] = ()
+    allow_hosts: Sequence[str] = ()  # names the server is reached by, besides loopback's (--allow-host)
     hello: Mapping[str, Any] = field(default_factory=dict)  # model, labels, settings, source
     streams: StreamService | None = None  # ser-serve: /stream sessions instead of one local session at /ws
     tls_cert: str | None = None
@@ -140,9 +142,15 @@ class EventServer:
             raise UserError(f"--serve needs websockets: {SERVE_HINT}") from None
         self._client_left = ConnectionClosed
         self.config = config
+        if config.token is not None and not config.token.strip():
+            raise UserError("--token is empty, which would turn authentication off: give a token, or leave --token "
+                            "out (a loopback bind needs none; any other gets one generated)")
         self.token = config.token
         if self.token is None and not is_loopback(config.host):
             self.token = secrets.token_urlsafe(18)  # any other bind is reachable from the network
+        if config.host in WILDCARD_HOSTS and not config.allow_hosts:
+            logger.warning("serving on every interface without --allow-host: any host name is answered, so the "
+                           "token is the only guard (name the host with --allow-host to refuse others)")
         self.ssl = _tls_context(config.tls_cert, config.tls_key)
         self.recent: deque[str] = deque(maxlen=RECENT_EVENTS)
         self.clients: set[_Client] = set()
@@ -307,16 +315,42 @@ class EventServer:
             given = given or bearer.removeprefix("Bearer ").strip()
         return hmac.compare_digest(given.encode(), self.token.encode())
 
+    def _names(self) -> set[str]:
+        """The host names this server answers to: loopback's on a loopback bind, the bind address, --allow-host."""
+        names = {name.lower() for name in self.config.allow_hosts}
+        if is_loopback(self.config.host):
+            names |= set(LOOPBACK_HOSTS)
+        if self.config.host not in WILDCARD_HOSTS:
+            names.add(f"[{self.config.host}]" if ":" in self.config.host else self.config.host.lower())
+        return names
+
+    def _host_ok(self, request: Any) -> bool:
+        """DNS rebinding: a page of another site, its name pointed at this machine, sends its own name as Host. A
+        request is answered only under a name the server is reachable by (with or without this server's port); a
+        wildcard bind without --allow-host relies on its token (every request must carry it)."""
+        host = request.headers.get("Host", "").strip().lower()
+        names = self._names()
+        if self.config.host in WILDCARD_HOSTS and not self.config.allow_hosts:
+            return self.token is not None
+        return host in names or host in {f"{name}:{self.port}" for name in names}
+
     def _origin_ok(self, request: Any) -> bool:
+        """A page's Origin must be one of the server's own (its names with this port, http or https) or an
+        --allow-origin; never just "the same as the request's Host", which an attacker's page controls. A wildcard
+        bind without --allow-host (token required) accepts the page it served itself (Origin = Host)."""
         origin = request.headers.get("Origin")
         if origin is None:
             return True  # a program, not a page: the token rules apply
-        host = request.headers.get("Host", "")
-        own = {f"http://{host}", f"https://{host}"}
+        own = {f"{scheme}://{name}:{self.port}" for name in self._names() for scheme in ("http", "https")}
+        if self.config.host in WILDCARD_HOSTS and not self.config.allow_hosts and self.token is not None:
+            host = request.headers.get("Host", "")
+            own |= {f"http://{host}", f"https://{host}"}
         return origin in own or origin in self.config.allow_origins
 
     def _http(self, connection: Any, request: Any) -> Any:
         path = urlsplit(request.path).path
+        if not self._host_ok(request):
+            return _response(HTTPStatus.FORBIDDEN, b"this server does not answer to that host name (--allow-host)\n")
         if not self._authorised(request):
             return _response(HTTPStatus.UNAUTHORIZED, b"a token is needed: open the URL ser-live printed\n")
         if path in ("/ws", "/stream"):

@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     service = StreamService(model, engine_config(args), parse_profiles(args.profile, model),
                             max_sessions=args.max_sessions, workers=args.workers, info=info)
     config = ServeConfig(host=host, port=port, token=args.token, allow_origins=tuple(args.allow_origin),
+                         allow_hosts=tuple(args.allow_host),
                          hello={**info, "labels": list(model.labels)}, streams=service, tls_cert=args.tls_cert,
                          tls_key=args.tls_key)
     server = EventServer(config).start()
