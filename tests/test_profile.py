@@ -345,3 +345,18 @@ def test_ser_export_adds_the_embedding_to_an_old_model(tmp_path: Path, capsys: p
     assert export_main([str(new), "-o", str(tmp_path / "again.onnx")]) == 2  # already has one
     assert export_main([str(old), "-o", str(old), "--overwrite"]) == 2  # never the input itself
     assert "input model" in capsys.readouterr().err
+
+
+def test_the_model_is_never_an_output_of_fit_or_enrolment(tiny: Path, manifest: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from ser_live.realtime.faces.cli import main as live_main
+
+    before = tiny.read_bytes()
+    argv = ["fit", "--audio", str(manifest), "-o", str(tiny), "--model", str(tiny), "--overwrite"]
+    assert profile_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is the input --model" in err[0]
+    assert live_main(["--enroll", str(tiny), "--model", str(tiny), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is the input --model" in err[0]
+    assert tiny.read_bytes() == before

@@ -24,7 +24,13 @@ from ser_live.realtime.errors import UserError
 from ser_live.realtime.events import STDOUT_TARGET, JsonlWriter, WindowEvent
 from ser_live.realtime.faces.enroll import DEFAULT_COUNTDOWN_S, DEFAULT_TAKE_S, DEFAULT_TAKES
 from ser_live.realtime.fileio import check_outputs
-from ser_live.realtime.model import DEFAULT_PROVIDER, DEFAULT_THREADS, bundled_demo_path, load_model
+from ser_live.realtime.model import (
+    DEFAULT_PROVIDER,
+    DEFAULT_THREADS,
+    bundled_demo_path,
+    load_model,
+    resolve_model_path,
+)
 from ser_live.realtime.profile import load_profile
 from ser_live.realtime.stages.pipeline import DEFAULT_VAD_AGGRESSIVENESS, DEFAULT_VAD_NOISE_MARGIN_DB
 from ser_live.realtime.tooling import EXIT_IO_ERROR, HelpFormatter, check_number, io_error_message
@@ -491,6 +497,17 @@ def check_numbers(args: argparse.Namespace) -> None:
     check_number("--enroll-takes", args.enroll_takes, 1)
 
 
+def model_inputs(args: argparse.Namespace) -> dict[str, Path]:
+    """The files a run reads besides its audio: the model (its encoder too) and the profile; never an output."""
+    if getattr(args, "connect", None) is not None:
+        return {}
+    model = resolve_model_path(args.model)
+    inputs = {"--model": model, "--model (its encoder)": model.with_name(f"{model.stem}.encoder.onnx")}
+    if getattr(args, "profile", None) is not None:
+        inputs["--profile"] = Path(args.profile)
+    return inputs
+
+
 def check_live_outputs(args: argparse.Namespace) -> None:
     """At start, not after an hour of listening: --jsonl and --report go to writable places, are not the input file
     and not each other, and replace or extend nothing without --overwrite / --append."""
@@ -507,7 +524,9 @@ def check_live_outputs(args: argparse.Namespace) -> None:
         require_matplotlib()
         outputs["--report"] = args.report
         outputs["--report (its Markdown)"] = check_report_path(args.report)
-    inputs = {"--file": Path(args.file)} if args.file is not None else {}
+    inputs = model_inputs(args)
+    if args.file is not None:
+        inputs["--file"] = Path(args.file)
     appended = {"--jsonl"} if args.append else set()
     check_outputs(outputs, inputs, overwrite=True)  # no input, no two outputs alike, writable folders
     check_outputs({k: v for k, v in outputs.items() if k not in appended}, overwrite=args.overwrite,
@@ -528,6 +547,7 @@ def _enroll(args: argparse.Namespace) -> int:
         take_s=args.take_seconds,
         countdown_s=args.countdown,
     )
+    check_outputs({"--enroll": Path(args.enroll)}, model_inputs(args), overwrite=True)  # the model is no output
     limit_blas_threads(args.blas_threads)
     model = load_model(args.model, provider=args.provider, threads=args.threads)
     try:
