@@ -194,3 +194,14 @@ def test_sanitize_block_errors(block: np.ndarray, needle: str) -> None:
     with pytest.raises(UserError) as err:
         sanitize_block(block)
     assert needle in _one_line(err)
+
+
+def test_a_header_sample_rate_below_1000_hz_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "liar.wav"
+    sf.write(path, np.zeros(16000, np.float32), 1)  # 1 s of audio whose header says 1 Hz
+    for call in (audio_info, read_audio):
+        with pytest.raises(UserError, match="sample rate is 1 Hz"):
+            call(path)
+    ok = tmp_path / "phone.wav"
+    sf.write(ok, np.zeros(800, np.float32), 8000)
+    assert audio_info(ok).sample_rate == 8000

@@ -87,6 +87,10 @@ def _check_float(samples: np.ndarray, name: str) -> None:
         )
 
 
+#: Below this a header's sample rate cannot be a speech recording's (telephone audio is 8 kHz).
+MIN_SAMPLE_RATE = 1000
+
+
 def _empty(p: Path) -> UserError:
     return UserError(f"{p} contains no audio (0 frames: empty or truncated); pass a file that holds sound")
 
@@ -100,6 +104,9 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
         raise _not_audio(p, err) from None
     if info.samplerate <= 0 or info.channels <= 0:
         raise _not_audio(p, f"samplerate={info.samplerate} channels={info.channels}")
+    if info.samplerate < MIN_SAMPLE_RATE:  # a lying header: 10 s of 16 kHz audio read as 44 hours at 1 Hz
+        raise UserError(f"{p} says its sample rate is {info.samplerate} Hz, below any speech recording's "
+                        f"({MIN_SAMPLE_RATE} Hz at least): its header is wrong; re-export the file")
     if info.frames <= 0:
         raise _empty(p)
     return AudioInfo(
