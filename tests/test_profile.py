@@ -360,3 +360,26 @@ def test_the_model_is_never_an_output_of_fit_or_enrolment(tiny: Path, manifest: 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is the input --model" in err[0]
     assert tiny.read_bytes() == before
+
+
+def test_a_broken_profile_is_refused_at_load_in_one_line(profile_file: Path, tiny: Path, tmp_path: Path) -> None:
+    """The checks every face shares (load_profile + check_model: ser-profile show --check, ser-live, ser-serve,
+    ser-batch): a layer of the wrong width, a bad version, counts <= 0, a file far too large."""
+    good = json.loads(profile_file.read_text())
+    model = load_model(tiny)
+    cases = {
+        "rows": ({**good, "weights": good["weights"][:-1]}, "-value embeddings"),
+        "version": ({**good, "version": -5}, "no valid profile version"),
+        "counts": ({**good, "enrolled": {k: 0 for k in good["enrolled"]}}, "zero or fewer takes"),
+    }
+    for name, (data, message) in cases.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(data))
+        with pytest.raises(UserError, match=message):
+            load_profile(path).check_model(model)
+    huge = tmp_path / "huge.json"
+    huge.write_bytes(b" " * (9 * 2**20))
+    with pytest.raises(UserError, match="far larger than a profile"):
+        load_profile(huge)
+    with pytest.raises(UserError, match="-value embeddings"):
+        load_model(tiny, profile=load_profile(tmp_path / "rows.json"))

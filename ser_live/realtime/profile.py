@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 PROFILE_FORMAT = "ser-live-profile"
 PROFILE_VERSION = 1
+MAX_PROFILE_BYTES = 8 * 2**20
 METHOD_SOFTMAX = "softmax"
 METHOD_PROTOTYPES = "prototypes"
 METHOD_BLEND = "blend"
@@ -384,6 +385,10 @@ class Profile:
             raise UserError(f"profile {where} was made for another model file ({self.model_name}, sha256 "
                             f"{self.model_sha256[:12]}…), not {model.path.name} ({model.sha256[:12]}…): use that "
                             "model or enrol again with this one")
+        size = None if model.info.embedding is None else model.info.embedding.size
+        if size is not None and self.layer.weights.shape[0] != size:  # a hand-edited or damaged file
+            raise UserError(f"profile {where} has a layer for {self.layer.weights.shape[0]}-value embeddings, but "
+                            f"{model.path.name} gives {size}: fit it again with ser-profile fit or ser-live --enroll")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -408,7 +413,9 @@ class Profile:
         if not isinstance(d, Mapping) or d.get("format") != PROFILE_FORMAT:
             raise UserError(f"{source} is not a ser-live profile (no \"format\": \"{PROFILE_FORMAT}\"): {fix}")
         version = d.get("version")
-        if not isinstance(version, int) or version > PROFILE_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise UserError(f"{source} has no valid profile version ({version!r}): {fix}")
+        if version > PROFILE_VERSION:
             raise UserError(f"{source} is profile format {version!r}; this ser-live reads up to {PROFILE_VERSION}: "
                             "upgrade ser-live")
         try:
@@ -440,6 +447,8 @@ class Profile:
                             f"labels: {fix}")
         if not (np.all(np.isfinite(weights)) and np.all(np.isfinite(bias))):
             raise UserError(f"{source}: its layer has NaN or infinite values: {fix}")
+        if any(n <= 0 for n in enrolled.values()):
+            raise UserError(f"{source} counts zero or fewer takes for an enrolled label: {fix}")
         unknown = sorted(set(enrolled) - set(labels))
         if unknown:
             raise UserError(f"{source} enrols labels the model lacks ({', '.join(unknown)}): {fix}")
@@ -506,6 +515,9 @@ def load_profile(path: str | os.PathLike[str]) -> Profile:
     source = Path(path).expanduser()
     if not source.is_file():
         raise UserError(f"profile {source} not found: make one with ser-live --enroll {source} or ser-profile fit")
+    if source.stat().st_size > MAX_PROFILE_BYTES:  # a profile is tens of kilobytes; parsing 100 MB takes gigabytes
+        raise UserError(f"profile {source} is {source.stat().st_size / 2**20:.0f} MiB, far larger than a profile "
+                        f"(at most {MAX_PROFILE_BYTES // 2**20} MiB): it is not one; fit it again")
     try:
         data = json.loads(source.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
