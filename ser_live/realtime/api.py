@@ -36,7 +36,9 @@ class Prediction:
     (each in [-1, 1]) of that mean, or the mean of the windows' own values for a model with a trained affect head
     (None when the model's labels have no mapping: ``ser_live.realtime.stages.affect``).
 
-    ``label`` is None and ``probs`` empty when the clip holds no window with enough speech.
+    ``label`` is None and ``probs`` empty when the clip holds no window with enough speech. ``uncertain``: the
+    label's mean probability is below the model's uncertain threshold (as a window's ``uncertain``): show
+    "uncertain" rather than the label.
     """
 
     label: str | None
@@ -44,6 +46,7 @@ class Prediction:
     windows: list[WindowEvent] = field(default_factory=list)
     arousal: float | None = None
     valence: float | None = None
+    uncertain: bool = False
 
     @property
     def confidence(self) -> float:
@@ -149,6 +152,7 @@ def clip_verdict(model: EmotionModel, raw_probs: np.ndarray, heads: np.ndarray |
         [],
         arousal=None if affect is None else float(affect[0]),
         valence=None if affect is None else float(affect[1]),
+        uncertain=bool(mean[best] < model.info.calibration.min_confidence),
     )
 
 
@@ -159,4 +163,5 @@ def clip_prediction(model: EmotionModel, windows: list[WindowEvent]) -> Predicti
     raw = np.array([[w.raw_probs[label] for label in model.labels] for w in windows])
     heads = np.array([[w.raw_arousal, w.raw_valence] for w in windows], dtype=float) if model.has_head else None
     verdict = clip_verdict(model, raw, heads)
-    return Prediction(verdict.label, verdict.probs, windows, arousal=verdict.arousal, valence=verdict.valence)
+    return Prediction(verdict.label, verdict.probs, windows, arousal=verdict.arousal, valence=verdict.valence,
+                      uncertain=verdict.uncertain)
