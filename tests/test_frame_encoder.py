@@ -19,11 +19,10 @@ from ser_live.export.whisper import (
     EncoderLayout,
     EncoderWeights,
     build_encoder_onnx,
-    cache_names,
     read_ct2,
     reference_step,
 )
-from ser_live.realtime.model import METADATA_KEY
+from ser_live.realtime.model import METADATA_KEY, encoder_call
 from ser_live.realtime.stages import encoder as stage
 from ser_live.realtime.stages.encoder import FrameEncoder, StreamingLogMel, log_mel, mel_filters
 from tests.tiny_whisper import DIM, ENCODER_BLOCKS, HEADS, make_tiny_whisper
@@ -38,13 +37,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def graph_run(model: onnx.ModelProto, n_blocks: int):
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = cache_names(n_blocks)
-
-    def run(mel: np.ndarray, mask: np.ndarray, caches: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        out = session.run(None, {"mel": mel, "mask": mask, **dict(zip(names, caches, strict=True))})
-        return out[0], out[1:]
-
-    return run
+    return encoder_call(session, n_blocks)
 
 
 def encode(run, dim: int, n_blocks: int, mel: np.ndarray, layout: EncoderLayout, block: int) -> np.ndarray:

@@ -169,21 +169,18 @@ def parity(model: Any, weights: Any, layout: Any, seconds: float = 3.0, seed: in
     """Max |graph - numpy reference| over a synthetic log-mel stream fed in uneven blocks."""
     import onnxruntime as ort
 
-    from ser_live.export.whisper import cache_names, reference_step
+    from ser_live.export.whisper import reference_step
+    from ser_live.realtime.model import encoder_call
     from ser_live.realtime.stages.encoder import FRAMES_PER_S, N_MELS, FrameEncoder
 
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = cache_names(len(weights.blocks))
-
-    def graph(mel: np.ndarray, mask: np.ndarray, caches: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        out = session.run(None, {"mel": mel, "mask": mask, **dict(zip(names, caches, strict=True))})
-        return out[0], out[1:]
+    graph = encoder_call(session, len(weights.blocks))
 
     mel = np.random.default_rng(seed).normal(0.0, 0.5, (int(2 * FRAMES_PER_S * seconds) + 1, N_MELS))
     mel = mel.astype(np.float32)
     outs = []
     for run in (graph, reference_step(weights, layout)):
-        enc = FrameEncoder(run, weights.dim, len(names), layout.chunk, layout.context)
+        enc = FrameEncoder(run, weights.dim, 2 * len(weights.blocks), layout.chunk, layout.context)
         parts = [enc.process(mel[i : i + 37]) for i in range(0, len(mel), 37)]
         outs.append(np.concatenate([*parts, enc.flush()]))
     return float(np.abs(outs[0] - outs[1]).max())

@@ -27,7 +27,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ser_live.realtime.stages.encoder import N_MELS
+from ser_live.realtime.stages.encoder import N_MELS, cache_names
 
 logger = logging.getLogger(__name__)
 
@@ -195,10 +195,6 @@ def reference_step(weights: EncoderWeights, layout: EncoderLayout):
 
 
 ONNX_OPSET = 17  # LayerNormalization
-
-
-def cache_names(n_blocks: int) -> list[str]:
-    return [f"{kind}_{i}" for i in range(n_blocks) for kind in ("keys", "values")]
 
 
 def build_encoder_onnx(weights: EncoderWeights, layout: EncoderLayout, half: bool = False):

@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -33,7 +33,7 @@ from ser_live.realtime.stages.affect import (
     AffectMap,
     Calibration,
 )
-from ser_live.realtime.stages.encoder import EncoderSpec, SessionNormConfig
+from ser_live.realtime.stages.encoder import EncoderSpec, SessionNormConfig, cache_names
 from ser_live.realtime.stages.normalize import InputNormConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -594,7 +594,7 @@ def open_encoder(head_path: Path, info: ModelInfo, providers: list[str], threads
     try:
         norm = info.raw.get(SESSION_NORM_KEY)
         spec = EncoderSpec(
-            make_run=lambda: _encoder_call(session, int(meta["blocks"])),
+            make_run=lambda: encoder_call(session, int(meta["blocks"])),
             dim=int(meta["dim"]), blocks=int(meta["blocks"]), chunk=int(meta["chunk"]), context=int(meta["context"]),
             session_norm=None if norm is None else SessionNormConfig.from_dict(norm),
         )
@@ -609,8 +609,9 @@ def open_encoder(head_path: Path, info: ModelInfo, providers: list[str], threads
     return spec
 
 
-def _encoder_call(session: ort.InferenceSession, blocks: int):
-    names = [f"{kind}_{i}" for i in range(blocks) for kind in ("keys", "values")]
+def encoder_call(session: ort.InferenceSession, blocks: int) -> Callable[..., tuple[np.ndarray, list[np.ndarray]]]:
+    """A frame-encoder graph's session as :class:`~ser_live.realtime.stages.encoder.FrameEncoder`'s ``run``."""
+    names = cache_names(blocks)
 
     def run(mel: np.ndarray, mask: np.ndarray, caches: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         out = session.run(None, {"mel": mel, "mask": mask, **dict(zip(names, caches, strict=True))})

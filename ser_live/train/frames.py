@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ser_live.export.whisper import EncoderLayout, EncoderWeights, build_encoder_onnx, cache_names
+from ser_live.export.whisper import EncoderLayout, EncoderWeights, build_encoder_onnx
 from ser_live.realtime.stages.encoder import SAMPLE_RATE, FrameEncoder, StreamingLogMel, mel_filters
 from ser_live.train.corpora import Record
 
@@ -53,18 +53,12 @@ def onnx_run(weights: EncoderWeights, spec: CacheSpec):
     """The frame-encoder graph with every block's frames as its output, in ONNX Runtime on one thread."""
     import onnxruntime as ort
 
+    from ser_live.realtime.model import encoder_call, session_options
+
     layout = EncoderLayout(spec.chunk, spec.context, spec.context, every_block=True)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = ort.InferenceSession(build_encoder_onnx(weights, layout).SerializeToString(), options,
+    session = ort.InferenceSession(build_encoder_onnx(weights, layout).SerializeToString(), session_options(1),
                                    providers=["CPUExecutionProvider"])
-    names = cache_names(len(weights.blocks))
-
-    def run(mel: np.ndarray, mask: np.ndarray, caches: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        out = session.run(None, {"mel": mel, "mask": mask, **dict(zip(names, caches, strict=True))})
-        return out[0], out[1:]
-
-    return run
+    return encoder_call(session, len(weights.blocks))
 
 
 def clip_frames(audio: np.ndarray, filters: np.ndarray, run, weights: EncoderWeights,

@@ -125,6 +125,11 @@ def log_mel(audio: np.ndarray, filters: np.ndarray) -> np.ndarray:
     return np.concatenate([stream.process(audio), stream.flush()])
 
 
+def cache_names(n_blocks: int) -> list[str]:
+    """The frame-encoder graph's cache inputs, in order (each has a ``new_`` output): keys_0, values_0, keys_1, ..."""
+    return [f"{kind}_{i}" for i in range(n_blocks) for kind in ("keys", "values")]
+
+
 def conv_rows(n_out: int) -> int:
     """Mel rows the graph takes for ``n_out`` output frames: 2 * n_out + 3 (the convolutions' halo)."""
     return 2 * n_out + 2 * HALO - 1
