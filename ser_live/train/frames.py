@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from ser_live.export.whisper import EncoderLayout, EncoderWeights, build_encoder_onnx
+from ser_live.realtime.sources.audio import read_audio
 from ser_live.realtime.stages.encoder import SAMPLE_RATE, FrameEncoder, StreamingLogMel, mel_filters
+from ser_live.realtime.stages.resample import Resampler
 from ser_live.train.corpora import Record
 
 logger = logging.getLogger(__name__)
@@ -40,13 +41,10 @@ class CacheSpec:
 
 
 def read_clip(path: Path) -> np.ndarray:
-    audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    audio = audio.mean(axis=1)
-    if sr != SAMPLE_RATE:
-        import soxr
-
-        audio = soxr.resample(audio, sr, SAMPLE_RATE).astype(np.float32)
-    return audio
+    """A clip as the engine hears it: read with the runtime's checks, downmixed and resampled by its Resampler."""
+    audio, rate = read_audio(path)
+    resampler = Resampler(rate, SAMPLE_RATE)
+    return np.concatenate([resampler.process(audio), resampler.flush()])
 
 
 def onnx_run(weights: EncoderWeights, spec: CacheSpec):

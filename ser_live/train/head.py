@@ -20,6 +20,7 @@ import numpy as np
 
 from ser_live.realtime.stages.encoder import SessionNormalizer, SessionNormConfig
 from ser_live.train.corpora import LABELS, TRAIN_ONLY_SPEAKERS
+from ser_live.train.metrics import uar
 from ser_live.train.windows import WindowSet
 
 logger = logging.getLogger(__name__)
@@ -143,12 +144,6 @@ def clip_probs(model, data: WindowSet, clips: np.ndarray, norm: SessionNormConfi
     for c in np.unique(clip):
         out[int(c)] = probs[clip == c].mean(axis=0)
     return out
-
-
-def uar(truth: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> float:
-    t, p = np.asarray(truth), np.asarray(predicted)
-    recalls = [float(np.mean(p[t == lab] == lab)) for lab in labels if (t == lab).any()]
-    return float(np.mean(recalls)) if recalls else float("nan")
 
 
 def uar4(truth: Sequence[str], probs: np.ndarray) -> float:
