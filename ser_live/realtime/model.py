@@ -571,6 +571,12 @@ def _check_preset(info: ModelInfo, source: str) -> None:
 
 
 ENCODER_KEY = "encoder"  # the head's metadata: {"file": NAME.encoder.onnx beside it, "sha256": ...}
+ENCODER_SUFFIX = ".encoder.onnx"
+
+
+def encoder_path(head: Path) -> Path:
+    """Where a two-graph model's frame encoder lies: ``NAME.encoder.onnx`` beside the head ``NAME.onnx``."""
+    return head.with_name(f"{head.stem}{ENCODER_SUFFIX}")
 SESSION_NORM_KEY = "session_norm"  # the head's metadata: the session normaliser's prior (SessionNormConfig)
 
 

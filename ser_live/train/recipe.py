@@ -31,6 +31,7 @@ import numpy as np
 from ser_live import __version__
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.fileio import atomic_write, file_sha256, write_json
+from ser_live.realtime.model import encoder_path
 from ser_live.realtime.tooling import HelpFormatter, basic_logging, require_modules, run_tool
 
 logger = logging.getLogger(__name__)
@@ -157,11 +158,11 @@ def stage_train(run: Run) -> dict[str, Any]:
     cfg = run.pipeline_config()
     dim = cfg.feature_shape[0]
     name = run.recipe["model"]["name"]
+    encoder_sha256 = json.loads((run.out / "encoder.done").read_text())["sha256"]
     config = {
         "labels": list(LABELS), **{k: v for k, v in cfg.to_dict().items() if k != "vad"},
         "normalization": {"mean": [0.0] * dim, "std": [1.0] * dim},  # the session normaliser standardises
-        "encoder": {"file": f"{name}.encoder.onnx", "sha256": json.loads((run.out / "encoder.done").read_text())
-                    ["sha256"]},
+        "encoder": {"file": encoder_path(Path(f"{name}.onnx")).name, "sha256": encoder_sha256},
         "session_norm": norm.to_dict(),
         "recipe": f"{run.recipe['model'].get('recipe', 'v7')}: {run.recipe['encoder']['name']} "
                   f"{run.recipe['encoder']['blocks']} block(s) + MLP head, session normalisation",
@@ -188,9 +189,10 @@ def stage_export(run: Run) -> dict[str, Any]:
         write_json(run.out / "head" / "config.json", config)
         table = loco_markdown(config["metrics"]["loco"], float(config["session_norm"]["prior_windows"]))
         atomic_write(folder / "loco.md", lambda f: f.write(table.encode() + b"\n"))
-    shutil.copyfile(run.out / "encoder.onnx", folder / f"{name}.encoder.onnx")
+    encoder = encoder_path(folder / f"{name}.onnx")
+    shutil.copyfile(run.out / "encoder.onnx", encoder)
     report = export_model(run.out / "head", folder / f"{name}.onnx")
-    return {"head_bytes": report.size_bytes, "encoder_bytes": (folder / f"{name}.encoder.onnx").stat().st_size}
+    return {"head_bytes": report.size_bytes, "encoder_bytes": encoder.stat().st_size}
 
 
 STAGE_FUNCS: dict[str, Callable[[Run], dict[str, Any]]] = {

@@ -28,6 +28,7 @@ from ser_live.realtime.model import (
     DEFAULT_PROVIDER,
     DEFAULT_THREADS,
     bundled_demo_path,
+    encoder_path,
     load_model,
     resolve_model_path,
 )
@@ -502,7 +503,7 @@ def model_inputs(args: argparse.Namespace) -> dict[str, Path]:
     if getattr(args, "connect", None) is not None:
         return {}
     model = resolve_model_path(args.model)
-    inputs = {"--model": model, "--model (its encoder)": model.with_name(f"{model.stem}.encoder.onnx")}
+    inputs = {"--model": model, "--model (its encoder)": encoder_path(model)}
     if getattr(args, "profile", None) is not None:
         inputs["--profile"] = Path(args.profile)
     return inputs

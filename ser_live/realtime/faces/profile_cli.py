@@ -19,7 +19,7 @@ from pathlib import Path
 from ser_live import __version__
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.fileio import check_outputs
-from ser_live.realtime.model import DEFAULT_PROVIDER, EmotionModel, load_model, resolve_model_path
+from ser_live.realtime.model import DEFAULT_PROVIDER, EmotionModel, encoder_path, load_model, resolve_model_path
 from ser_live.realtime.profile import DEFAULT_METHOD, METHODS, Profile, Take, check_output, load_profile, make_profile
 from ser_live.realtime.tooling import basic_logging, run_tool
 
@@ -78,8 +78,8 @@ def _fit(args: argparse.Namespace) -> int:
     out = Path(args.output).expanduser()
     check_output(out, args.overwrite)
     model_path = resolve_model_path(args.model)
-    check_outputs({"-o": out}, {"--model": model_path, "--model (its encoder)": model_path.with_name(
-        f"{model_path.stem}.encoder.onnx"), "AUDIO": Path(args.audio).expanduser()}, overwrite=True)
+    check_outputs({"-o": out}, {"--model": model_path, "--model (its encoder)": encoder_path(model_path),
+                                "AUDIO": Path(args.audio).expanduser()}, overwrite=True)
     rows = read_manifest(Path(args.audio).expanduser())
     if any(audio.resolve() == out.resolve() for audio, _ in rows) or Path(args.audio).resolve() == out.resolve():
         raise UserError(f"{out} is one of the inputs: write the profile to another file")

@@ -112,7 +112,7 @@ class StreamingLogMel:
             audio = np.concatenate([np.zeros(N_FFT // 2 - pad, np.float32), audio[1 : pad + 1][::-1], audio])
             self.started = True
         else:
-            audio = np.concatenate([self.buffer, np.zeros(0, np.float32)])
+            audio = self.buffer
         out = self._level(self._frames(np.concatenate([audio, np.zeros(N_FFT + wanted * HOP, np.float32)]))[:wanted])
         self.frames += len(out)
         self.buffer = np.zeros(0, np.float32)
