@@ -172,7 +172,6 @@ def loco_table(folder, corpora: Sequence[str], held_out: Sequence[str], cfg: Hea
     ``global`` (the prior only: no adaptation); UAR4 in points, the corpus's own-label UAR, and how far each
     label's predicted share is above its true share. ``partial`` (a JSON path) keeps finished corpora."""
     import json
-    from dataclasses import replace
     from pathlib import Path
 
     from ser_live.realtime.fileio import write_json

@@ -81,7 +81,7 @@ def _fit(args: argparse.Namespace) -> int:
     check_outputs({"-o": out}, {"--model": model_path, "--model (its encoder)": encoder_path(model_path),
                                 "AUDIO": Path(args.audio).expanduser()}, overwrite=True)
     rows = read_manifest(Path(args.audio).expanduser())
-    if any(audio.resolve() == out.resolve() for audio, _ in rows) or Path(args.audio).resolve() == out.resolve():
+    if any(audio.resolve() == out.resolve() for audio, _ in rows):  # the manifest itself: check_outputs above
         raise UserError(f"{out} is one of the inputs: write the profile to another file")
     model = load_model(args.model, provider=args.provider)
     takes, skipped = takes_from_manifest(model, rows)
