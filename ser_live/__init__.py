@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover  (the names __getattr__ returns, for type 
     from ser_live.realtime.api import EmotionRecognizer as EmotionRecognizer
     from ser_live.realtime.api import Prediction as Prediction
     from ser_live.realtime.config import EngineConfig as EngineConfig
+    from ser_live.realtime.deployment import DeploymentStats as DeploymentStats
     from ser_live.realtime.engine import Engine as Engine
     from ser_live.realtime.errors import UserError as UserError
     from ser_live.realtime.events import SessionSummary as SessionSummary
@@ -33,6 +34,7 @@ _EXPORTS = {
     "WindowEvent": "ser_live.realtime.events",
     "SessionSummary": "ser_live.realtime.events",
     "Profile": "ser_live.realtime.profile",
+    "DeploymentStats": "ser_live.realtime.deployment",
     "UserError": "ser_live.realtime.errors",
 }
 

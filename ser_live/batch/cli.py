@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 EXIT_NONE_SCORED = 1
 SECONDS_PER_HOUR = 3600.0
 PLAIN_PROGRESS_EVERY_S = 5.0
+DEPLOYMENT_AUTO = "auto"
+DEPLOYMENT_NAME = "deployment.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --channels split: the profile of the left channel (e.g. the agent's)")
     p.add_argument("--profile-right", default=None, metavar="PROFILE",
                    help="with --channels split: the profile of the right channel")
+    p.add_argument("--deployment", default=None, metavar="FILE|auto",
+                   help="deployment statistics (ser-stats) as the session normaliser's starting point for every file; "
+                   f"'auto': a first pass measures them over these inputs and writes --out/{DEPLOYMENT_NAME} (reused "
+                   "when resuming), a second scores (default: none: the training corpora's)")
     p.add_argument("--streaming-path", action="store_true",
                    help="feed the live engine block by block, one model call per window, as ser-live does on a "
                    "microphone (for comparison: same rows, slower)")
@@ -138,6 +144,41 @@ def _profiles(args: argparse.Namespace, model: Any) -> dict[str, dict[str, Any]]
     return out
 
 
+def _deployment(args: argparse.Namespace, model: Any, paths: Sequence[str]) -> Any:
+    """The deployment statistics of ``--deployment`` (checked against the model now), or None. ``auto``: those of
+    an earlier run in --out (unless --fresh), else a first pass over ``paths`` writes them there."""
+    from ser_live.realtime.deployment import load_deployment, measure
+
+    if args.deployment is None:
+        return None
+    if args.deployment != DEPLOYMENT_AUTO:
+        stats = load_deployment(args.deployment)
+        stats.apply(model)  # UserError: another model, or one without a session normaliser
+        return stats
+    target = args.out / DEPLOYMENT_NAME
+    if target.exists() and not args.fresh:
+        stats = load_deployment(target)
+        stats.apply(model)
+        if not args.quiet:
+            print(f"ser-batch: reusing {target} (an earlier run's first pass; --fresh measures again)",
+                  file=sys.stderr)
+        return stats
+    if model.session_norm is None:
+        raise UserError(f"model {model.path.name} has no session normaliser, so --deployment does not apply to it: "
+                        "use the bundled default (an encoder model)")
+    if not args.quiet:
+        print(f"ser-batch: first pass: deployment statistics over {len(paths)} files", file=sys.stderr)
+    progress = _Progress(len(paths), args.quiet)
+    try:
+        stats = measure(model, paths, channels=args.channels, on_file=lambda path, windows, error: progress.advance(0))
+    finally:
+        progress.close()
+    stats.save(target, overwrite=True, inputs={f"INPUT {p}": Path(p) for p in paths})
+    if not args.quiet:
+        print(f"ser-batch: {stats.describe()}; wrote {target}", file=sys.stderr)
+    return stats
+
+
 def run(args: argparse.Namespace) -> int:
     from ser_live.batch.inputs import expand_inputs
     from ser_live.batch.score import BatchSettings, model_identity
@@ -161,8 +202,7 @@ def run(args: argparse.Namespace) -> int:
                        "them)", args.workers, cpus, cpus)
         args.workers = cpus
     loaded = load_model(args.model, provider="cpu")  # fails early, with one line, on a bad model
-    settings = BatchSettings(channels=args.channels, profiles=_profiles(args, loaded),
-                             streaming_path=args.streaming_path)
+    profiles = _profiles(args, loaded)
     model = model_identity(args.model)
     labels = loaded.labels
     paths = [str(p) for p in expand_inputs(args.inputs)]
@@ -170,6 +210,9 @@ def run(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create --out {args.out}: {err.strerror}; pass a writable folder") from None
+    deployment = _deployment(args, loaded, paths)
+    settings = BatchSettings(channels=args.channels, profiles=profiles, streaming_path=args.streaming_path,
+                             deployment=None if deployment is None else deployment.to_dict())
     journal = Journal(args.out, {"model_sha256": model["sha256"], "settings": settings.to_dict()}, fresh=args.fresh)
     try:
         check_outputs_writable(args.out)

@@ -20,6 +20,7 @@ import numpy as np
 from ser_live.batch.store import WindowColumns
 from ser_live.realtime.api import clip_verdict
 from ser_live.realtime.config import EngineConfig
+from ser_live.realtime.deployment import DeploymentStats
 from ser_live.realtime.engine import OFFLINE_SPAN_S, Engine
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.events import WindowEvent
@@ -51,6 +52,8 @@ class BatchSettings:
     # "0" / "1" for the left / right channel with --channels split (they win over PROFILE_ALL)
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
     streaming_path: bool = False  # feed the live engine block by block, one model call per window (comparison)
+    # deployment statistics (their JSON, as the profiles): the session normaliser's prior for every stream
+    deployment: Mapping[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if self.channels not in CHANNEL_MODES:
@@ -65,13 +68,16 @@ class BatchSettings:
             out["profiles"] = {k: dict(v) for k, v in sorted(self.profiles.items())}
         if self.streaming_path:
             out["streaming_path"] = True
+        if self.deployment is not None:
+            out["deployment"] = dict(self.deployment)
         return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> BatchSettings:
         return cls(channels=str(d["channels"]), engine=EngineConfig(**dict(d["engine"])),
                    profiles={str(k): dict(v) for k, v in (d.get("profiles") or {}).items()},
-                   streaming_path=bool(d.get("streaming_path", False)))
+                   streaming_path=bool(d.get("streaming_path", False)),
+                   deployment=None if d.get("deployment") is None else dict(d["deployment"]))
 
     def profile_for(self, channel: int | None) -> Mapping[str, Any] | None:
         """The profile JSON of a stream (``channel`` None: the mix)."""
@@ -103,6 +109,8 @@ class FileScorer:
     def __init__(self, model_path: str | None, settings: BatchSettings, threads: int = 1) -> None:
         self.settings = settings
         self.model: EmotionModel = load_model(model_path, provider="cpu", threads=threads)
+        if settings.deployment is not None:
+            self.model = DeploymentStats.from_dict(settings.deployment, "--deployment").apply(self.model)
         self.labels = self.model.labels
         self._models: dict[str, EmotionModel] = {}
         for key, data in settings.profiles.items():

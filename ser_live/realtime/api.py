@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_live.realtime.config import EngineConfig
+from ser_live.realtime.deployment import DeploymentStats, load_deployment
 from ser_live.realtime.engine import OFFLINE_SPAN_S, Engine
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.events import WindowEvent
@@ -62,6 +63,8 @@ class EmotionRecognizer:
 
     ``model``: path to a ser-live ONNX file, an already loaded :class:`EmotionModel`, or None for the bundled one.
     ``provider``: "auto" (CUDA when available, else CPU), "cpu" or "cuda". ``threads``: ONNX Runtime threads.
+    ``deployment``: deployment statistics (path or :class:`ser_live.realtime.deployment.DeploymentStats`, made by
+    ``ser-stats`` for this model file from recordings of where it is used) as the session normaliser's prior.
     ``profile``: a personal profile (path or :class:`realtime.profile.Profile`, made by ``ser-live --enroll`` or
     ``ser-profile fit`` for this model file) whose re-fitted last layer replaces the model's.
     """
@@ -73,8 +76,12 @@ class EmotionRecognizer:
         threads: int = DEFAULT_THREADS,
         config: EngineConfig | None = None,
         profile: str | os.PathLike[str] | Profile | None = None,
+        deployment: str | os.PathLike[str] | DeploymentStats | None = None,
     ) -> None:
         self.model = model if isinstance(model, EmotionModel) else load_model(model, provider=provider, threads=threads)
+        if deployment is not None:
+            stats = deployment if isinstance(deployment, DeploymentStats) else load_deployment(deployment)
+            self.model = stats.apply(self.model)
         if profile is not None:
             self.model = self.model.with_profile(profile if isinstance(profile, Profile) else load_profile(profile))
         self.config = config or EngineConfig()

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -354,6 +354,37 @@ class EmotionModel:
         model = EmotionModel(self._session, self.info, self.path, profile, self.encoder)
         model.__dict__["sha256"] = self.sha256  # already known: no second hash of the file
         return model
+
+    @property
+    def session_norm(self) -> SessionNormConfig | None:
+        """The session normaliser of a two-graph model (None: the model has none)."""
+        return None if self.encoder is None else self.encoder.session_norm
+
+    def with_session_prior(self, mean: Sequence[float], std: Sequence[float]) -> EmotionModel:
+        """The same graphs with the session normaliser's prior statistics replaced (deployment statistics:
+        :mod:`ser_live.realtime.deployment`); its weight and memory stay the model's. UserError when the model has
+        no session normaliser or the statistics do not fit it."""
+        norm = self.session_norm
+        if norm is None or self.encoder is None:
+            raise UserError(f"model {self.path.name} has no session normaliser, so deployment statistics do not apply "
+                            "to it: use them with an encoder model (the bundled default)")
+        if len(mean) != len(norm.mean) or len(std) != len(norm.std):
+            raise UserError(f"the deployment statistics hold {len(mean)} values, model {self.path.name}'s "
+                            f"normaliser {len(norm.mean)}: compute them for this model with ser-stats")
+        encoder = replace(self.encoder, session_norm=replace(norm, mean=tuple(map(float, mean)),
+                                                             std=tuple(map(float, std))))
+        model = EmotionModel(self._session, self.info, self.path, self.profile, encoder)
+        if "sha256" in self.__dict__:
+            model.__dict__["sha256"] = self.sha256
+        return model
+
+    def without_session_norm(self) -> EmotionModel:
+        """The same graphs with no session normaliser: the pipeline then gives raw pooled embeddings (what
+        deployment statistics are computed over)."""
+        if self.encoder is None or self.encoder.session_norm is None:
+            return self
+        return EmotionModel(self._session, self.info, self.path, self.profile,
+                            replace(self.encoder, session_norm=None))
 
     def embed(self, features: np.ndarray) -> np.ndarray:
         """The ``embedding`` output ``[batch, size]`` for raw features (UserError: the model has none)."""

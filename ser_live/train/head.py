@@ -190,6 +190,16 @@ def loco_table(folder, corpora: Sequence[str], held_out: Sequence[str], cfg: Hea
                     ("global", replace(norm, prior_windows=1e12), False)]
         variants += [(f"{kind}@{n0:g}", replace(norm, prior_windows=n0), kind == "one_emotion")
                      for n0 in cfg.eval_priors for kind in ("session", "one_emotion")]
+        # deployment statistics: the held-out corpus's own window statistics (one deployment: its speakers, its
+        # microphones) replace the training prior; clips one at a time (no adaptation) or as speaker sessions.
+        # "_100" computes them from 100 random clips of it, as a user would from part of an archive.
+        rng = np.random.default_rng(cfg.seed)
+        deployment = session_config(*prior_of(data.x[data.rows_of(np.isin(clips, test))]), cfg)
+        sample = rng.choice(test, size=min(100, len(test)), replace=False)
+        deployment_100 = session_config(*prior_of(data.x[data.rows_of(np.isin(clips, sample))]), cfg)
+        variants += [("deployment", replace(deployment, prior_windows=1e12), False),
+                     ("deployment_100", replace(deployment_100, prior_windows=1e12), False),
+                     ("deployment_session", deployment, False), ("deployment_one_emotion", deployment, True)]
         for name, nrm, by_label in variants:
             probs = clip_probs(model, data, test, nrm, by_label=by_label)
             ids = np.array(sorted(probs))

@@ -19,6 +19,7 @@ import numpy as np
 
 from ser_live import __version__
 from ser_live.realtime.config import DEFAULT_SMOOTHING_ALPHA, EngineConfig
+from ser_live.realtime.deployment import load_deployment
 from ser_live.realtime.engine import OFFLINE_SPAN_S, Engine
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.events import STDOUT_TARGET, JsonlWriter, WindowEvent
@@ -166,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PROFILE",
         help="a personal profile (ser-live --enroll, ser-profile fit) made for this model: its re-fitted last "
         "layer replaces the model's (default: none)",
+    )
+    mod.add_argument(
+        "--deployment", type=Path, default=None, metavar="FILE",
+        help="deployment statistics (ser-stats) for this model: the session normaliser starts from the recordings "
+        "of where it is used instead of its training corpora (default: none)",
     )
     mod.add_argument("--provider", choices=PROVIDERS, default=DEFAULT_PROVIDER, help="ONNX Runtime provider")
     mod.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="ONNX Runtime intra-op threads")
@@ -437,6 +443,8 @@ def run(args: argparse.Namespace) -> int:
     limit_blas_threads(args.blas_threads)
     model = load_model(args.model, provider=args.provider, threads=args.threads,
                        profile=None if args.profile is None else load_profile(args.profile))
+    if args.deployment is not None:
+        model = load_deployment(args.deployment).apply(model)
     config.pipeline_config(model)
     interrupted = False
     failure: UserError | None = None
@@ -506,6 +514,8 @@ def model_inputs(args: argparse.Namespace) -> dict[str, Path]:
     inputs = {"--model": model, "--model (its encoder)": encoder_path(model)}
     if getattr(args, "profile", None) is not None:
         inputs["--profile"] = Path(args.profile)
+    if getattr(args, "deployment", None) is not None:
+        inputs["--deployment"] = Path(args.deployment)
     return inputs
 
 
@@ -539,7 +549,8 @@ def _enroll(args: argparse.Namespace) -> int:
     from ser_live.realtime.sources.capture import CaptureConfig
 
     taken = [name for name, value in (("--file", args.file), ("--demo", args.demo), ("--profile", args.profile),
-                                      ("--jsonl", args.jsonl), ("--report", args.report)) if value]
+                                      ("--deployment", args.deployment), ("--jsonl", args.jsonl),
+                                      ("--report", args.report)) if value]
     if taken:
         raise UserError(f"--enroll records from the microphone and writes a profile: leave out {', '.join(taken)}")
     config = EnrollConfig(
@@ -560,7 +571,7 @@ def _enroll(args: argparse.Namespace) -> int:
     return 0
 
 
-LOCAL_ONLY = ("serve", "enroll", "profile", "model", "report", "streaming_path")
+LOCAL_ONLY = ("serve", "enroll", "profile", "deployment", "model", "report", "streaming_path")
 
 
 def _connect(args: argparse.Namespace) -> int:

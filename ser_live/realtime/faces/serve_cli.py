@@ -17,6 +17,7 @@ import threading
 from collections.abc import Sequence
 
 from ser_live import __version__
+from ser_live.realtime.deployment import load_deployment
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.faces.cli import (
     PROVIDERS,
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--profile", action="append", default=[], metavar="NAME=PATH",
                      help="a personal profile a client may ask for by NAME in its start message (repeat) "
                      "(default: none)")
+    mod.add_argument("--deployment", default=None, metavar="FILE",
+                     help="deployment statistics (ser-stats) for this model, for every stream (default: none)")
     mod.add_argument("--provider", choices=PROVIDERS, default=DEFAULT_PROVIDER, help="ONNX Runtime provider")
     mod.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="ONNX Runtime intra-op threads")
     srv = p.add_argument_group("serving")
@@ -88,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     host, port = parse_bind(args.bind, flag="ser-serve")
     limit_blas_threads(1)
     model = load_model(args.model, provider=args.provider, threads=args.threads)
+    if args.deployment is not None:
+        model = load_deployment(args.deployment).apply(model)
     info = {"model": model.name, "version": __version__, "source": "ser-serve"}
     service = StreamService(model, engine_config(args), parse_profiles(args.profile, model),
                             max_sessions=args.max_sessions, workers=args.workers, info=info)
