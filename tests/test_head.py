@@ -13,7 +13,7 @@ import soundfile as sf
 from ser_live.realtime.stages.encoder import SessionNormConfig, frame_span, pool_frames
 from ser_live.realtime.stages.features import FeaturePreset
 from ser_live.realtime.stages.pipeline import PipelineConfig, cut_windows
-from ser_live.train.head import balanced_weights, normalise_sessions, predicted_shares, uar4
+from ser_live.train.head import balanced_weights, normalise_sessions, own_labels_uar, predicted_shares, uar4
 from ser_live.train.windows import WindowSet, build_windows, load_windows
 
 DIM = 4
@@ -61,6 +61,8 @@ def test_uar4_scores_the_four_labels_a_corpus_has() -> None:
     probs[3, LABELS.index("disgust")] = 1  # not one of the four: not scored
     assert uar4(truth, probs) == pytest.approx((0.5 + 1.0) / 2)
     assert predicted_shares(truth, probs)["happy"] == 25.0
+    # own labels: angry, sad, disgust; clip 1's argmax (happy) is a label the corpus lacks: wrong, not an error
+    assert own_labels_uar(truth, probs) == pytest.approx((0.5 + 1.0 + 1.0) / 3)
 
 
 def test_windows_are_the_live_paths_pooled_from_the_cache(tmp_path: Path) -> None:
