@@ -132,9 +132,9 @@ def test_the_file_round_trips_and_bad_ones_are_refused_in_one_line(stats: Deploy
 
 def test_statistics_are_bound_to_their_model(pair: Path, stats: DeploymentStats, tmp_path: Path) -> None:
     other = replace(stats, model_sha256="0" * 64, model_name="other", source="d.json")
-    with pytest.raises(UserError, match="measured with another model \\(other\\), not tiny.onnx"):
+    with pytest.raises(UserError, match=r"measured with another model \(other\), not tiny\.onnx"):
         other.apply(load_model(pair))
-    with pytest.raises(UserError, match="small.onnx has no session normaliser"):
+    with pytest.raises(UserError, match=r"small\.onnx has no session normaliser"):
         stats.apply(load_model("small"))
     plain = make_tiny_pair(tmp_path / "plain", session_norm=False)
     with pytest.raises(UserError, match="no session normaliser"):
