@@ -170,8 +170,33 @@ def predicted_shares(truth: Sequence[str], probs: np.ndarray) -> dict[str, float
             if (pred == lab).any() or (t == lab).any()}
 
 
+def dump_held_out(path, model, data: WindowSet, test: np.ndarray, norm: SessionNormConfig, seed: int = 0) -> None:
+    """What calibration and profile experiments need from a fold (``.npz``): the held-out clips' windows played as
+    speaker sessions through the normaliser (``clip``, ``probs``, ``embedding``: the head's last hidden layer) and
+    one clip at a time on the prior alone (``probs_global``), and the fold head's last layer (``weights``,
+    ``bias``)."""
+    import keras
+
+    from ser_live.realtime.fileio import atomic_write
+
+    both = keras.Model(model.inputs, [model.get_layer("embedding").output, model.output])
+    x, clip = normalise_sessions(data, test, norm, np.random.default_rng(seed))
+    emb, probs = both.predict(x, batch_size=1024, verbose=0)
+    xg, clip_g = normalise_sessions(data, test, replace(norm, prior_windows=1e12), np.random.default_rng(seed))
+    probs_g = model.predict(xg, batch_size=1024, verbose=0)
+    w, b = model.get_layer("probs").get_weights()
+    s, g = np.argsort(clip, kind="stable"), np.argsort(clip_g, kind="stable")  # rows by clip, windows in order
+    assert np.array_equal(clip[s], clip_g[g])
+
+    def write(fh) -> None:
+        np.savez(fh, clip=clip[s], probs=probs[s], embedding=emb[s], probs_global=probs_g[g], weights=w, bias=b,
+                 label=data.label[clip[s]], speaker=data.speaker[clip[s]])
+
+    atomic_write(path, write)
+
+
 def loco_table(folder, corpora: Sequence[str], held_out: Sequence[str], cfg: HeadConfig,
-               partial=None) -> dict:
+               partial=None, dump=None) -> dict:
     """Leave-one-corpus-out over ``held_out``: a head trained on every other corpus of ``corpora``, scored on the
     held-out corpus's clips (not EmoSpeech's unknown user) three ways: ``session`` (each speaker one session, clips
     in a random order, through the normaliser), ``one_emotion`` (one session per speaker and emotion) and
@@ -191,6 +216,9 @@ def loco_table(folder, corpora: Sequence[str], held_out: Sequence[str], cfg: Hea
             continue
         test = clips[(data.corpus == held) & ~np.isin(data.speaker, sorted(TRAIN_ONLY_SPEAKERS))]
         model, norm = train_head(data, clips[data.corpus != held], cfg)
+        if dump is not None:
+            Path(dump).mkdir(parents=True, exist_ok=True)
+            dump_held_out(Path(dump) / f"{held}.npz", model, data, test, norm)
         row: dict = {}
         variants = [("session", norm, False), ("one_emotion", norm, True),
                     ("global", replace(norm, prior_windows=1e12), False)]
