@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,13 @@ def test_a_recipe_runs_every_stage_resumes_and_gives_a_loadable_pair(
     assert model.encoder is not None and model.info.preset.kind == "encoder"
     assert set(model.info.metrics["loco"]["held_out"]) == {"ravdess", "emodb"}
     assert (run / "model" / "loco.md").read_text().count("|") > 10
+    # deployment statistics measured on each held-out corpus; calibration from the folds' held-out windows
+    assert {"deployment", "deployment_session"} <= set(model.info.metrics["loco"]["mean"])
+    fitted = json.loads((run / "calibration.json").read_text())
+    assert model.info.calibration.temperature == pytest.approx(fitted["calibration"]["temperature"])
+    assert model.info.calibration.min_confidence == fitted["calibration"]["min_confidence"]
+    assert set(fitted["per_corpus"]) == {"ravdess", "emodb"} and fitted["windows"] > 0
+    assert isinstance(json.loads((run / "profiles.json").read_text()), dict)
     assert recipe.main(argv) == 0  # everything done: nothing runs again
     again = capsys.readouterr().out
     assert all(f"{stage}: done already" in again for stage in recipe.STAGES)

@@ -464,3 +464,45 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def calibrate_from_folds(dumps: Path, labels: np.ndarray, held_out: Sequence[str], hop_s: float,
+                         target: float = DEFAULT_TARGET_ACCURACY) -> dict[str, Any]:
+    """Temperature and uncertain threshold from leave-one-corpus-out folds (``ser-recipe``'s ``loco`` stage dumps,
+    :func:`ser_live.train.head.dump_held_out`): every held-out corpus's windows, played as speaker sessions, through
+    the engine's smoothing (clip by clip, a window every ``hop_s``), as ``ser-calibrate`` does with a run's
+    validation speakers. A model trained on every corpus meets a new voice the way each fold's head met its
+    held-out corpus, so these are the figures of a voice, language and microphone the model never heard.
+    ``labels``: every clip's label (index = the dumps' clip ids). Returns the calibration metadata and a
+    report (ECE before and after, the threshold rule's figures, the share of uncertain windows per corpus)."""
+    from ser_live.train.corpora import LABELS
+
+    config = SmoothingConfig(alpha=DEFAULT_SMOOTHING_ALPHA, reset_after_s=DEFAULT_SMOOTHING_RESET_S)
+    shown, truth, group = [], [], []
+    for corpus in held_out:
+        z = np.load(dumps / f"{corpus}.npz")
+        clip, probs = z["clip"], z["probs"].astype(np.float64)
+        for c in np.unique(clip):
+            smoother = Smoother(config)
+            rows = probs[clip == c]
+            shown += [smoother.process(p, hop_s * (i + 1)) for i, p in enumerate(rows)]
+            truth += [LABELS.index(str(labels[c]))] * len(rows)
+            group += [corpus] * len(rows)
+    p, t, g = np.asarray(shown, np.float64), np.asarray(truth), np.asarray(group)
+    fitted = fit_temperature(p, t)
+    before, after = ece(p, t), ece(temper(p, fitted).astype(np.float64), t)
+    temperature = fitted if after < before else 1.0
+    calibrated = temper(p, temperature).astype(np.float64)
+    right = calibrated.argmax(axis=1) == t
+    threshold, selection = choose_threshold(calibrated.max(axis=1), right, target, g)
+    conf = calibrated.max(axis=1)
+    per = {c: {"windows": int(np.sum(g == c)), "uncertain_share": round(float(np.mean(conf[g == c] < threshold)), 4),
+               "accuracy_all": round(float(np.mean(right[g == c])), 4),
+               "accuracy_kept": round(float(np.mean(right[(g == c) & (conf >= threshold)])), 4)
+               if np.any((g == c) & (conf >= threshold)) else None} for c in held_out}
+    calibration = {"temperature": round(temperature, 4), "temperature_fitted": round(fitted, 4),
+                   "min_confidence": threshold, "fitted_on": "leave-one-corpus-out held-out windows: "
+                   + ", ".join(held_out), "ece_before": round(before, 4),
+                   "ece_after": round(ece(calibrated, t), 4), "target_accuracy": target,
+                   "coverage": round(selection["coverage"], 4), "threshold_rule": selection["rule"]}
+    return {"calibration": calibration, "selection": selection, "per_corpus": per, "windows": len(t)}

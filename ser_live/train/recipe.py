@@ -7,7 +7,10 @@ a stage whose marker exists is skipped (``--redo STAGE`` runs it again, and ever
 ``frames``   every clip of every corpus through the product's front end and that graph -> the frame cache
 ``windows``  every clip's windows, cut as the live path cuts them, pooled from the frame cache
 ``loco``     leave-one-corpus-out: a head per held-out corpus; UAR4 with a running session (clips in a random
-             order), with sessions of one emotion, and with global statistics only -> ``loco.json``
+             order), with sessions of one emotion, with global statistics only and with deployment statistics
+             -> ``loco.json``; each fold's held-out windows -> ``loco-windows/CORPUS.npz``
+``calibrate`` the temperature and the uncertain threshold from those held-out windows -> ``calibration.json``
+``profiles`` personal profiles' gains (k = 1, 3, 5 examples per emotion) on the held-out speakers -> ``profiles.json``
 ``train``    the head on every corpus -> ``head/model.keras`` + ``head/config.json`` (a run ser-export reads)
 ``export``   ser-export -> ``model/NAME.onnx`` beside ``model/NAME.encoder.onnx``
 """
@@ -37,7 +40,7 @@ from ser_live.realtime.tooling import HelpFormatter, basic_logging, require_modu
 logger = logging.getLogger(__name__)
 
 PROG = "ser-recipe"
-STAGES = ("encoder", "frames", "windows", "loco", "train", "export")
+STAGES = ("encoder", "frames", "windows", "loco", "calibrate", "profiles", "train", "export")
 RECIPE_MODULES = ("keras", "tensorflow", "onnx", "tf2onnx", "scipy")
 
 
@@ -140,9 +143,32 @@ def stage_loco(run: Run) -> dict[str, Any]:
     from ser_live.train.head import loco_table
 
     table = loco_table(run.out / "windows", run.corpora, run.held_out, run.head_config(),
-                       run.out / "loco.partial.json")
+                       run.out / "loco.partial.json", dump=run.out / "loco-windows")
     write_json(run.out / "loco.json", table)
     return {"mean_uar4": table["mean"]["session"]}
+
+
+def stage_calibrate(run: Run) -> dict[str, Any]:
+    from ser_live.train.calibrate import DEFAULT_TARGET_ACCURACY, calibrate_from_folds
+    from ser_live.train.windows import load_windows
+
+    data = load_windows(run.out / "windows", run.corpora)
+    target = float(run.recipe.get("calibration", {}).get("target_accuracy", DEFAULT_TARGET_ACCURACY))
+    report = calibrate_from_folds(run.out / "loco-windows", data.label, run.held_out,
+                                  float(run.recipe["windows"]["hop_s"]), target)
+    write_json(run.out / "calibration.json", report)
+    return {k: report["calibration"][k] for k in ("temperature", "min_confidence")}
+
+
+def stage_profiles(run: Run) -> dict[str, Any]:
+    from ser_live.train.profile_gain import loco_profile_gains
+    from ser_live.train.windows import load_windows
+
+    data = load_windows(run.out / "windows", run.corpora)
+    draws = int(run.recipe.get("profiles", {}).get("draws", 3))
+    table = loco_profile_gains(run.out / "loco-windows", data, run.held_out, draws=draws)
+    write_json(run.out / "profiles.json", table)
+    return {"corpora": len(table)}
 
 
 def stage_train(run: Run) -> dict[str, Any]:
@@ -192,12 +218,18 @@ def stage_export(run: Run) -> dict[str, Any]:
     encoder = encoder_path(folder / f"{name}.onnx")
     shutil.copyfile(run.out / "encoder.onnx", encoder)
     report = export_model(run.out / "head", folder / f"{name}.onnx")
+    if (run.out / "calibration.json").exists():  # the calibrate stage's temperature and threshold, in the metadata
+        from ser_live.train.calibrate import write_calibrated
+
+        calibration = json.loads((run.out / "calibration.json").read_text(encoding="utf-8"))["calibration"]
+        head = folder / f"{name}.onnx"
+        write_calibrated(head, head, calibration, {"method": "lexicon"})
     return {"head_bytes": report.size_bytes, "encoder_bytes": encoder.stat().st_size}
 
 
 STAGE_FUNCS: dict[str, Callable[[Run], dict[str, Any]]] = {
     "encoder": stage_encoder, "frames": stage_frames, "windows": stage_windows, "loco": stage_loco,
-    "train": stage_train, "export": stage_export,
+    "calibrate": stage_calibrate, "profiles": stage_profiles, "train": stage_train, "export": stage_export,
 }
 
 
