@@ -356,3 +356,46 @@ def test_ser_live_connect_streams_the_microphone(server: EventServer, tmp_path: 
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert lines[-1]["type"] == "summary" and lines[-1]["audio_s"] >= 4.0
     assert sum(e["type"] == "window" for e in lines) >= 2
+
+
+def test_a_flat_out_upload_takes_turns_with_a_real_time_client(tiny: Path) -> None:
+    """One worker; one client uploads 96 s of audio in 1 MiB frames, another sends 0.2 s and ends while the first is
+    being scored: every job is at most SLICE_S of audio, and the short session is done long before the upload."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ser_live.realtime.faces.stream import SLICE_S
+
+    srv = start_server(tiny, max_sessions=4)
+    service = srv.config.streams
+    jobs: list[tuple[int, int]] = []  # (session number, samples) of every feed, in the order the worker ran them
+    feed = serve_module.StreamSession.feed
+
+    def recorded(self: Any, data: bytes) -> list[dict[str, Any]]:
+        jobs.append((self.number, len(data) // 2))
+        return feed(self, data)
+
+    service.executor.shutdown()
+    service.executor = ThreadPoolExecutor(1)
+    rng = np.random.default_rng(0)
+    frame = (rng.normal(0, 3000, MAX_FRAME_BYTES // 2)).astype("<i2").tobytes()
+    url = f"ws://127.0.0.1:{srv.port}/stream"
+    try:
+        serve_module.StreamSession.feed = recorded  # type: ignore[method-assign]
+
+        async def both() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            upload = asyncio.create_task(exchange(url, START, frame, frame, frame, '{"type": "end"}'))
+            while not any(n == 1 for n, _ in jobs):  # the upload is being scored
+                await asyncio.sleep(0.001)
+            short = await exchange(url, START, frame[: int(0.4 * RATE)], '{"type": "end"}')
+            return (await upload)[0], short[0]
+
+        long_msgs, short_msgs = asyncio.run(both())
+    finally:
+        serve_module.StreamSession.feed = feed  # type: ignore[method-assign]
+        srv.close()
+        service.close()
+    assert long_msgs[-1]["type"] == "summary" and short_msgs[-1]["type"] == "summary"
+    assert max(samples for _, samples in jobs) <= SLICE_S * RATE
+    first_short = next(i for i, (n, _) in enumerate(jobs) if n == 2)
+    upload_jobs = [i for i, (n, _) in enumerate(jobs) if n == 1]
+    assert len(upload_jobs) >= 3 * 32 / SLICE_S - 1 and first_short < upload_jobs[len(upload_jobs) // 2]

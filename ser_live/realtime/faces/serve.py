@@ -456,8 +456,11 @@ class EventServer:
                 raise ProtocolError(CloseCode.POLICY, 'a second "start": send {"type": "reset"} to begin again')
             if kind == "ping":
                 out = [{"type": "pong"}]
-            elif kind == "audio":
-                out = await loop.run_in_executor(service.executor, session.feed, message)
+            elif kind == "audio":  # a slice at a time, each a job of its own: other sessions get turns between them
+                for piece in session.slices(message):  # (sent as they come: a client that does not read slows
+                    await _send_all(stream, service, await loop.run_in_executor(service.executor, session.feed,
+                                                                                 piece))  # its own upload only)
+                out = []
             else:  # end or reset: the engine's last windows and the summary
                 out = await loop.run_in_executor(service.executor, session.finish if kind == "end" else session.reset)
             await _send_all(stream, service, out)

@@ -49,6 +49,9 @@ MIN_RATE, MAX_RATE = 8000, 384_000
 START_WAIT_S = 10.0  # from the connection to its start message
 IDLE_S = 60.0  # the longest pause between two messages of a session
 STATUS_EVERY_AUDIO_S = 0.25
+SLICE_S = 0.5  # fair turns: a message is scored this much audio at a time, each slice a job of its own in the
+# worker pool's queue, so a client uploading a file flat out in 1 MiB frames waits its turn between slices instead of
+# holding a worker for 32 s of audio while real-time clients' frames queue behind it
 MAX_CLIENT_LABEL = 64
 SESSIONS_PER_CPU = 8  # a real-time stream costs well under 1 % of a core; a client that streams a file flat out
 WORKERS_PER_CPU = 1  # gets a worker thread per core at most (the others' frames wait in the pool's queue)
@@ -155,11 +158,21 @@ class StreamSession:
                           "format": "pcm16le"},
                 "settings": self.engine.settings}
 
-    def feed(self, data: bytes) -> list[dict[str, Any]]:
+    def slices(self, data: bytes) -> list[bytes]:
+        """``data`` cut into pieces of at most :data:`SLICE_S` of audio (whole frames; the events do not depend on
+        how the audio is cut). ProtocolError for a message that is not whole PCM16 frames."""
+        self._check_frames(data)
+        step = max(1, int(SLICE_S * self.start.sample_rate)) * self._frame_bytes
+        return [data[i : i + step] for i in range(0, len(data), step)] or [data]
+
+    def _check_frames(self, data: bytes) -> None:
         if len(data) % self._frame_bytes:
             raise ProtocolError(CloseCode.INVALID, f"a binary message of {len(data)} bytes is not a whole number of "
                                 f"PCM16 frames ({self._frame_bytes} bytes each for {self.start.channels} "
                                 "channel(s))")
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        self._check_frames(data)
         if not data:
             return []
         samples = np.frombuffer(data, dtype="<i2").reshape(-1, self.start.channels)
