@@ -399,3 +399,57 @@ def test_a_flat_out_upload_takes_turns_with_a_real_time_client(tiny: Path) -> No
     first_short = next(i for i, (n, _) in enumerate(jobs) if n == 2)
     upload_jobs = [i for i, (n, _) in enumerate(jobs) if n == 1]
     assert len(upload_jobs) >= 3 * 32 / SLICE_S - 1 and first_short < upload_jobs[len(upload_jobs) // 2]
+
+
+def test_stream_to_keeps_what_the_server_sent_when_it_stops_mid_upload(tiny: Path) -> None:
+    """ser-live --connect: the server stops while audio is still being sent; the windows and the summary it sent
+    before closing are all handed on (the failed send does not lose them)."""
+    import time
+
+    srv = start_server(tiny)
+    voice = voiced_tone(180.0, 1.0, 0.3, 4.0, seed=5)
+    got: list[dict[str, Any]] = []
+
+    def blocks() -> Any:
+        while True:  # a stream that never ends by itself
+            for i in range(0, len(voice), RATE // 10):
+                time.sleep(0.005)
+                yield voice[i : i + RATE // 10]
+
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.update(
+        summary=stream_to(f"ws://127.0.0.1:{srv.port}/stream", blocks(), RATE, 1, got.append)))
+    thread.start()
+    try:
+        for _ in range(400):
+            time.sleep(0.02)
+            if sum(m["type"] == "window" for m in got) >= 3:
+                break
+        srv.close()
+        thread.join(timeout=30)
+    finally:
+        srv.config.streams.close()
+    assert not thread.is_alive()
+    summary = result["summary"]
+    assert summary is not None and got[-1] is summary
+    assert summary["windows"] == sum(m["type"] == "window" for m in got) >= 3
+
+
+def test_the_docs_stream_client_reads_while_it_sends_and_gets_the_summary(
+        tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/live.md's /stream client, run as written on a 2-minute file against a server."""
+    import re
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "live.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", docs, re.S) if "/stream" in b)
+    voice = voiced_tone(180.0, 120.0, 0.3, 4.0, seed=6)
+    sf.write(tmp_path / "talk.wav", voice, RATE, subtype="PCM_16")
+    srv = start_server(tiny)
+    monkeypatch.chdir(tmp_path)
+    try:
+        exec(compile(block.replace("ws://127.0.0.1:8765", f"ws://127.0.0.1:{srv.port}"), "live.md", "exec"), {})
+    finally:
+        srv.close()
+        srv.config.streams.close()
+    out = capsys.readouterr().out.splitlines()
+    assert len([line for line in out if line.strip().endswith("%")]) > 100 and out[-1].startswith("mostly ")

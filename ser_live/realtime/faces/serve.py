@@ -585,18 +585,21 @@ def stream_to(
         with connect(target, open_timeout=START_TIMEOUT_S, max_size=MAX_FRAME_BYTES) as ws:
             ws.send(json.dumps(start))
             take(ws.recv(timeout=START_WAIT_S))
-            for block in blocks:
-                if block is not None and len(block):
-                    ws.send(pcm16(block))
-                while True:  # whatever the server has sent meanwhile, without waiting
-                    try:
-                        take(ws.recv(timeout=0))
-                    except TimeoutError:
+            try:
+                for block in blocks:
+                    if block is not None and len(block):
+                        ws.send(pcm16(block))
+                    while True:  # whatever the server has sent meanwhile, without waiting
+                        try:
+                            take(ws.recv(timeout=0))
+                        except TimeoutError:
+                            break
+                    if stop():
                         break
-                if stop():
-                    break
-            ws.send(json.dumps({"type": "end"}))
-            for text in ws:  # the last windows and the summary; the server then closes
+                ws.send(json.dumps({"type": "end"}))
+            except ConnectionClosed:  # the server closed (stopping: it sent the summary first): keep what it sent
+                logger.debug("the server closed the stream while audio was being sent")
+            for text in ws:  # the last windows and the summary (also after a failed send); the server then closes
                 take(text)
     except InvalidStatus as err:
         status = err.response.status_code
