@@ -359,8 +359,8 @@ def test_ser_live_connect_streams_the_microphone(server: EventServer, tmp_path: 
 
 
 def test_a_flat_out_upload_takes_turns_with_a_real_time_client(tiny: Path) -> None:
-    """One worker; one client uploads 96 s of audio in 1 MiB frames, another sends 0.2 s and ends while the first is
-    being scored: every job is at most SLICE_S of audio, and the short session is done long before the upload."""
+    """One worker; one client uploads 128 s of audio in 1 MiB frames, another sends 0.2 s and ends while the first is
+    being scored: every job is at most SLICE_S of audio, and the short session is done before the upload."""
     from concurrent.futures import ThreadPoolExecutor
 
     from ser_live.realtime.faces.stream import SLICE_S
@@ -383,7 +383,7 @@ def test_a_flat_out_upload_takes_turns_with_a_real_time_client(tiny: Path) -> No
         serve_module.StreamSession.feed = recorded  # type: ignore[method-assign]
 
         async def both() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-            upload = asyncio.create_task(exchange(url, START, frame, frame, frame, '{"type": "end"}'))
+            upload = asyncio.create_task(exchange(url, START, *[frame] * 4, '{"type": "end"}'))
             while not any(n == 1 for n, _ in jobs):  # the upload is being scored
                 await asyncio.sleep(0.001)
             short = await exchange(url, START, frame[: int(0.4 * RATE)], '{"type": "end"}')
@@ -398,7 +398,7 @@ def test_a_flat_out_upload_takes_turns_with_a_real_time_client(tiny: Path) -> No
     assert max(samples for _, samples in jobs) <= SLICE_S * RATE
     first_short = next(i for i, (n, _) in enumerate(jobs) if n == 2)
     upload_jobs = [i for i, (n, _) in enumerate(jobs) if n == 1]
-    assert len(upload_jobs) >= 3 * 32 / SLICE_S - 1 and first_short < upload_jobs[len(upload_jobs) // 2]
+    assert len(upload_jobs) >= 4 * 32 / SLICE_S - 1 and first_short < upload_jobs[-1]
 
 
 def test_stream_to_keeps_what_the_server_sent_when_it_stops_mid_upload(tiny: Path) -> None:
@@ -453,3 +453,52 @@ def test_the_docs_stream_client_reads_while_it_sends_and_gets_the_summary(
         srv.config.streams.close()
     out = capsys.readouterr().out.splitlines()
     assert len([line for line in out if line.strip().endswith("%")]) > 100 and out[-1].startswith("mostly ")
+
+
+def test_connections_that_never_start_hold_no_session_and_are_bounded(tiny: Path) -> None:
+    """With one session allowed, idle connections (no "start") do not make a real client busy; past
+    PENDING_PER_SESSION of them per session, one more is refused with 1013 at once."""
+    from ser_live.realtime.faces.serve import PENDING_PER_SESSION
+
+    srv = start_server(tiny, max_sessions=1)
+    url = f"ws://127.0.0.1:{srv.port}/stream"
+
+    async def run() -> tuple[list[dict[str, Any]], int, int, str]:
+        idle = [await connect(url) for _ in range(PENDING_PER_SESSION - 1)]
+        got, code, _ = await exchange(url, START, pcm16(np.zeros(RATE // 10, np.int16)), '{"type": "end"}')
+        idle.append(await connect(url))  # now PENDING_PER_SESSION wait for nothing
+        _, refused, reason = await exchange(url, START)
+        for ws in idle:
+            await ws.close()
+        return got, code, refused, reason
+
+    try:
+        got, code, refused, reason = asyncio.run(run())
+    finally:
+        srv.close()
+        srv.config.streams.close()
+    assert code == CloseCode.NORMAL and got[-1]["type"] == "summary"
+    assert refused == CloseCode.BUSY and 'have not sent "start"' in reason
+
+
+def test_watchers_of_ws_are_capped(tiny: Path) -> None:
+    from ser_live.realtime.faces.serve import EventServer, ServeConfig
+
+    srv = EventServer(ServeConfig(port=0, hello={"model": "x"}, max_watchers=2)).start()
+    url = f"ws://127.0.0.1:{srv.port}/ws"
+
+    async def run() -> tuple[int, str, str]:
+        first, second = await connect(url), await connect(url)
+        hello = json.loads(await second.recv())["type"]
+        third = await connect(url)
+        with contextlib.suppress(ConnectionClosed):
+            await third.recv()
+        await first.close()
+        await second.close()
+        return third.close_code or 0, third.close_reason or "", hello
+
+    try:
+        code, reason, hello = asyncio.run(run())
+    finally:
+        srv.close()
+    assert hello == "hello" and code == CloseCode.BUSY and "too many /ws clients (2)" in reason

@@ -60,6 +60,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 CLIENT_QUEUE = 256  # messages waiting for one client before its oldest are dropped
+MAX_WATCHERS = 64  # /ws clients at once (each holds at most CLIENT_QUEUE messages); one more gets 1013
+PENDING_PER_SESSION = 2  # /stream connections still waiting to send "start", per allowed session; more get 1013
 RECENT_EVENTS = 120  # window events a client gets on connect (60 s at the default hop)
 MAX_CLIENT_MESSAGE = 1024  # bytes: clients only ping
 STATUS_EVERY_S = 0.25  # at most this often a status message
@@ -126,6 +128,7 @@ class ServeConfig:
     streams: StreamService | None = None  # ser-serve: /stream sessions instead of one local session at /ws
     tls_cert: str | None = None
     tls_key: str | None = None
+    max_watchers: int = MAX_WATCHERS  # /ws clients at once
 
 
 class EventServer:
@@ -155,6 +158,7 @@ class EventServer:
         self.recent: deque[str] = deque(maxlen=RECENT_EVENTS)
         self.clients: set[_Client] = set()
         self.streams: set[_Stream] = set()
+        self._pending = 0  # /stream connections that have not sent "start" yet (the loop thread's only)
         self.started = time.monotonic()
         self.windows = 0
         self.dropped_audio_s = 0.0
@@ -374,6 +378,11 @@ class EventServer:
             await self._watch(websocket)
 
     async def _watch(self, websocket: Any) -> None:
+        if len(self.clients) >= self.config.max_watchers:
+            with contextlib.suppress(Exception):
+                await websocket.close(int(CloseCode.BUSY), f"too many /ws clients ({self.config.max_watchers}): try "
+                                      "again later")
+            return
         client = _Client(asyncio.Queue(CLIENT_QUEUE))
         hello = {"type": "hello", **self.config.hello, "recent": [json.loads(t) for t in self.recent]}
         self.clients.add(client)
@@ -409,15 +418,25 @@ class EventServer:
         assert service is not None  # _http lets /stream through only then
         stream = _Stream(websocket)
         reserved = False
+        pending = True
+        self._pending += 1
         try:
-            number = service.reserve()
-            reserved = True
+            # a connection takes a session only once its start arrives: connections that never send one hold no
+            # place (their own number is bounded, and each is closed after START_WAIT_S)
+            if self._pending > PENDING_PER_SESSION * service.max_sessions:
+                raise ProtocolError(CloseCode.BUSY, f"the server is busy: {self._pending - 1} connections have not "
+                                    'sent "start" yet; try again later')
             self.streams.add(stream)
             try:
                 first = await asyncio.wait_for(websocket.recv(), START_WAIT_S)
             except TimeoutError:
                 raise ProtocolError(CloseCode.POLICY, f'no "start" message within {START_WAIT_S:g} s') from None
-            session = service.session(parse_start(first, service.profiles), number)
+            start = parse_start(first, service.profiles)
+            self._pending -= 1
+            pending = False
+            number = service.reserve()
+            reserved = True
+            session = service.session(start, number)
             stream.session = session
             await websocket.send(json.dumps(session.hello(self.config.hello), allow_nan=False))
             while await self._stream_message(stream, service, session):
@@ -437,6 +456,8 @@ class EventServer:
                 await websocket.close(int(CloseCode.ENGINE), _reason(message))
         finally:
             self.streams.discard(stream)
+            if pending:
+                self._pending -= 1
             if reserved:
                 service.release()
 
