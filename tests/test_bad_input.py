@@ -84,6 +84,16 @@ def test_empty_file(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert_one_line_error(capsys, live(empty, model_path), "empty.wav", "empty (0 bytes)")
 
 
+def test_devices_and_pipes_are_named_as_such(model_path: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    assert_one_line_error(capsys, live(Path("/dev/zero"), model_path), "/dev/zero is a device", "--device")
+    fifo = tmp_path / "stream.wav"
+    os.mkfifo(fifo)
+    assert_one_line_error(capsys, live(fifo, model_path), "stream.wav is a pipe", "write the stream to a file")
+
+
 def test_wav_with_no_frames(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "zero.wav"
     sf.write(path, np.zeros(0, np.float32), RATE)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,13 @@ def _check_path(path: str | os.PathLike[str]) -> Path:
         raise UserError(f"{p} is a directory, not an audio file; pass the path of a file")
     if not os.access(p, os.R_OK):
         raise UserError(f"audio file {p} cannot be read (permission denied); check its permissions")
+    mode = p.stat().st_mode
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        raise UserError(f"{p} is a pipe, not an audio file: audio is read from files (it is read more than once); "
+                        "write the stream to a file first")
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise UserError(f"{p} is a device, not an audio file: pass a recording (for a microphone, leave out --file "
+                        "and choose it with --device)")
     if p.stat().st_size == 0:
         raise UserError(f"audio file {p} is empty (0 bytes); record or export it again")
     return p
