@@ -94,6 +94,28 @@ def test_devices_and_pipes_are_named_as_such(model_path: Path, tmp_path: Path,
     assert_one_line_error(capsys, live(fifo, model_path), "stream.wav is a pipe", "write the stream to a file")
 
 
+def test_a_truncated_wav_is_scored_with_a_note(model_path: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from ser_live.realtime.sources.audio import audio_info
+
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, (0.1 * np.sin(np.arange(4 * RATE) * 0.05)).astype(np.float32), RATE, subtype="PCM_16")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 2])
+    assert audio_info(whole).truncation_note == ""
+    assert audio_info(cut).truncation_note == "truncated: its header says 4.00 s, the file holds 2.00 s"
+    assert live(cut, model_path, "--jsonl", str(tmp_path / "e.jsonl")) == 0
+    assert "cut.wav is truncated: its header says 4.00 s, the file holds 2.00 s" in capsys.readouterr().err
+    ogg = tmp_path / "whole.ogg"
+    sf.write(ogg, np.zeros(RATE, np.float32), RATE, format="OGG")
+    assert audio_info(ogg).declared_frames is None  # a length that is an estimate is never flagged
+    aiff = tmp_path / "whole.aiff"
+    sf.write(aiff, np.zeros(RATE, np.float32), RATE, format="AIFF", subtype="PCM_16")
+    (tmp_path / "cut.aiff").write_bytes(aiff.read_bytes()[: -RATE])
+    assert audio_info(tmp_path / "cut.aiff").truncation_note.startswith("truncated: its header says 1.00 s")
+
+
 def test_wav_with_no_frames(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "zero.wav"
     sf.write(path, np.zeros(0, np.float32), RATE)

@@ -283,3 +283,15 @@ def test_window_columns_round_trip_and_read_older_journals() -> None:
     assert back.to_json() == cols.to_json()
     assert back.to_json()["columns"]["arousal"] == [None, None, None]
     assert back.to_json()["columns"]["uncertain"] == [True, False, True]
+
+
+def test_a_truncated_wav_gets_a_note_in_its_row(archive: dict[str, Any], tmp_path: Path) -> None:
+    data = archive["stereo"].read_bytes()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "cut.wav").write_bytes(data[: len(data) // 2])
+    (folder / "whole.wav").write_bytes(data)
+    assert ser_batch(archive, tmp_path / "out", str(folder), "--workers", "1") == 0
+    got = {Path(r["path"]).name: r for r in rows(tmp_path / "out")}
+    assert got["cut.wav"]["status"] == "ok" and got["cut.wav"]["note"].startswith("truncated: its header says 3.00 s")
+    assert got["whole.wav"]["note"] == ""

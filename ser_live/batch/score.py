@@ -139,6 +139,7 @@ class FileScorer:
             rows, windows = [], WindowColumns(self.labels)
             for channel in channels:
                 row, channel_windows = self._score_channel(path, info.sample_rate, channel)
+                row["note"] = info.truncation_note  # a WAV/AIFF cut short: what is there is scored
                 rows.append(row)
                 windows.extend(channel_windows)
             return {"key": key, "rows": rows, "windows": windows}
@@ -232,7 +233,7 @@ class FileScorer:
         row: dict[str, Any] = {
             "path": str(path), "channel": channel, "status": STATUS_ERROR, "error": message.splitlines()[0],
             "duration_s": None, "speech_s": None, "windows": 0, "label": "", "confidence": None, "arousal": None,
-            "valence": None, "uncertain_windows": 0, "profile": "",
+            "valence": None, "uncertain_windows": 0, "profile": "", "note": "",
         }
         row.update({f"prob_{label}": None for label in self.labels})
         return row

@@ -32,7 +32,7 @@ WINDOWS_PARQUET = "windows.parquet"
 RUN_JSON = "run.json"
 BASE_FILE_COLUMNS = (
     "path", "channel", "status", "error", "duration_s", "speech_s", "windows", "label", "confidence", "arousal",
-    "valence", "uncertain_windows", "profile",
+    "valence", "uncertain_windows", "profile", "note",
 )  # fmt: skip
 BASE_WINDOW_COLUMNS = (
     "path", "channel", "start_s", "end_s", "label", "confidence", "uncertain", "arousal", "valence", "speech_ratio",
@@ -190,7 +190,8 @@ def _csv_value(value: Any) -> Any:
 
 def write_files_csv(path: Path, labels: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=file_columns(labels), extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=file_columns(labels), extrasaction="ignore", lineterminator="\n",
+                            restval="")  # rows of older journals have no note
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _csv_value(v) for k, v in row.items()})

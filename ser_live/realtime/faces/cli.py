@@ -288,6 +288,8 @@ def file_blocks(path: Path, realtime_pace: bool, block_s: float | None = None) -
     from ser_live.realtime.sources.audio import audio_info, iter_audio_blocks
 
     info = audio_info(path)
+    if info.truncation_note:
+        print(f"ser-live: note: {path} is {info.truncation_note}; scoring what is there", file=sys.stderr)
     seconds = block_s if block_s is not None else FILE_BLOCK_S if realtime_pace else FAST_BLOCK_S
     block = max(1, int(seconds * info.sample_rate))
 

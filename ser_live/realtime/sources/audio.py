@@ -34,10 +34,50 @@ class AudioInfo:
     frames: int
     format: str
     subtype: str
+    declared_frames: int | None = None  # what a WAV or AIFF header says the data holds (None: no exact length)
 
     @property
     def duration_s(self) -> float:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+    @property
+    def truncation_note(self) -> str:
+        """'' unless the header states a longer length than the file holds (a copy or a recording cut short: the
+        audio there is scored, the note says what is missing). Formats whose length is an estimate never say so."""
+        if self.declared_frames is None or self.declared_frames <= self.frames:
+            return ""
+        return (f"truncated: its header says {self.declared_frames / self.sample_rate:.2f} s, the file holds "
+                f"{self.duration_s:.2f} s")
+
+
+HEADER_BYTES = 1 << 16  # where a WAV's data chunk or an AIFF's COMM chunk must start to be looked at
+UNKNOWN_WAV_SIZE = 0xFFFFFFFF  # a streaming writer's placeholder ("as long as the file")
+
+
+def declared_frames(path: Path, fmt: str, channels: int, subtype: str) -> int | None:
+    """The frames a WAV's ``data`` chunk or an AIFF's ``COMM`` chunk declares (None: another format, a sample size
+    that is not fixed, or a header that states no length)."""
+    width = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8,
+             "ULAW": 1, "ALAW": 1}.get(subtype)
+    if width is None or fmt not in ("WAV", "AIFF"):
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEADER_BYTES)
+    except OSError:
+        return None
+    big = fmt == "AIFF"
+    if head[:4] not in (b"RIFF", b"FORM") or len(head) < 12:
+        return None
+    i = 12
+    while i + 8 <= len(head):
+        name, size = head[i : i + 4], int.from_bytes(head[i + 4 : i + 8], "big" if big else "little")
+        if not big and name == b"data":
+            return None if size in (0, UNKNOWN_WAV_SIZE) else size // (width * channels)
+        if big and name == b"COMM" and i + 14 <= len(head):
+            return int.from_bytes(head[i + 10 : i + 14], "big")
+        i += 8 + size + (size & 1)
+    return None
 
 
 def _check_path(path: str | os.PathLike[str]) -> Path:
@@ -124,6 +164,7 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
         frames=int(info.frames),
         format=str(info.format),
         subtype=str(info.subtype),
+        declared_frames=declared_frames(p, str(info.format), int(info.channels), str(info.subtype)),
     )
 
 
