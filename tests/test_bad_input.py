@@ -319,3 +319,31 @@ def test_subprocess_bad_file_prints_one_line_and_no_traceback(model_path: Path, 
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ser-live: error: ") and "not an audio file" in lines[0]
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    (["--samplerate", "8000"], "--samplerate chooses the microphone"),
+    (["--device", "1"], "--device chooses the microphone"),
+    (["--token", "abc"], "--token only applies with --serve"),
+    (["--tls-cert", "c.pem"], "--tls-cert only applies with --serve"),
+    (["--allow-host", "me.example"], "--allow-host only applies with --serve"),
+])
+def test_options_that_would_be_ignored_are_refused(model_path: Path, tmp_path: Path, extra: list[str], says: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    audio = tmp_path / "a.wav"
+    sf.write(audio, np.zeros(RATE, np.float32), RATE)
+    assert_one_line_error(capsys, live(audio, model_path, *extra), says)
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--enroll", "me.json", "--serve"], "leave out --serve"),
+    (["--enroll", "me.json", "--enroll-labels", ",,,"], "names no emotion"),
+    (["--connect", "ws://[::1", "--file", "x.wav"], "not a valid URL"),
+    (["--connect", "ws://host:port", "--file", "x.wav"], "not a valid URL"),
+])
+def test_enrolment_and_connect_mistakes_are_one_line(argv: list[str], says: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    sf.write(tmp_path / "x.wav", np.zeros(RATE, np.float32), RATE)
+    assert_one_line_error(capsys, main(argv), says)

@@ -59,6 +59,23 @@ def test_ser_report_writes_a_png_and_a_markdown_summary(tmp_path: Path, capsys: 
     assert "wrote" in capsys.readouterr().out
 
 
+def test_a_byte_order_mark_does_not_cost_the_first_window(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "bom.jsonl", _speech_then_pause())
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    session = read_jsonl(path)
+    assert len(session.events) == len(_speech_then_pause()) and session.events[0].end_s == 2.0
+
+
+def test_a_session_of_uncertain_windows_says_so() -> None:
+    from ser_live.realtime.faces.cli import summary_line
+
+    summary = SessionSummary(labels=TINY_LABELS)
+    for i in range(3):
+        summary.add(_event(2.0 + HOP * i, "happy", uncertain=True), HOP)
+    line = summary_line(summary.to_dict())
+    assert "mostly uncertain" in line and "None" not in line
+
+
 def test_pauses_split_the_curves_and_a_missing_summary_is_recomputed(tmp_path: Path) -> None:
     session = read_jsonl(_jsonl(tmp_path / "cut.jsonl", _speech_then_pause(), with_summary=False))
     assert session.hop_s == HOP

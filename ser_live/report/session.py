@@ -90,7 +90,7 @@ def session_from_events(
 def read_jsonl(path: Path) -> Session:
     """Window events and the last summary of a ser-live JSONL file; UserError for a file that is not one."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # an editor's byte-order mark is not part of the first line
     except FileNotFoundError:
         raise UserError(f"{path} not found: pass the JSONL file that ser-live --jsonl wrote") from None
     except (OSError, UnicodeDecodeError) as err:

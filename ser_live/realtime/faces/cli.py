@@ -323,7 +323,8 @@ def summary_line(summary: dict[str, Any]) -> str:
     affect = ""
     if summary.get("arousal_mean") is not None and summary.get("valence_mean") is not None:
         affect = f"; arousal {summary['arousal_mean']:+.2f}, valence {summary['valence_mean']:+.2f}"
-    return f"{head}; {parts}; mostly {summary.get('dominant')}{affect}; dropped {dropped:.2f} s{tail}"
+    mostly = summary.get("dominant") or "uncertain (no window was sure enough)"
+    return f"{head}; {parts}; mostly {mostly}{affect}; dropped {dropped:.2f} s{tail}"
 
 
 class Outputs:
@@ -419,6 +420,27 @@ def _start_server(args: argparse.Namespace, engine: Engine, source_name: str) ->
     return EventServer(config).start()
 
 
+SERVE_ONLY = ("token", "allow_origin", "allow_host", "tls_cert", "tls_key")
+
+
+def check_applicable(args: argparse.Namespace) -> None:
+    """An option that would be ignored is refused (a user who gives one expects it to do something)."""
+    if args.serve is None:
+        given = [name for name in SERVE_ONLY if getattr(args, name) not in (None, [], ())]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise UserError(f"{flag} only applies with --serve (the live page); add --serve, or use ser-serve")
+    if args.file is not None or args.demo:
+        mic = [flag for flag, value in (("--device", args.device), ("--samplerate", args.samplerate))
+               if value is not None]
+        if mic:
+            raise UserError(f"{mic[0]} chooses the microphone, which a replay does not use: leave it out with "
+                            f"{'--demo' if args.demo else '--file'}")
+    if args.enroll_labels and not [x for x in args.enroll_labels.split(",") if x.strip()]:
+        raise UserError(f"--enroll-labels {args.enroll_labels!r} names no emotion: give some, e.g. "
+                        "--enroll-labels angry,happy,neutral,sad (or leave it out for every label)")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list_devices:
         from ser_live.realtime.sources.capture import list_devices
@@ -426,6 +448,7 @@ def run(args: argparse.Namespace) -> int:
         print(list_devices())
         return 0
     check_numbers(args)
+    check_applicable(args)
     if args.connect is not None:
         return _connect(args)
     if args.connect_profile is not None:
@@ -552,7 +575,7 @@ def _enroll(args: argparse.Namespace) -> int:
 
     taken = [name for name, value in (("--file", args.file), ("--demo", args.demo), ("--profile", args.profile),
                                       ("--deployment", args.deployment), ("--jsonl", args.jsonl),
-                                      ("--report", args.report)) if value]
+                                      ("--report", args.report), ("--serve", args.serve)) if value]
     if taken:
         raise UserError(f"--enroll records from the microphone and writes a profile: leave out {', '.join(taken)}")
     config = EnrollConfig(

@@ -548,7 +548,12 @@ def _response(status: HTTPStatus, body: bytes, content_type: str = "text/plain; 
 # ------------------------------------------------------------------------------------------------ the client side
 def stream_url(url: str) -> str:
     """``ser-live --connect URL``: http(s) becomes ws(s), a bare host gets ``/stream``; the query (token) stays."""
-    parts = urlsplit(url if "://" in url else f"ws://{url}")
+    try:
+        parts = urlsplit(url if "://" in url else f"ws://{url}")
+        parts.port  # noqa: B018 - a port that is not a number (or out of range) raises here, not in the client
+    except ValueError as err:
+        raise UserError(f"--connect {url}: not a valid URL ({err}); expected a ser-serve address such as "
+                        "ws://127.0.0.1:8765") from None
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     if scheme not in ("ws", "wss") or not parts.netloc:
         raise UserError(f"--connect {url}: expected a ser-serve address such as ws://127.0.0.1:8765 or the URL "
