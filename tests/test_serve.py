@@ -150,12 +150,14 @@ def test_tokens_and_origins(tmp_path: Path) -> None:
                 await status_of(f"ws://{base}/ws?token=wrong"),
                 await status_of(f"ws://{base}/ws?token={srv.token}"),  # a program: no Origin
                 await status_of(f"ws://{base}/ws", additional_headers={"Authorization": f"Bearer {srv.token}"}),
+                await status_of(f"ws://{base}/ws", additional_headers={"Authorization": f"bearer {srv.token}"}),
+                await status_of(f"ws://{base}/ws", additional_headers={"Authorization": f"Basic {srv.token}"}),
                 await status_of(f"ws://{base}/ws?token={srv.token}", origin="http://evil.test"),
                 await status_of(f"ws://{base}/ws?token={srv.token}", origin=f"http://{base}"),  # the page's own
                 await status_of(f"ws://{base}/ws?token={srv.token}", origin="http://allowed.test"),
             ]
 
-        assert asyncio.run(run()) == [401, 401, 101, 101, 403, 101, 101]
+        assert asyncio.run(run()) == [401, 401, 101, 101, 101, 401, 403, 101, 101]
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"http://{base}/status")
         assert refused.value.code == 401
@@ -183,8 +185,13 @@ def test_a_port_in_use_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
         sf.write(wav, voiced_tone(180.0, 1.0, 0.3, 4.0, seed=1), RATE)
         code = live_main(["--file", str(wav), "--fast", "--no-dashboard", "--model", str(model),
                           "--serve", f"127.0.0.1:{port}"])
+        err = capsys.readouterr().err
+        assert code == 2 and "another port" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+        from ser_live.realtime.faces.serve_cli import main as serve_main
+
+        assert serve_main([f"127.0.0.1:{port}", "--model", str(model)]) == 2
     err = capsys.readouterr().err
-    assert code == 2 and "another port" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "give ser-serve another [HOST:]PORT" in err and "--serve" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_replay_served_gives_the_jsonl_events(tmp_path: Path) -> None:

@@ -146,6 +146,8 @@ START = json.dumps({"type": "start", "sample_rate": RATE, "channels": 1})
     ((START, b"\x00\x00\x00"), CloseCode.INVALID, "not a whole number of PCM16 frames"),
     ((START, '{"type": "shout"}'), CloseCode.UNSUPPORTED, "unknown message type 'shout'"),
     ((START, START), CloseCode.POLICY, 'a second "start"'),
+    (("[" * 2000 + "]" * 2000,), CloseCode.UNSUPPORTED, "JSON objects"),
+    (('{"type": "start", "sample_rate": 1e400}',), CloseCode.INVALID, "sample_rate must be"),
 ])
 def test_protocol_errors_have_a_message_and_a_close_code(server: EventServer, messages: tuple[str | bytes, ...],
                                                          code: int, says: str) -> None:

@@ -225,8 +225,10 @@ class EventServer:
         if failure:
             err = failure[0]
             if isinstance(err, OSError):
+                hint = ("give ser-serve another [HOST:]PORT" if self.config.streams is not None
+                        else "pass --serve with another port (or host)")
                 raise UserError(f"cannot serve on {self.config.host}:{self.config.port}: "
-                                f"{err.strerror or err}; pass --serve with another port (or host)") from None
+                                f"{err.strerror or err}; {hint}") from None
             raise err
         return self
 
@@ -314,9 +316,9 @@ class EventServer:
         if self.token is None:
             return True
         given = parse_qs(urlsplit(request.path).query).get("token", [""])[0]
-        bearer = request.headers.get("Authorization", "")
-        if bearer.startswith("Bearer "):
-            given = given or bearer.removeprefix("Bearer ").strip()
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":  # auth schemes are case-insensitive (RFC 9110)
+            given = given or credentials.strip()
         return hmac.compare_digest(given.encode(), self.token.encode())
 
     def _names(self) -> set[str]:

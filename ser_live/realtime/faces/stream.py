@@ -97,7 +97,7 @@ def parse_control(message: str | bytes) -> dict[str, Any]:
         raise ProtocolError(CloseCode.TOO_BIG, f"a text message is at most {MAX_TEXT_BYTES} bytes")
     try:
         obj = json.loads(message)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         raise ProtocolError(CloseCode.UNSUPPORTED, "text messages are JSON objects, e.g. {\"type\": \"end\"}") from None
     kind = obj.get("type") if isinstance(obj, dict) else None
     if kind not in CONTROL_TYPES:
