@@ -318,6 +318,28 @@ def test_tls_serves_https_and_wss(tiny: Path, tmp_path: Path) -> None:
         srv.config.streams.close()
     with pytest.raises(UserError, match="--tls-cert and --tls-key go together"):
         EventServer(ServeConfig(tls_cert=str(cert)))
+    # ser-live --connect trusts a self-signed certificate it is given
+    wav = voice_file(tmp_path / "v.wav", seed=8)
+    srv = start_server(tiny, tls_cert=str(cert), tls_key=str(key))
+    try:
+        assert live_main(["--connect", srv.stream_url, "--file", str(wav), "--no-dashboard", "--jsonl",
+                          str(tmp_path / "e.jsonl"), "--tls-ca", str(cert)]) == 0
+        assert json.loads((tmp_path / "e.jsonl").read_text().splitlines()[-1])["type"] == "summary"
+        with pytest.raises(UserError, match="certificate"):  # without it: not trusted, in one line
+            stream_to(srv.stream_url, [], RATE, 1, lambda m: None)
+    finally:
+        srv.close()
+        srv.config.streams.close()
+    # an encrypted key is named (never a passphrase prompt); a pipe is no certificate (it would block start-up)
+    encrypted = tmp_path / "enc.pem"
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-out", str(encrypted), "-aes256", "-passout", "pass:x"],
+                   check=True, capture_output=True)
+    with pytest.raises(UserError, match="is encrypted"):
+        EventServer(ServeConfig(tls_cert=str(cert), tls_key=str(encrypted)))
+    fifo = tmp_path / "pipe.pem"
+    os.mkfifo(fifo)
+    with pytest.raises(UserError, match="is not a regular file"):
+        EventServer(ServeConfig(tls_cert=str(fifo), tls_key=str(key)))
 
 
 @pytest.mark.parametrize(("argv", "says"), [

@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="score remotely: stream the microphone or --file to a ser-serve at URL (e.g. "
                      "ws://127.0.0.1:8765, or the URL it printed) and show the events it sends back (default: the "
                      "local engine)")
+    srv.add_argument("--tls-ca", default=None, metavar="PEM",
+                     help="with --connect wss://: a certificate to trust, e.g. the server's self-signed one (default: "
+                     "the system's trusted authorities)")
     srv.add_argument("--connect-profile", default=None, metavar="NAME",
                      help="with --connect: one of the profiles the server was started with (ser-serve --profile) "
                      "(default: none, the server's model)")
@@ -453,6 +456,8 @@ def run(args: argparse.Namespace) -> int:
         return _connect(args)
     if args.connect_profile is not None:
         raise UserError("--connect-profile only applies with --connect URL")
+    if args.tls_ca is not None:
+        raise UserError("--tls-ca only applies with --connect wss://URL")
     if args.enroll is not None:
         return _enroll(args)
     resolve_demo(args)
@@ -633,7 +638,7 @@ def _connect(args: argparse.Namespace) -> int:
                 print(plain_line(message), file=plain, flush=True)
 
         summary = stream_to(args.connect, blocks, rate, channels, on_message, profile=args.connect_profile,
-                            client=source_name, stop=stop.due)
+                            client=source_name, stop=stop.due, cafile=args.tls_ca)
         if summary is None:
             raise UserError(f"{args.connect.split('?')[0]} went away before the session's summary")
         print(summary_line(summary), file=sys.stderr if plain is None else plain, flush=True)

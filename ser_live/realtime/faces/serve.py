@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -520,10 +521,24 @@ def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
         return None
     if cert is None or key is None:
         raise UserError("--tls-cert and --tls-key go together: pass both (a certificate and its private key)")
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if not Path(path).is_file():  # a folder, a missing file, or a pipe (reading one would block start-up)
+            what = "does not exist" if not Path(path).exists() else "is not a regular file"
+            raise UserError(f"{flag} {path} {what}: pass a PEM file")
+    encrypted = False
+
+    def no_password() -> str:  # never prompt (there may be no terminal): say what is wrong instead
+        nonlocal encrypted
+        encrypted = True
+        raise ValueError("encrypted key")
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as err:
+        context.load_cert_chain(cert, key, password=no_password)
+    except (OSError, ssl.SSLError, ValueError) as err:
+        if encrypted:
+            raise UserError(f"--tls-key {key} is encrypted (it needs a passphrase): decrypt it once, e.g. openssl "
+                            "pkey -in KEY -out plain-key.pem, and pass that") from None
         raise UserError(f"cannot use --tls-cert {cert} / --tls-key {key}: {getattr(err, 'strerror', None) or err}; "
                         "pass a PEM certificate and its private key") from None
     return context
@@ -584,11 +599,13 @@ def stream_to(
     profile: str | None = None,
     client: str | None = None,
     stop: Callable[[], bool] = lambda: False,
+    cafile: str | None = None,
 ) -> dict[str, Any] | None:
     """Stream ``blocks`` to ser-serve's ``/stream`` at ``url`` and hand every message it sends (hello, windows,
     status, summary) to ``on_message``, in this thread (no threads are started). Returns the summary (None when
     the server went away before sending one). UserError for a refusal (the server's message and close code), a
-    wrong address or token. ``stop()`` is asked after every block: True ends the stream early, with a summary."""
+    wrong address or token. ``stop()`` is asked after every block: True ends the stream early, with a summary.
+    ``cafile``: a certificate (PEM) to trust for ``wss://``, e.g. a server's self-signed one."""
     try:
         from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
         from websockets.sync.client import connect
@@ -610,7 +627,16 @@ def stream_to(
         on_message(message)
 
     try:
-        with connect(target, open_timeout=START_TIMEOUT_S, max_size=MAX_FRAME_BYTES) as ws:
+        context = None
+        if target.startswith("wss://") and cafile is not None:
+            try:
+                context = ssl.create_default_context(cafile=cafile)
+            except (OSError, ssl.SSLError) as err:
+                raise UserError(f"--tls-ca {cafile}: {getattr(err, 'strerror', None) or err}; pass the server's "
+                                "certificate (PEM)") from None
+        elif cafile is not None:
+            raise UserError("--tls-ca applies to a wss:// (or https://) server only")
+        with connect(target, open_timeout=START_TIMEOUT_S, max_size=MAX_FRAME_BYTES, ssl=context) as ws:
             ws.send(json.dumps(start))
             take(ws.recv(timeout=START_WAIT_S))
             try:
@@ -634,6 +660,9 @@ def stream_to(
         why = {401: "it needs a token: pass the URL ser-serve printed (with ?token=...)",
                403: "this origin is not allowed", 404: "no /stream there: is it ser-serve (not ser-live --serve)?"}
         raise UserError(f"{shown} answered HTTP {status}: {why.get(status, 'not a ser-serve endpoint')}") from None
+    except ssl.SSLCertVerificationError as err:
+        raise UserError(f"cannot stream to {shown}: its certificate is not trusted ({err.verify_message}); pass it "
+                        "with --tls-ca CERT.pem if it is the server's own") from None
     except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as err:
         raise UserError(f"cannot stream to {shown}: {err}; is ser-serve running there?") from None
     except ConnectionClosed as err:
