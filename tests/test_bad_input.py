@@ -347,3 +347,38 @@ def test_enrolment_and_connect_mistakes_are_one_line(argv: list[str], says: str,
     monkeypatch.chdir(tmp_path)
     sf.write(tmp_path / "x.wav", np.zeros(RATE, np.float32), RATE)
     assert_one_line_error(capsys, main(argv), says)
+
+
+def test_a_full_disk_keeps_the_summary_and_a_later_append_starts_a_new_line(
+        model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from tests.audio_fixtures import voiced_tone
+
+    audio = tmp_path / "a.wav"
+    sf.write(audio, voiced_tone(180.0, 4.0, 0.3, 4.0, seed=3), RATE)
+    assert live(audio, model_path, "--jsonl", "/dev/full") == 2
+    err = capsys.readouterr().err
+    assert "/dev/full holds only the first 0 events; the session's summary: {" in err
+    summary = json.loads(err.split("the session's summary: ", 1)[1].splitlines()[0])
+    assert summary["type"] == "summary" and summary["audio_s"] > 3
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text('{"type": "window", "end_s": 2.0, "lab')  # the last line a full disk cut
+    assert live(audio, model_path, "--jsonl", str(cut), "--append") == 0
+    lines = cut.read_text().splitlines()
+    assert lines[0].endswith('"lab') and all(json.loads(line) for line in lines[1:])
+    assert json.loads(lines[-1])["type"] == "summary"
+
+
+def test_a_consumer_that_stops_early_is_counted_for_what_it_took(model_path: Path) -> None:
+    from ser_live.realtime.engine import Engine
+    from ser_live.realtime.model import load_model
+    from tests.audio_fixtures import voiced_tone
+
+    engine = Engine(load_model(model_path), RATE)
+    taken = []
+    for event in engine.iter_batched([voiced_tone(180.0, 20.0, 0.3, 4.0, seed=2)]):
+        taken.append(event)
+        if len(taken) == 3:
+            break
+    assert engine.summary.windows == 3

@@ -117,9 +117,14 @@ class Engine:
             t0 = time.perf_counter()
             classified = [w.features for w in pending if w.features is not None]
             raw, head = self.model.run(np.stack(classified)) if classified else (None, None)
-            out = self._events(list(pending), t0, raw, head)
+            out = self._events(list(pending), t0, raw, head, count=False)
             pending.clear()
             return out
+
+        def taken(events: list[WindowEvent]) -> Iterator[WindowEvent]:
+            for event in events:
+                self.summary.add(event, self._hop_s)
+                yield event
 
         for block in blocks:
             block = sanitize_block(block)
@@ -128,10 +133,10 @@ class Engine:
                 pending.append(wf)
                 ready += wf.features is not None
                 if ready >= batch_windows:
-                    yield from drain()
+                    yield from taken(drain())
                     ready = 0
         pending.extend(self._pipeline.flush())
-        yield from drain()
+        yield from taken(drain())
         yield from self._fallback_events()
         self.summary.speech_s = self._pipeline.state.speech_samples / self.pipeline_config.sample_rate
 
@@ -141,6 +146,7 @@ class Engine:
         t0: float,
         batch_probs: np.ndarray | None = None,
         batch_head: np.ndarray | None = None,
+        count: bool = True,
     ) -> list[WindowEvent]:
         sr = self.pipeline_config.sample_rate
         self.summary.speech_s = self._pipeline.state.speech_samples / sr
@@ -196,6 +202,7 @@ class Engine:
                     "end_to_end": waited_ms + compute_ms,
                 },
             )
-            self.summary.add(event, self._hop_s)
+            if count:  # (iter_batched counts each event when it is taken: a consumer that stops early counts right)
+                self.summary.add(event, self._hop_s)
             events.append(event)
         return events

@@ -241,6 +241,18 @@ def _json_default(obj: object) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
+def _ends_mid_line(path: str) -> bool:
+    """Whether a regular file's last byte is not a newline (its last line was cut)."""
+    try:
+        with open(path, "rb") as fh:
+            if not os.path.isfile(path) or fh.seek(0, os.SEEK_END) == 0:
+                return False
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"
+    except OSError:
+        return False
+
+
 class JsonlWriter:
     """One JSON object per line to a file (appended) or stdout (``"-"``), flushed after every line.
 
@@ -260,6 +272,8 @@ class JsonlWriter:
             return
         try:
             self._file = open(self.target, "a" if append else "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+            if append and _ends_mid_line(self.target):  # an earlier run cut short (a full disk): start a new line
+                self._file.write("\n")
         except OSError as err:
             raise self._error(err) from None
 
@@ -274,7 +288,7 @@ class JsonlWriter:
     def write(self, obj: Mapping[str, Any]) -> None:
         if self._closed:
             raise ValueError(f"JSONL writer for {self.target} is closed")
-        if self.broken:
+        if self.broken or self.failed:  # the reader went away, or a write failed and was reported
             return
         line = json.dumps(obj, ensure_ascii=False, default=_json_default) + "\n"
         stream = self._file if self._file is not None else sys.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -396,6 +397,9 @@ class Outputs:
 
     def finish(self, summary: dict[str, Any]) -> None:
         if self.jsonl is not None:
+            if self.jsonl.failed:  # e.g. a full disk: the summary must not be lost too
+                print(f"ser-live: {self.jsonl.target} holds only the first {self.jsonl.lines_written} events; the "
+                      f"session's summary: {json.dumps(summary)}", file=sys.stderr, flush=True)
             self.jsonl.write(summary)
         if self.server is not None:
             self.server.close(summary)  # the summary reaches the clients, then they are closed (1001)
