@@ -154,6 +154,7 @@ def test_bad_input_is_one_line(corpora: dict[str, Path], models: dict[str, Path]
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("ser-eval: error: ") and message in err
     assert "Traceback" not in err
+    assert not (tmp_path / "e").exists()  # a failed run leaves no empty --out behind
 
 
 def test_missing_model_is_one_line(

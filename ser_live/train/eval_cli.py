@@ -231,6 +231,17 @@ def _model_names(paths: Sequence[Path]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """ser-eval; an --out folder it created is removed again when the run fails before writing anything."""
+    created = not args.out.exists()
+    try:
+        return _run(args)
+    except BaseException:
+        if created and args.out.is_dir() and not any(args.out.iterdir()):
+            args.out.rmdir()
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     from ser_live.realtime.model import load_model
     from ser_live.train.cli import progress_bar
     from ser_live.train.robustness import load_clips, score_condition, summarize
