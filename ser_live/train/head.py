@@ -265,15 +265,20 @@ def loco_markdown(table: dict, prior: float) -> str:
     first = next(iter(table["held_out"].values()))
     # the columns measured at the shipped prior weight (the eval_priors sweep, or the run's own when not swept)
     session, one = (f"session@{n0}", f"one_emotion@{n0}") if f"session@{n0}" in first else ("session", "one_emotion")
-    lines = ["| held-out corpus | clips | UAR4, session | UAR4, one emotion per session | UAR4, no normaliser | "
-             "own labels UAR | label most over-predicted |", "|---|---|---|---|---|---|---|"]
+    deploy = "deployment" in first  # deployment statistics measured (one clip at a time / speaker sessions)
+    extra_head = " UAR4, deployment statistics, one clip / session |" if deploy else ""
+    lines = ["| held-out corpus | clips | UAR4, session | UAR4, one emotion per session | UAR4, no normaliser |"
+             f"{extra_head} own labels UAR | label most over-predicted |",
+             "|---|---|---|---|---|" + ("---|" if deploy else "") + "---|---|"]
     for corpus, row in table["held_out"].items():
         shares = row.get("share_above_truth", {})
         worst = max(shares, key=shares.get) if shares else "-"
+        extra = f" {row['deployment']:.1f} / {row['deployment_session']:.1f} |" if deploy else ""
         lines.append(f"| {CORPUS_TITLES.get(corpus, corpus)} | {row['clips']} | {row[session]:.1f} | "
-                     f"{row[one]:.1f} | {row['global']:.1f} | {row['own_labels_uar']:.1f} | "
+                     f"{row[one]:.1f} | {row['global']:.1f} |{extra} {row['own_labels_uar']:.1f} | "
                      f"{worst} +{shares.get(worst, 0):.1f} |")
     mean = table["mean"]
+    extra = f" {mean['deployment']:.1f} / {mean['deployment_session']:.1f} |" if deploy else ""
     lines.append(f"| **mean** | | **{mean[session]:.1f}** | {mean[one]:.1f} | "
-                 f"{mean['global']:.1f} | | |")
+                 f"{mean['global']:.1f} |{extra} | |")
     return "\n".join(lines)
