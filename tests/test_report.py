@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ser_live.realtime.errors import UserError
 from ser_live.realtime.events import SessionSummary, WindowEvent
 from ser_live.realtime.faces.cli import main as live_main
 from ser_live.report.cli import main as report_main
@@ -64,6 +65,26 @@ def test_a_byte_order_mark_does_not_cost_the_first_window(tmp_path: Path) -> Non
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     session = read_jsonl(path)
     assert len(session.events) == len(_speech_then_pause()) and session.events[0].end_s == 2.0
+
+
+def test_a_file_of_several_sessions_reports_one_of_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """ser-live --append makes a file of several sessions: the report is of one (the last, or --session N), with a
+    note, never of all of them drawn on one axis."""
+    first = _jsonl(tmp_path / "a.jsonl", _speech_then_pause())
+    second = _jsonl(tmp_path / "b.jsonl", [_event(2.0 + HOP * i, "sad") for i in range(4)])
+    both = tmp_path / "both.jsonl"
+    both.write_text(first.read_text() + second.read_text())
+    last = read_jsonl(both)
+    assert [e.label for e in last.events] == ["sad"] * 4 and last.summary["windows"] == 4
+    assert any("holds 2 sessions" in note and "session 2 (the last)" in note for note in last.notes)
+    one = read_jsonl(both, 1)
+    assert len(one.events) == len(_speech_then_pause()) and one.summary["windows"] == len(one.events)
+    with pytest.raises(UserError, match="holds 2 session"):
+        read_jsonl(both, 3)
+    assert report_main([str(both), "-o", str(tmp_path / "r.png"), "--session", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "note: the file holds 2 sessions" in err and "this report is of session 1:" in err
+    assert "mostly **happy**" in (tmp_path / "r.md").read_text(encoding="utf-8")
 
 
 def test_a_session_of_uncertain_windows_says_so() -> None:

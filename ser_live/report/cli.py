@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", type=Path, required=True, help="the PNG to write (the summary goes beside it, .md)")
     p.add_argument("--markdown", type=Path, default=None, help="where to write the Markdown summary instead")
     p.add_argument("--title", default="", help="title of the first plot")
+    p.add_argument("--session", type=int, default=None, metavar="N",
+                   help="a file ser-live --append grew holds several sessions: report session N (1 = the first) "
+                   "(default: the last)")
     p.add_argument("--overwrite", action="store_true", help="replace the PNG / Markdown if they exist")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
@@ -36,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
     md = check_report_path(args.out, args.markdown)
     check_outputs({"-o": args.out, "--markdown" if args.markdown else "the Markdown beside -o": md},
                   {"EVENTS": args.events}, overwrite=args.overwrite)
-    session = read_jsonl(args.events)
+    session = read_jsonl(args.events, args.session)
     png, md = write_report(session, args.out, args.markdown, args.title)
+    for note in session.notes:  # (also in the Markdown) said where the user looks
+        print(f"ser-report: note: {note}", file=sys.stderr)
     print(f"wrote {png} and {md} ({len(session.events)} windows)")
     return 0
 

@@ -87,8 +87,10 @@ def session_from_events(
     return Session(list(events), dict(summary), labels, hop, source, notes)
 
 
-def read_jsonl(path: Path) -> Session:
-    """Window events and the last summary of a ser-live JSONL file; UserError for a file that is not one."""
+def read_jsonl(path: Path, session: int | None = None) -> Session:
+    """One session of a ser-live JSONL file: its window events and its summary. A file ``--append`` grew holds
+    several, each ended by its summary line: ``session`` picks one (1 = the first; None = the last, and a note says
+    how many there are). UserError for a file that is not one, or a session it does not hold."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # an editor's byte-order mark is not part of the first line
     except FileNotFoundError:
@@ -96,7 +98,7 @@ def read_jsonl(path: Path) -> Session:
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"cannot read {path} ({err}): pass the JSONL file that ser-live --jsonl wrote") from None
     events: list[WindowEvent] = []
-    summary: dict[str, Any] | None = None
+    sessions: list[tuple[list[WindowEvent], dict[str, Any] | None]] = []  # each ended by its summary
     bad: list[str] = []  # "line N: why", in file order
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -116,21 +118,32 @@ def read_jsonl(path: Path) -> Session:
         elif kind == SUMMARY_TYPE:
             why = _summary_problem(obj)
             if why is None:
-                summary = obj
+                sessions.append((events, obj))
+                events = []
             else:
                 bad.append(f"line {n}: {why}")
         else:
             bad.append(f"line {n}: not a ser-live event")
         if bad and bad[-1].startswith(f"line {n}:"):
             logger.debug("%s:%s", path, bad[-1])
-    if not events and summary is None:
+    if events or not sessions:  # a last session that did not end with a summary
+        sessions.append((events, None))
+    if not any(evs or s is not None for evs, s in sessions):
         first = f" ({bad[0]})" if bad else ""
         raise UserError(f"{path} holds no ser-live events{first}: pass a file written by ser-live --jsonl")
-    session = session_from_events(events, summary, source=str(path))
+    if session is not None and not 1 <= session <= len(sessions):
+        raise UserError(f"{path} holds {len(sessions)} session(s), not a session {session}: pass --session 1-"
+                        f"{len(sessions)}")
+    chosen = len(sessions) if session is None else session
+    events, summary = sessions[chosen - 1]
+    result = session_from_events(events, summary, source=str(path))
+    if len(sessions) > 1:
+        result.notes.append(f"the file holds {len(sessions)} sessions (ser-live --append); this report is of session "
+                            f"{chosen}" + (" (the last)" if session is None else "") + ": --session N picks another")
     if bad:
         shown = "; ".join(bad[:MAX_BAD_SHOWN]) + ("; …" if len(bad) > MAX_BAD_SHOWN else "")
-        session.notes.append(f"{len(bad)} line(s) skipped: {shown}")
-    return session
+        result.notes.append(f"{len(bad)} line(s) skipped: {shown}")
+    return result
 
 
 def _reject_constant(token: str) -> None:
