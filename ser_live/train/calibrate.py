@@ -467,11 +467,12 @@ if __name__ == "__main__":
 
 
 def calibrate_from_folds(dumps: Path, labels: np.ndarray, held_out: Sequence[str], hop_s: float,
-                         target: float = DEFAULT_TARGET_ACCURACY) -> dict[str, Any]:
+                         target: float = DEFAULT_TARGET_ACCURACY, pooled: bool = False) -> dict[str, Any]:
     """Temperature and uncertain threshold from leave-one-corpus-out folds (``ser-recipe``'s ``loco`` stage dumps,
     :func:`ser_live.train.head.dump_held_out`): every held-out corpus's windows, played as speaker sessions, through
     the engine's smoothing (clip by clip, a window every ``hop_s``), as ``ser-calibrate`` does with a run's
-    validation speakers. A model trained on every corpus meets a new voice the way each fold's head met its
+    validation speakers (``pooled``: the threshold's accuracy target over all windows together, else over each
+    corpus's). A model trained on every corpus meets a new voice the way each fold's head met its
     held-out corpus, so these are the figures of a voice, language and microphone the model never heard.
     ``labels``: every clip's label (index = the dumps' clip ids). Returns the calibration metadata and a
     report (ECE before and after, the threshold rule's figures, the share of uncertain windows per corpus)."""
@@ -494,7 +495,7 @@ def calibrate_from_folds(dumps: Path, labels: np.ndarray, held_out: Sequence[str
     temperature = fitted if after < before else 1.0
     calibrated = temper(p, temperature).astype(np.float64)
     right = calibrated.argmax(axis=1) == t
-    threshold, selection = choose_threshold(calibrated.max(axis=1), right, target, g)
+    threshold, selection = choose_threshold(calibrated.max(axis=1), right, target, None if pooled else g)
     conf = calibrated.max(axis=1)
     per = {c: {"windows": int(np.sum(g == c)), "uncertain_share": round(float(np.mean(conf[g == c] < threshold)), 4),
                "accuracy_all": round(float(np.mean(right[g == c])), 4),

@@ -153,9 +153,11 @@ def stage_calibrate(run: Run) -> dict[str, Any]:
     from ser_live.train.windows import load_windows
 
     data = load_windows(run.out / "windows", run.corpora)
-    target = float(run.recipe.get("calibration", {}).get("target_accuracy", DEFAULT_TARGET_ACCURACY))
+    settings = run.recipe.get("calibration", {})
+    target = float(settings.get("target_accuracy", DEFAULT_TARGET_ACCURACY))
     report = calibrate_from_folds(run.out / "loco-windows", data.label, run.held_out,
-                                  float(run.recipe["windows"]["hop_s"]), target)
+                                  float(run.recipe["windows"]["hop_s"]), target,
+                                  pooled=settings.get("threshold_rule", "each corpus") == "pooled")
     write_json(run.out / "calibration.json", report)
     return {k: report["calibration"][k] for k in ("temperature", "min_confidence")}
 
