@@ -4,8 +4,9 @@ An encoder model's session normaliser z-scores each window's pooled embedding wi
 training windows' and move towards the session's own as the speaker talks. A single short clip never gets far from
 the training statistics, so a new microphone, room or language shifts every embedding the same way. Deployment
 statistics replace that starting point with the mean and spread of the embeddings of recordings from the place the
-model is used (many speakers, one kind of microphone): on the leave-one-corpus-out benchmark they are worth about
-four points of UAR one clip at a time and with sessions alike (model card).
+model is used (many speakers, one kind of microphone): on the leave-one-corpus-out benchmark they raise the mean
+UAR4 one clip at a time from 60.4 to 64.5 % (sessions of one emotion 58.3 to 61.6, ordinary sessions 65.1 to 66.1;
+model card).
 
 They are written once, by ``ser-stats`` (or ``ser-batch --deployment auto``, a first pass over the archive), to a
 new JSON file that is never updated in place, and read with one flag (``--deployment FILE``, or
