@@ -1,4 +1,4 @@
-"""scripts/ensemble_models.py: joining N models into one graph that averages their logits (tiny models built here)."""
+"""ser_live.export.ensemble: joining N models into one graph that averages their logits (tiny models built here)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import pytest
 
 from ser_live.export.embedding import run_graph
 from ser_live.realtime.model import EMBEDDING_OUTPUT, METADATA_KEY, OUTPUT_NAME, load_model
-from tests.scripts_loader import load_script
 from tests.tiny_model import TINY_LABELS, make_tiny_model, tiny_feature_shape
 
 
 def _script():  # scripts/ is not a package
-    return load_script("ensemble_models")
+    from ser_live.export import ensemble
+
+    return ensemble
 
 
 def _parts(tmp_path: Path, n: int) -> list[Path]:

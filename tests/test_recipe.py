@@ -106,3 +106,39 @@ def test_a_recipe_runs_every_stage_resumes_and_gives_a_loadable_pair(
     assert recipe.main([*argv, "--redo", "export"]) == 0
     out = capsys.readouterr().out
     assert "export: done in" in out and "train: done already" in out
+
+
+@pytest.mark.parametrize("name", ["v6", "seed180", "seed162"])
+def test_the_cnn_recipes_are_options_ser_train_and_ser_calibrate_take(name: str, tmp_path: Path) -> None:
+    """Every option a CNN recipe passes parses (a typo or a renamed option would fail here, not hours into a run)."""
+    from ser_live.train import calibrate, cli
+
+    r = recipe.read_recipe(ROOT / "recipes" / f"{name}.toml")
+    assert r["model"]["kind"] == "cnn" and recipe.stages_of(r) == recipe.CNN_STAGES
+    data = [a for c in r["data"]["corpora"] for a in ("--data", f"{c}={tmp_path / c}")]
+    args = cli.build_parser().parse_args([*data, *r["train"]["args"], "--seed", "1", "--out", str(tmp_path)])
+    assert args.recipe in {"logmel_cnn", "seed180", "seed162"}
+    if "calibration" in r:
+        calibrate.build_parser().parse_args(["m.onnx", "--run", "r", *data, "-o", "o.onnx",
+                                             *r["calibration"]["args"]])
+
+
+def test_a_cnn_recipe_trains_seeds_joins_and_calibrates_them(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from ser_live.realtime.model import load_model
+
+    tiny_corpora(tmp_path / "data")
+    text = (ROOT / "recipes" / "v6.toml").read_text()
+    text = text.replace('corpora = ["ravdess", "tess", "ased"]', 'corpora = ["ravdess", "emodb"]')
+    text = text.replace('"--epochs", "20"', '"--epochs", "1"').replace("seeds = [42, 43, 44]", "seeds = [1, 2]")
+    text = text.replace('"--test-frac", "0.15", "--val-frac", "0.1"', '"--test-frac", "0.25", "--val-frac", "0.25"')
+    (tmp_path / "r.toml").write_text(text)
+    argv = [str(tmp_path / "r.toml"), "--out", str(tmp_path / "run"), "--data", str(tmp_path / "data")]
+    assert recipe.main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert all(f"{stage}: done in" in out for stage in recipe.CNN_STAGES)
+    model = load_model(tmp_path / "run" / "model" / "small.onnx")
+    assert len(model.info.raw["ensemble"]["parts"]) == 2 and model.can_personalise
+    assert (tmp_path / "run" / "calibration.json").exists()
+    assert recipe.main([*argv, "--until", "loco"]) == 2
+    assert "this recipe's stages are cnn-train" in capsys.readouterr().err

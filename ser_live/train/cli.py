@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--cache", type=_cache_dir, default=DEFAULT_CACHE, help="feature cache folder ('' to disable)")
     m = p.add_argument_group("model")
-    m.add_argument("--recipe", choices=RECIPE_CHOICES, default="seed180", help="network architecture")
+    m.add_argument("--network", "--recipe", dest="recipe", choices=RECIPE_CHOICES, default="seed180",
+                   help="network architecture (--recipe: its older name; a model's whole recipe is a file in "
+                   "recipes/, run by ser-recipe)")
     m.add_argument(
         "--preset", choices=sorted(PRESETS), default=None, help="feature preset (default: the recipe's own)"
     )

@@ -13,6 +13,13 @@ a stage whose marker exists is skipped (``--redo STAGE`` runs it again, and ever
 ``profiles`` personal profiles' gains (k = 1, 3, 5 examples per emotion) on the held-out speakers -> ``profiles.json``
 ``train``    the head on every corpus -> ``head/model.keras`` + ``head/config.json`` (a run ser-export reads)
 ``export``   ser-export -> ``model/NAME.onnx`` beside ``model/NAME.encoder.onnx``
+
+A ``kind = "cnn"`` recipe (the log-mel and seed CNNs: ``recipes/v6.toml``, ``recipes/seed180.toml``,
+``recipes/seed162.toml``) is ser-train's options in a file:
+
+``cnn-train``      one ``ser-train`` run per seed -> ``runs/seedN/`` (a finished seed is kept)
+``cnn-export``     ``ser-export`` of each; several seeds joined into one graph averaging their logits
+``cnn-calibrate``  ``ser-calibrate`` on the first seed's validation speakers, into the model (with [calibration])
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 PROG = "ser-recipe"
 STAGES = ("encoder", "frames", "windows", "loco", "calibrate", "profiles", "train", "export")
+CNN_STAGES = ("cnn-train", "cnn-export", "cnn-calibrate")  # a ser-train (log-mel or seed CNN) recipe: kind = "cnn"
+KINDS = ("encoder", "cnn")
+REQUIRED = {"encoder": ("model", "encoder", "data", "windows", "head"), "cnn": ("model", "data", "train")}
 RECIPE_MODULES = ("keras", "tensorflow", "onnx", "tf2onnx", "scipy")
 
 
@@ -56,10 +66,18 @@ def read_recipe(path: Path) -> dict[str, Any]:
         raise UserError(f"recipe {path} not found: give a file from recipes/ (e.g. recipes/v7.toml)") from None
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"recipe {path} is not valid TOML ({err}): fix the line it names") from None
-    for section in ("model", "encoder", "data", "windows", "head"):
+    kind = recipe.get("model", {}).get("kind", "encoder")
+    if kind not in KINDS:
+        raise UserError(f"recipe {path}: [model] kind {kind!r} is not one of {', '.join(KINDS)}")
+    for section in REQUIRED[kind]:
         if section not in recipe:
-            raise UserError(f"recipe {path} has no [{section}] section: see recipes/v7.toml")
+            example = "recipes/v7.toml" if kind == "encoder" else "recipes/v6.toml"
+            raise UserError(f"recipe {path} has no [{section}] section: see {example}")
     return recipe
+
+
+def stages_of(recipe: dict[str, Any]) -> tuple[str, ...]:
+    return CNN_STAGES if recipe["model"].get("kind", "encoder") == "cnn" else STAGES
 
 
 class Run:
@@ -229,9 +247,76 @@ def stage_export(run: Run) -> dict[str, Any]:
     return {"head_bytes": report.size_bytes, "encoder_bytes": encoder.stat().st_size}
 
 
+def _data_args(run: Run) -> list[str]:
+    return [a for c in run.corpora for a in ("--data", f"{c}={run.data_root / c}")]
+
+
+def _seed_runs(run: Run) -> list[tuple[int, Path]]:
+    seeds = [int(s) for s in run.recipe["train"].get("seeds", [42])]
+    return [(s, run.out / "runs" / f"seed{s}") for s in seeds]
+
+
+def stage_cnn_train(run: Run) -> dict[str, Any]:
+    """One ser-train run per seed (a seed whose run finished is kept: the stage resumes seed by seed)."""
+    from ser_live.train import cli
+
+    train = run.recipe["train"]
+    args = [str(a) for a in train.get("args", [])]
+    split_seed = train.get("split_seed")
+    done = []
+    for seed, folder in _seed_runs(run):
+        if (folder / "metrics.json").exists():
+            done.append(seed)
+            continue
+        argv = [*_data_args(run), *args, "--seed", str(seed), "--out", str(folder)]
+        if split_seed is not None:
+            argv += ["--split-seed", str(split_seed)]
+        if cli.main(argv) != 0:
+            raise UserError(f"ser-train failed for seed {seed} (its message is above): fix it and run ser-recipe "
+                            "again (finished seeds are kept)")
+    return {"seeds": [s for s, _ in _seed_runs(run)], "kept": done}
+
+
+def stage_cnn_export(run: Run) -> dict[str, Any]:
+    """Every seed's run exported (ser-export); several seeds joined into one graph averaging their logits."""
+    from ser_live.export.ensemble import join_models
+    from ser_live.export.onnx_export import export_model
+
+    folder = run.out / "model"
+    (folder / "parts").mkdir(parents=True, exist_ok=True)
+    target = folder / f"{run.recipe['model']['name']}.onnx"
+    parts = []
+    for seed, run_dir in _seed_runs(run):
+        part = folder / "parts" / f"seed{seed}.onnx"
+        export_model(run_dir, part)
+        parts.append(part)
+    if len(parts) == 1:
+        shutil.copyfile(parts[0], target)
+        return {"parts": 1}
+    return {"parts": len(parts), "join_max_diff": join_models(parts, target)}
+
+
+def stage_cnn_calibrate(run: Run) -> dict[str, Any]:
+    """ser-calibrate on the first seed's validation speakers ([calibration] args), into the model file itself;
+    a recipe without [calibration] keeps the model's own softmax."""
+    settings = run.recipe.get("calibration")
+    if settings is None:
+        return {"calibrated": False}
+    from ser_live.train import calibrate
+
+    model = run.out / "model" / f"{run.recipe['model']['name']}.onnx"
+    first = _seed_runs(run)[0][1]
+    argv = [str(model), "--run", str(first), *_data_args(run), "-o", str(model),
+            "--report", str(run.out / "calibration.json"), *[str(a) for a in settings.get("args", [])]]
+    if calibrate.main(argv) != 0:
+        raise UserError("ser-calibrate failed (its message is above)")
+    return {"calibrated": True}
+
+
 STAGE_FUNCS: dict[str, Callable[[Run], dict[str, Any]]] = {
     "encoder": stage_encoder, "frames": stage_frames, "windows": stage_windows, "loco": stage_loco,
     "calibrate": stage_calibrate, "profiles": stage_profiles, "train": stage_train, "export": stage_export,
+    "cnn-train": stage_cnn_train, "cnn-export": stage_cnn_export, "cnn-calibrate": stage_cnn_calibrate,
 }
 
 
@@ -243,8 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="the run folder (stages, caches, the model)")
     parser.add_argument("--data", type=Path, default=Path("../shared/data"),
                         help="the folder holding one sub-folder per corpus")
-    parser.add_argument("--until", choices=STAGES, default=STAGES[-1], help="stop after this stage")
-    parser.add_argument("--redo", choices=STAGES, default=None, help="run this stage and the ones after it again")
+    parser.add_argument("--until", choices=STAGES + CNN_STAGES, default=None,
+                        help="stop after this stage (default: the recipe's last)")
+    parser.add_argument("--redo", choices=STAGES + CNN_STAGES, default=None,
+                        help="run this stage and the ones after it again")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -254,11 +341,20 @@ def _run(args: argparse.Namespace) -> int:
     recipe = read_recipe(args.recipe)
     if not args.data.is_dir():
         raise UserError(f"--data {args.data} is not a folder: give the folder that holds the corpora")
+    stages = stages_of(recipe)
+    for flag, stage in (("--until", args.until), ("--redo", args.redo)):
+        if stage is not None and stage not in stages:
+            raise UserError(f"{flag} {stage}: this recipe's stages are {', '.join(stages)}")
+    missing = [c for c in recipe["data"]["corpora"] if not (args.data / c).is_dir()]
+    if missing:
+        raise UserError(f"--data {args.data} has no {', '.join(missing)} folder: give the folder that holds the "
+                        "recipe's corpora")
     run = Run(recipe, args.out, args.data)
     if args.redo is not None:
-        for stage in STAGES[STAGES.index(args.redo) :]:
+        for stage in stages[stages.index(args.redo) :]:
             (run.out / f"{stage}.done").unlink(missing_ok=True)
-    for stage in STAGES[: STAGES.index(args.until) + 1]:
+    until = stages[-1] if args.until is None else args.until
+    for stage in stages[: stages.index(until) + 1]:
         if run.done(stage):
             print(f"{stage}: done already")
             continue

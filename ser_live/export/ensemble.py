@@ -1,6 +1,8 @@
 """Join ser-live models that read the same input into one ONNX graph that averages their *logits*.
 
-    python scripts/ensemble_models.py A.onnx B.onnx [C.onnx ...] -o ABC.onnx [--weights 0.5,0.25,0.25]
+    python -m ser_live.export.ensemble A.onnx B.onnx [C.onnx ...] -o ABC.onnx [--weights 0.5,0.25,0.25]
+
+(``ser-recipe`` joins a recipe's seeds this way: ``recipes/v6.toml``.)
 
 Every graph must end in ``Softmax(embedding @ W + b)`` (``ser-export`` writes the ``embedding`` output) and take
 the same features (preset, window, input normalisation; each folds its own standardisation in). The joined graph
@@ -166,8 +168,24 @@ def parse_weights(text: str | None, weight_a: float | None, n_parts: int) -> lis
     return weights
 
 
+def join_models(parts: list[Path], out: Path, weights: list[float] | None = None) -> float:
+    """Join ``parts`` (equal weights unless given) into ``out`` (written atomically), checked against the parts;
+    returns the largest probability difference."""
+    from ser_live.realtime.model import load_model
+
+    weights = weights or [1.0 / len(parts)] * len(parts)
+    model, _ = join(parts, weights)
+    fold_batchnorm(model)
+    diff = check(model, parts, weights, load_model(parts[0]).info.feature_shape)
+    if diff > TOLERANCE:
+        raise UserError(f"the joined graph does not average the logits: max |diff| {diff:.2e}")
+    data = model.SerializeToString()
+    atomic_write(out, lambda fh: fh.write(data))
+    return diff
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m ser_live.export.ensemble", description=__doc__.split("\n\n")[0])
     p.add_argument("parts", type=Path, nargs="+", metavar="MODEL", help="two or more models to join")
     p.add_argument("-o", "--out", type=Path, required=True)
     p.add_argument("--weights", default=None, help="one weight per part, comma-separated, summing to 1 "
