@@ -2,7 +2,7 @@
 call that returns the embedding plus the profile's layer (numpy product + softmax), one window at a time as the
 live engine calls it, one ONNX Runtime thread and numpy's BLAS at one thread, pinned to one core.
 
-    python scripts/bench_profile.py [--rounds 3000]
+    python benchmarks/bench_profile.py [--rounds 3000]
 """
 
 from __future__ import annotations

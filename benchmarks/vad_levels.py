@@ -1,7 +1,7 @@
 """How the speech gate's decisions move with the input level and with stationary noise (BENCHMARKS.md).
 
-    python scripts/vad_levels.py                                   # needs espeak-ng
-    python scripts/vad_levels.py --corpus ../shared/data/ravdess/Actor_08   # + real clips, -20 dB vs as recorded
+    python benchmarks/vad_levels.py                                   # needs espeak-ng
+    python benchmarks/vad_levels.py --corpus ../shared/data/ravdess/Actor_08   # + real clips, -20 dB vs as recorded
 
 Prints two Markdown tables: the share of espeak-ng speech samples flagged as speech at -70 ... -10 dBFS, and the
 share of noise-only samples (white, pink) flagged at -50 ... -10 dBFS, for webrtcvad alone (v1), with the

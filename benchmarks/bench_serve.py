@@ -4,8 +4,8 @@ audio seconds scored per wall second (all clients together), the server's CPU se
 /proc, the server is its own process) and the time the server spent on each window (features + inference,
 p50/p99 of the events' latency_ms).
 
-    python scripts/bench_serve.py --clients 1,4,16 --pace fast
-    python scripts/bench_serve.py --clients 8 --pace realtime
+    python benchmarks/bench_serve.py --clients 1,4,16 --pace fast
+    python benchmarks/bench_serve.py --clients 8 --pace realtime
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Per-hop cost of model files in the live loop: features + graph for one 0.5 s hop (the `HopLoop` of
 tests/benchmarks/test_latency.py), one ONNX Runtime thread, BLAS 1 thread, on the bundled demo resampled to 16 kHz.
 
-    python scripts/bench_hop.py runs/v2.onnx ser_live/models/default.onnx [--hops 1000] [--repeats 2] [--profile]
+    python benchmarks/bench_hop.py runs/v2.onnx ser_live/models/default.onnx [--hops 1000] [--repeats 2] [--profile]
 
 The suite's own helpers pin the process to one core and limit BLAS to one thread. Prints p50/p99 of the whole hop
 and of the graph call, per model and repeat (models interleaved, so a busy moment hits all of them). No figure here

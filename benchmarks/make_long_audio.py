@@ -2,7 +2,7 @@
 ``../shared/data`` (RAVDESS, TESS, ASED; every speaker and emotion, shuffled with a fixed seed) joined with short
 pauses into one 16 kHz mono PCM WAV. Never committed: the corpora's licences travel with the audio.
 
-    python scripts/make_long_audio.py ../shared/data /tmp/hour.wav --minutes 60
+    python benchmarks/make_long_audio.py ../shared/data /tmp/hour.wav --minutes 60
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What a model costs on one core: the graph alone (batch 1) and a whole file through ``predict_file``.
 
-    python scripts/bench_model_cost.py OLD.onnx NEW.onnx [--audio ser_live/models/demo.wav] [--repeat 26]
+    python benchmarks/bench_model_cost.py OLD.onnx NEW.onnx [--audio ser_live/models/demo.wav] [--repeat 26]
 
 One ONNX Runtime thread, numpy's BLAS pool at one thread, the process pinned to one core (Linux). The graph:
 ``model.predict`` on one window, 1000 rounds after 50 warm-up (p50, p99). The file: the audio tiled ``--repeat``

@@ -5,7 +5,7 @@
 
 on the same files: espeak-ng speech joined into ``--files`` recordings of ``--minutes`` minutes each.
 
-    python scripts/bench_batch.py --files 60 --minutes 1 [--model M] [--workdir DIR]
+    python benchmarks/bench_batch.py --files 60 --minutes 1 [--model M] [--workdir DIR]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Per-window cost of the calibration and arousal/valence steps the engine adds (BENCHMARKS.md, issue 11).
 
-Usage: python scripts/bench_affect.py [MODEL.onnx]   (default: the bundled model)
+Usage: python benchmarks/bench_affect.py [MODEL.onnx]   (default: the bundled model)
 """
 
 from __future__ import annotations
