@@ -130,6 +130,19 @@ def test_calibrated_model_tempers_the_shown_probabilities_and_marks_uncertain_wi
         EngineConfig(min_confidence=2.0)
 
 
+def test_a_clip_verdict_is_calibrated_as_its_windows_are(tiny_paths: dict[str, object]) -> None:
+    """predict's probabilities are the windows' raw mean at the model's temperature (the label unchanged), and the
+    clip is uncertain when that is below the threshold."""
+    audio = speechlike(4.0, SR)
+    plain = EmotionRecognizer(load_model(tiny_paths["plain"])).predict(audio, SR)
+    calibrated = EmotionRecognizer(load_model(tiny_paths["calibrated"])).predict(audio, SR)
+    mean = np.mean([[w.raw_probs[k] for k in TINY_LABELS] for w in plain.windows], axis=0)
+    assert [plain.probs[k] for k in TINY_LABELS] == pytest.approx(list(mean), abs=1e-6)
+    assert [calibrated.probs[k] for k in TINY_LABELS] == pytest.approx(list(temper(mean, 2.0)), abs=1e-5)
+    assert calibrated.label == plain.label and calibrated.confidence < plain.confidence
+    assert calibrated.uncertain and not plain.uncertain  # 0.99 is above any tempered probability
+
+
 def test_prediction_carries_the_clip_dimensions(tiny_paths: dict[str, object]) -> None:
     rec = EmotionRecognizer(tiny_paths["plain"])
     pred = rec.predict(speechlike(3.0, SR), SR)

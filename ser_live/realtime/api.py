@@ -142,24 +142,27 @@ class EmotionRecognizer:
 
 def clip_verdict(model: EmotionModel, raw_probs: np.ndarray, heads: np.ndarray | None = None) -> Prediction:
     """A clip's verdict from its windows' raw probabilities ``(n, n_labels)`` (and, for a model with a trained
-    affect head, their own ``(n, 2)`` arousal/valence): the mean probabilities, their label and arousal/valence.
-    No windows are kept (``windows`` is empty): what ser-batch uses on files of many hours."""
+    affect head, their own ``(n, 2)`` arousal/valence): the mean probabilities calibrated by the model's temperature
+    (as the windows' shown probabilities are; the label is the mean's argmax either way), uncertain below the
+    model's threshold, and arousal/valence of the mean. No windows are kept (``windows`` is empty): what ser-batch
+    uses on files of many hours."""
     if len(raw_probs) == 0:
         return Prediction(None, {}, [])
     labels = model.labels
     mean = np.mean(raw_probs, axis=0)
-    best = int(np.argmax(mean))
+    shown = np.asarray(model.info.calibration.apply(mean), dtype=np.float64)
+    best = int(np.argmax(shown))
     if model.has_head:
         affect = model.affect(mean, None if heads is None or not len(heads) else np.mean(heads, axis=0))
     else:
         affect = model.affect(mean)
     return Prediction(
         labels[best],
-        dict(zip(labels, map(float, mean), strict=True)),
+        dict(zip(labels, map(float, shown), strict=True)),
         [],
         arousal=None if affect is None else float(affect[0]),
         valence=None if affect is None else float(affect[1]),
-        uncertain=bool(mean[best] < model.info.calibration.min_confidence),
+        uncertain=bool(shown[best] < model.info.calibration.min_confidence),
     )
 
 
