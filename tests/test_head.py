@@ -49,6 +49,25 @@ def test_weights_balance_corpora_and_labels() -> None:
     assert w.mean() == pytest.approx(1.0)
 
 
+def test_speaker_kfold_tests_every_speaker_of_the_corpus_once() -> None:
+    from ser_live.train.head import HeadConfig, speaker_kfold
+
+    rng = np.random.default_rng(0)
+    labels = ["angry", "happy", "neutral", "sad"]
+    n = 64  # 8 speakers of "r" x 4 labels x 2 clips, the same again for corpus "o"
+    corpus = np.array(["r"] * 32 + ["o"] * 32)
+    speaker = np.array([f"{c}:{i // 4 % 8}" for i, c in enumerate(corpus)])
+    label = np.array([labels[i % 4] for i in range(n)])
+    clip_of = np.repeat(np.arange(n), 2)
+    x = (np.eye(2 * DIM)[[i % 4 for i in range(n)]] * 4.0)[clip_of] + rng.normal(0, 0.3, (2 * n, 2 * DIM))
+    data = WindowSet(x.astype(np.float32), clip_of, corpus, speaker, label, np.array([f"{i}.wav" for i in range(n)]))
+    cfg = HeadConfig(epochs=30, batch=16, learning_rate=0.01, hidden=16, embedding=8, prior_windows=4.0)
+    table = speaker_kfold(data, [], "r", cfg, folds=4)
+    tested = [s for fold in table["folds"] for s in fold["speakers"]]
+    assert sorted(tested) == sorted({s for s in speaker if s.startswith("r:")}) and len(table["folds"]) == 4
+    assert table["mean"]["uar4_global"] > 50  # the labels are easy to tell apart here
+
+
 def test_uar4_scores_the_four_labels_a_corpus_has() -> None:
     from ser_live.train.corpora import LABELS
 

@@ -253,6 +253,35 @@ def loco_table(folder, corpora: Sequence[str], held_out: Sequence[str], cfg: Hea
     return {"held_out": {h: done[h] for h in held_out}, "mean": mean, "head": cfg.__dict__.copy()}
 
 
+def speaker_kfold(folder, corpora: Sequence[str], corpus: str, cfg: HeadConfig, folds: int = 4) -> dict:
+    """Speaker K-fold on one corpus (the model issue's "RAVDESS 4-fold"): each fold's head trains on every other
+    corpus and the corpus's other folds' speakers, and is scored on the fold's speakers (speaker sessions, and one
+    clip at a time on the prior): own-labels UAR (argmax over all seven) and UAR4, per fold and their mean."""
+    from pathlib import Path
+
+    from ser_live.train.windows import load_windows
+
+    data = folder if isinstance(folder, WindowSet) else load_windows(Path(folder), list(corpora))
+    clips = np.arange(len(data.corpus))
+    speakers = sorted({str(s) for s in data.speaker[data.corpus == corpus]})
+    rows = []
+    for k in range(folds):
+        held = speakers[k::folds]
+        test = clips[np.isin(data.speaker, held)]
+        model, norm = train_head(data, clips[~np.isin(data.speaker, held)], cfg)
+        row: dict = {"speakers": held}
+        for name, nrm in (("session", norm), ("global", replace(norm, prior_windows=1e12))):
+            probs = clip_probs(model, data, test, nrm)
+            ids = np.array(sorted(probs))
+            p = np.stack([probs[i] for i in ids])
+            row[f"uar_{name}"] = round(100 * own_labels_uar(data.label[ids], p), 1)
+            row[f"uar4_{name}"] = round(100 * uar4(data.label[ids], p), 1)
+        rows.append(row)
+        logger.info("%s fold %d: %s", corpus, k + 1, row)
+    keys = [k for k in rows[0] if k != "speakers"]
+    return {"corpus": corpus, "folds": rows, "mean": {k: round(float(np.mean([r[k] for r in rows])), 1) for k in keys}}
+
+
 CORPUS_TITLES = {"ravdess": "RAVDESS (English, actors)", "tess": "TESS (English, 2 actresses)",
                  "ased": "ASED (Amharic)", "banglaser": "BanglaSER (Bangla)", "aesdd": "AESDD (Greek)",
                  "emodb": "EmoDB (German)", "savee": "SAVEE (British English)", "jl": "JL (NZ English)",
