@@ -82,6 +82,7 @@ def test_every_file_gets_a_row_and_a_bad_one_does_not_stop_the_batch(archive: di
         probs = [float(got[p.name][f"prob_{label}"]) for label in TINY_LABELS]
         assert sum(probs) == pytest.approx(1.0, abs=1e-4)
         assert float(got[p.name]["confidence"]) == pytest.approx(max(probs))
+        assert 0 < float(got[p.name]["speech_s"]) <= float(got[p.name]["duration_s"])
     run = json.loads((one_worker / "run.json").read_text())
     assert run["counts"] == {"inputs": 16, "files_done": 16, "files_in_outputs": 16, "rows": 16,
                              "windows": run["counts"]["windows"], "ok": 14, "no_speech": 1, "error": 1}

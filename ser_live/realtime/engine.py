@@ -138,7 +138,11 @@ class Engine:
         pending.extend(self._pipeline.flush())
         yield from taken(drain())
         yield from self._fallback_events()
-        self.summary.speech_s = self._pipeline.state.speech_samples / self.pipeline_config.sample_rate
+        self.summary.speech_s = self._speech_s()
+
+    def _speech_s(self) -> float:
+        """Seconds the VAD called speech, at most the audio's length (the last hop is zero-padded to decide it)."""
+        return min(self._pipeline.state.speech_samples / self.pipeline_config.sample_rate, self.summary.audio_s)
 
     def _events(
         self,
@@ -149,7 +153,7 @@ class Engine:
         count: bool = True,
     ) -> list[WindowEvent]:
         sr = self.pipeline_config.sample_rate
-        self.summary.speech_s = self._pipeline.state.speech_samples / sr
+        self.summary.speech_s = self._speech_s()
         events: list[WindowEvent] = []
         n_batch = 0 if batch_probs is None else len(batch_probs)
         batch_ms = (time.perf_counter() - t0) * MS / max(1, n_batch)
