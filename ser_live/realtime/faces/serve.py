@@ -606,12 +606,12 @@ def stream_to(
     the server went away before sending one). UserError for a refusal (the server's message and close code), a
     wrong address or token. ``stop()`` is asked after every block: True ends the stream early, with a summary.
     ``cafile``: a certificate (PEM) to trust for ``wss://``, e.g. a server's self-signed one."""
+    target = stream_url(url)  # a malformed URL is named first, with or without websockets
     try:
         from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
         from websockets.sync.client import connect
     except ImportError:
         raise UserError(f"--connect needs websockets: {SERVE_HINT}") from None
-    target = stream_url(url)
     shown = target.split("?")[0]
     start = {"type": "start", "sample_rate": int(sample_rate), "channels": int(channels)}
     start.update({k: v for k, v in (("profile", profile), ("client", client)) if v is not None})
