@@ -53,7 +53,8 @@ SLICE_S = 0.5  # fair turns: a message is scored this much audio at a time, each
 # worker pool's queue, so a client uploading a file flat out in 1 MiB frames waits its turn between slices instead of
 # holding a worker for 32 s of audio while real-time clients' frames queue behind it
 MAX_CLIENT_LABEL = 64
-SESSIONS_PER_CPU = 8  # a real-time stream costs well under 1 % of a core; a client that streams a file flat out
+SESSIONS_PER_CPU = 8  # a real-time stream costs about 2.4 % of a core (BENCHMARKS.md); a client that streams a
+# file flat out
 WORKERS_PER_CPU = 1  # gets a worker thread per core at most (the others' frames wait in the pool's queue)
 CONTROL_TYPES = ("start", "end", "reset", "ping")
 
