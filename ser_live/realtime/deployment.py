@@ -29,7 +29,7 @@ import numpy as np
 
 from ser_live.realtime.config import EngineConfig
 from ser_live.realtime.errors import UserError
-from ser_live.realtime.fileio import atomic_write, check_outputs
+from ser_live.realtime.fileio import check_outputs, save_json
 from ser_live.realtime.model import EmotionModel
 from ser_live.realtime.sources.audio import audio_info, iter_audio_blocks, sanitize_block
 from ser_live.realtime.stages.pipeline import FeaturePipeline
@@ -117,12 +117,7 @@ class DeploymentStats:
         """Write atomically to a new file (an existing one only with ``overwrite``; never an input)."""
         target = Path(path).expanduser()
         check_outputs({"-o": target}, inputs, overwrite=overwrite)
-        text = json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
-        try:
-            atomic_write(target, lambda fh: fh.write(text.encode("utf-8")))
-        except OSError as err:
-            raise UserError(f"cannot write {target}: {err.strerror}; choose another path") from None
-        return target
+        return save_json(target, self.to_dict(), "deployment statistics")
 
 
 def model_arg(model: EmotionModel) -> str:

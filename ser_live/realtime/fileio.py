@@ -51,6 +51,17 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
+def save_json(path: Path, data: Any, what: str) -> Path:
+    """A small JSON document (a profile, deployment statistics) written atomically; a UserError naming ``what`` and
+    the path when it cannot be. The caller has checked that ``path`` may be written."""
+    text = json.dumps(data, indent=1, allow_nan=False) + "\n"
+    try:
+        atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+    except OSError as err:
+        raise UserError(f"cannot write {what} {path}: {err.strerror}; choose another path") from None
+    return path
+
+
 def finite_json(data: Any, where: str = "") -> Any:
     """``data`` with every non-finite float replaced by None (a warning names its place)."""
     if isinstance(data, float) and not math.isfinite(data):

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from ser_live.realtime.errors import UserError
-from ser_live.realtime.fileio import atomic_write
+from ser_live.realtime.fileio import save_json
 from ser_live.realtime.model import EmotionModel, no_embedding_message
 
 logger = logging.getLogger(__name__)
@@ -458,12 +458,7 @@ class Profile:
         """Write atomically; refuses to replace an existing file unless ``overwrite``."""
         target = Path(path).expanduser()
         check_output(target, overwrite)
-        text = json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
-        try:
-            atomic_write(target, lambda fh: fh.write(text.encode("utf-8")))
-        except OSError as err:
-            raise UserError(f"cannot write profile {target}: {err.strerror}; choose another path") from None
-        return target
+        return save_json(target, self.to_dict(), "profile")
 
     @property
     def uar_step_points(self) -> float | None:
