@@ -273,6 +273,9 @@ def resolve_demo(args: argparse.Namespace) -> None:
         if args.file is not None:
             raise UserError("--demo and --file are two inputs: pass one of them")
         args.file = bundled_demo_path()
+        print("ser-live: the demo is synthetic speech (espeak-ng acting calm, excited, sad and angry; 23 s): a "
+              "speech synthesiser's emotions are faint, so expect mostly neutral at low confidence; a real voice "
+              "shows more", file=sys.stderr, flush=True)
 
 
 def open_source(args: argparse.Namespace, stack: ExitStack,
