@@ -158,9 +158,14 @@ def test_protocol_errors_have_a_message_and_a_close_code(server: EventServer, me
 
 
 def test_an_oversize_message_is_closed_with_1009(server: EventServer) -> None:
-    _, close_code, _ = asyncio.run(exchange(f"ws://127.0.0.1:{server.port}/stream", START,
-                                            b"\x00" * (MAX_FRAME_BYTES + 2)))
+    got, close_code, _ = asyncio.run(exchange(f"ws://127.0.0.1:{server.port}/stream", START,
+                                              b"\x00" * (MAX_FRAME_BYTES + 2)))
     assert close_code == CloseCode.TOO_BIG
+    errors = [m for m in got if m["type"] == "error"]  # the reason, as a message too, before the close
+    assert len(errors) == 1 and "over the 1048576-byte bound" in errors[0]["message"]
+    _, close_code, _ = asyncio.run(exchange(f"ws://127.0.0.1:{server.port}/stream", START,
+                                            b"\x00" * (4 * MAX_FRAME_BYTES)))
+    assert close_code == CloseCode.TOO_BIG  # far over: the library's own close
 
 
 def test_no_start_in_time_is_closed(server: EventServer, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -61,6 +61,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 CLIENT_QUEUE = 256  # messages waiting for one client before its oldest are dropped
+LIBRARY_FRAME_BYTES = 2 * MAX_FRAME_BYTES  # what websockets reads of one message before closing with 1009 itself
 MAX_WATCHERS = 64  # /ws clients at once (each holds at most CLIENT_QUEUE messages); one more gets 1013
 PENDING_PER_SESSION = 2  # /stream connections still waiting to send "start", per allowed session; more get 1013
 RECENT_EVENTS = 120  # window events a client gets on connect (60 s at the default hop)
@@ -286,7 +287,9 @@ class EventServer:
     async def _serve(self) -> Any:
         from websockets.asyncio.server import serve
 
-        max_size = MAX_CLIENT_MESSAGE if self.config.streams is None else MAX_FRAME_BYTES
+        # /stream: the library takes up to twice the protocol's bound, so that a message just over it gets an error
+        # message naming the bound before the close (beyond that the library closes with 1009 itself)
+        max_size = MAX_CLIENT_MESSAGE if self.config.streams is None else LIBRARY_FRAME_BYTES
         return await serve(self._handler, self.config.host, self.config.port, process_request=self._http,
                            max_size=max_size, max_queue=4, close_timeout=CLOSE_TIMEOUT_S, ssl=self.ssl)
 
@@ -475,6 +478,10 @@ class EventServer:
         async with stream.lock:
             if stream.closing:  # the server is stopping and has sent this stream its summary
                 return False
+            if isinstance(message, bytes) and len(message) > MAX_FRAME_BYTES:
+                raise ProtocolError(CloseCode.TOO_BIG, f"a binary message of {len(message)} bytes is over the "
+                                    f"{MAX_FRAME_BYTES}-byte bound: send the audio in smaller frames (100 ms is "
+                                    "typical)")
             kind = "audio" if isinstance(message, bytes) else parse_control(message)["type"]
             if kind == "start":
                 raise ProtocolError(CloseCode.POLICY, 'a second "start": send {"type": "reset"} to begin again')
