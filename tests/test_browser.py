@@ -31,12 +31,14 @@ MIN_SCREENSHOT_BYTES = 20_000  # a blank page is a few kB
 def start(argv: list[str], stderr_pattern: str) -> tuple[subprocess.Popen[str], re.Match[str]]:
     proc = subprocess.Popen([sys.executable, "-m", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
-    line = proc.stderr.readline()  # type: ignore[union-attr]
-    found = re.search(stderr_pattern, line)
-    if found is None:
-        proc.kill()
-        raise AssertionError(f"no server address in {line!r}")
-    return proc, found
+    lines = []
+    for _ in range(3):  # the address is among the first lines (--demo says what the demo is first)
+        lines.append(proc.stderr.readline())  # type: ignore[union-attr]
+        found = re.search(stderr_pattern, lines[-1])
+        if found is not None:
+            return proc, found
+    proc.kill()
+    raise AssertionError(f"no server address in {lines!r}")
 
 
 def stop(proc: subprocess.Popen[str]) -> int:
@@ -75,6 +77,9 @@ def test_the_page_shows_the_replay_and_its_summary(tmp_path: Path) -> None:
             summary = page.wait_for("summary", timeout_s=15)
             ended = page.wait_for("document.getElementById('conn').textContent.startsWith('session ended') && "
                                   "document.getElementById('conn').textContent")
+            counters = page.evaluate("document.getElementById('counters').textContent")
+            gone = page.wait_for("document.getElementById('conn').textContent.includes('has stopped') && "
+                                 "document.getElementById('conn').textContent", timeout_s=15)
     finally:
         stop(proc)
     written = [json.loads(line) for line in jsonl.read_text().splitlines()]
@@ -86,6 +91,8 @@ def test_the_page_shows_the_replay_and_its_summary(tmp_path: Path) -> None:
         assert float(width.rstrip("%")) == pytest.approx(100 * event["probs"][label], abs=0.06)
     assert "demo.wav" in shown["source"] and ended.startswith("session ended")
     assert summary == written[-1] and summary["type"] == "summary"
+    assert counters.startswith(f"windows {summary['windows']} ")  # the final count, not the last status's
+    assert "ser-live has stopped" in gone  # not "waiting for the next" once nothing will come
     keep(shot, "web-page.png")
 
 
@@ -99,6 +106,8 @@ def test_the_page_streams_the_browsers_microphone_to_ser_serve(tmp_path: Path) -
     try:
         with Browser(found.group(1), tmp_path / "chromium", fake_mic) as page:
             page.wait_for("document.getElementById('mic').style.display === 'inline-block'")
+            before = page.evaluate("({label: document.getElementById('label').textContent, "
+                                   "conn: document.getElementById('conn').className})")
             page.evaluate("document.getElementById('mic').click()")
             page.wait_for("windows.length >= 3", timeout_s=60)
             seen = page.evaluate("({labels, shown: document.getElementById('label').textContent, "
@@ -111,6 +120,7 @@ def test_the_page_streams_the_browsers_microphone_to_ser_serve(tmp_path: Path) -
             after = json.loads(urllib.request.urlopen(status).read())
     finally:
         assert stop(proc) == 0
+    assert before == {"label": "idle", "conn": ""}  # no "listening", no red, before any microphone
     assert seen["error"] == "" and seen["shown"] in [*seen["labels"], "uncertain"]
     assert health["sessions"] == 1 and health["mode"] == "serve"
     assert summary["windows"] >= 3 and after["sessions"] == 0 and after["windows"] == summary["windows"]
