@@ -68,22 +68,27 @@ def test_a_byte_order_mark_does_not_cost_the_first_window(tmp_path: Path) -> Non
 
 
 def test_a_file_of_several_sessions_reports_one_of_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """ser-live --append makes a file of several sessions: the report is of one (the last, or --session N), with a
-    note, never of all of them drawn on one axis."""
+    """ser-live --append makes a file of several sessions: without --session N it is refused in one line that lists
+    them (never all of them drawn on one axis); with it, the report is of that session, with a note."""
     first = _jsonl(tmp_path / "a.jsonl", _speech_then_pause())
     second = _jsonl(tmp_path / "b.jsonl", [_event(2.0 + HOP * i, "sad") for i in range(4)])
     both = tmp_path / "both.jsonl"
     both.write_text(first.read_text() + second.read_text())
-    last = read_jsonl(both)
+    with pytest.raises(UserError, match=r"holds 2 sessions \(ser-live --append\): 1: 20\.0 s, 11 windows; 2: 20\.0 s, "
+                                        r"4 windows; pass --session N"):
+        read_jsonl(both)
+    last = read_jsonl(both, 2)
     assert [e.label for e in last.events] == ["sad"] * 4 and last.summary["windows"] == 4
-    assert any("holds 2 sessions" in note and "session 2 (the last)" in note for note in last.notes)
+    assert any("holds 2 sessions" in note and "session 2" in note for note in last.notes)
+    assert report_main([str(both), "-o", str(tmp_path / "x.png")]) == 2
+    assert "pass --session N" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
     one = read_jsonl(both, 1)
     assert len(one.events) == len(_speech_then_pause()) and one.summary["windows"] == len(one.events)
     with pytest.raises(UserError, match="holds 2 session"):
         read_jsonl(both, 3)
     assert report_main([str(both), "-o", str(tmp_path / "r.png"), "--session", "1"]) == 0
     err = capsys.readouterr().err
-    assert "note: the file holds 2 sessions" in err and "this report is of session 1:" in err
+    assert "note: the file holds 2 sessions" in err and "this report is of session 1" in err
     assert "mostly **happy**" in (tmp_path / "r.md").read_text(encoding="utf-8")
 
 

@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default="", help="title of the first plot")
     p.add_argument("--session", type=int, default=None, metavar="N",
                    help="a file ser-live --append grew holds several sessions: report session N (1 = the first) "
-                   "(default: the last)")
+                   "(default: the only one; a file of several is refused with their list)")
     p.add_argument("--overwrite", action="store_true", help="replace the PNG / Markdown if they exist")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p

@@ -89,8 +89,8 @@ def session_from_events(
 
 def read_jsonl(path: Path, session: int | None = None) -> Session:
     """One session of a ser-live JSONL file: its window events and its summary. A file ``--append`` grew holds
-    several, each ended by its summary line: ``session`` picks one (1 = the first; None = the last, and a note says
-    how many there are). UserError for a file that is not one, or a session it does not hold."""
+    several, each ended by its summary line: ``session`` picks one (1 = the first); without it such a file is a
+    UserError that lists them. UserError for a file that is not one, or a session it does not hold."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # an editor's byte-order mark is not part of the first line
     except FileNotFoundError:
@@ -134,16 +134,26 @@ def read_jsonl(path: Path, session: int | None = None) -> Session:
     if session is not None and not 1 <= session <= len(sessions):
         raise UserError(f"{path} holds {len(sessions)} session(s), not a session {session}: pass --session 1-"
                         f"{len(sessions)}")
-    chosen = len(sessions) if session is None else session
+    if session is None and len(sessions) > 1:
+        listed = "; ".join(f"{i}: {_session_line(evs, s)}" for i, (evs, s) in enumerate(sessions, 1))
+        raise UserError(f"{path} holds {len(sessions)} sessions (ser-live --append): {listed}; pass --session N")
+    chosen = 1 if session is None else session
     events, summary = sessions[chosen - 1]
     result = session_from_events(events, summary, source=str(path))
     if len(sessions) > 1:
         result.notes.append(f"the file holds {len(sessions)} sessions (ser-live --append); this report is of session "
-                            f"{chosen}" + (" (the last)" if session is None else "") + ": --session N picks another")
+                            f"{chosen}")
     if bad:
         shown = "; ".join(bad[:MAX_BAD_SHOWN]) + ("; …" if len(bad) > MAX_BAD_SHOWN else "")
         result.notes.append(f"{len(bad)} line(s) skipped: {shown}")
     return result
+
+
+def _session_line(events: list[WindowEvent], summary: Mapping[str, Any] | None) -> str:
+    """A session in a few words, for the list a multi-session file's refusal gives."""
+    audio = (summary or {}).get("audio_s")
+    length = f"{float(audio):.1f} s, " if isinstance(audio, int | float) else ""
+    return f"{length}{len(events)} windows" + ("" if summary is not None else ", no summary")
 
 
 def _reject_constant(token: str) -> None:
