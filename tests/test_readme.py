@@ -56,3 +56,34 @@ def test_a_clip_verdict_is_uncertain_below_the_models_threshold() -> None:
     sure = np.eye(n)[[0, 0, 0]] * 0.9 + 0.1 / n
     assert clip_verdict(rec.model, flat).uncertain and 1.0 / n < threshold
     assert not clip_verdict(rec.model, sure).uncertain
+
+
+def command_lines() -> list[list[str]]:
+    """Every ser-* command in the README's bash blocks (comments, pipes and `&&` chains cut), as argv lists."""
+    import shlex
+
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in line.split("&&"):
+                words = shlex.split(part.split(" | ")[0], comments=True)
+                if words and Path(words[0]).name.startswith("ser-"):
+                    out.append([Path(words[0]).name, *words[1:]])
+    return out
+
+
+def test_every_readme_command_line_parses_with_its_commands_own_parser() -> None:
+    """A renamed or mistyped option in the README fails here (argparse exits on what it does not know)."""
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    scripts = {e.name: e.value.split(":")[0] for e in entry_points(group="console_scripts")
+               if e.value.startswith("ser_live.")}
+    lines = command_lines()
+    assert len(lines) >= 20 and {argv[0] for argv in lines} >= {"ser-live", "ser-serve", "ser-batch", "ser-stats"}
+    for argv in lines:
+        parser = import_module(scripts[argv[0]]).build_parser()
+        try:
+            parser.parse_args(argv[1:])
+        except SystemExit:
+            pytest.fail(f"the README's `{' '.join(argv)}` does not parse")
