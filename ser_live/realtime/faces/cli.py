@@ -660,7 +660,7 @@ def _mic_blocks(mic: Any) -> Iterator[np.ndarray | None]:
 
 def limit_blas_threads(n: int) -> None:
     """Cap numpy's BLAS pool: the feature matrices are small, and a second BLAS thread that has to wait for a busy
-    core turns a 20 µs product into milliseconds (measured in BENCHMARKS.md)."""
+    core turns a 20 µs product into milliseconds (measured in docs/history/benchmarks-v1-v6.md)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n, user_api="blas")

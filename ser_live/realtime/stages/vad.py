@@ -31,7 +31,8 @@ DEFAULT_PAD_MS = 150
 DEFAULT_HANGOVER_MS = 300
 DEFAULT_NOISE_MARGIN_DB = 10.0
 """A voiced frame must also be this much above the noise floor (0 = off): webrtcvad alone takes stationary noise
-at -30 to -20 dBFS (a fan, a hot microphone) for speech; see BENCHMARKS.md "Speech gate and level"."""
+at -30 to -20 dBFS (a fan, a hot microphone) for speech (docs/history/benchmarks-v1-v6.md, "Speech gate and
+level")."""
 DEFAULT_NOISE_WINDOW_S = 3.0
 """The noise floor is the quietest frame of the last this many seconds (minimum statistics)."""
 DEFAULT_AGC = True
