@@ -8,6 +8,7 @@ of its audio was sent. Prints the lag p50/p99/max over every real-time window, t
 server's CPU seconds per audio second.
 
     python benchmarks/bench_serve_fair.py --realtime 8 --uploaders 2
+    python benchmarks/bench_serve_fair.py --realtime 64 --uploaders 0 --max-sessions 64   # capacity
 """
 
 from __future__ import annotations
@@ -98,12 +99,15 @@ def main() -> int:
     p.add_argument("--upload-s", type=float, default=600.0, help="seconds of audio each uploader sends")
     p.add_argument("--model", default=None)
     p.add_argument("--port", type=int, default=8791)
+    p.add_argument("--max-sessions", type=int, default=0, help="ser-serve --max-sessions (0: its default)")
     args = p.parse_args()
     audio, rate = sf.read(bundled_demo_path(), dtype="int16")
     upload = np.tile(audio, int(np.ceil(args.upload_s * rate / len(audio))))[: int(args.upload_s * rate)]
     cmd = [sys.executable, "-m", "ser_live.realtime.faces.serve_cli", f"127.0.0.1:{args.port}", "--threads", "1"]
     if args.model:
         cmd += ["--model", args.model]
+    if args.max_sessions:
+        cmd += ["--max-sessions", str(args.max_sessions)]
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"ws://127.0.0.1:{args.port}/stream"
     try:
