@@ -163,9 +163,7 @@ def _deployment(args: argparse.Namespace, model: Any, paths: Sequence[str]) -> A
             print(f"ser-batch: reusing {target} (an earlier run's first pass; --fresh measures again)",
                   file=sys.stderr)
         return stats
-    if model.session_norm is None:
-        raise UserError(f"model {model.path.name} has no session normaliser, so --deployment does not apply to it: "
-                        "use the bundled default (an encoder model)")
+    model.require_session_norm()  # before the first pass reads anything
     if not args.quiet:
         print(f"ser-batch: first pass: deployment statistics over {len(paths)} files", file=sys.stderr)
     progress = _Progress(len(paths), args.quiet)

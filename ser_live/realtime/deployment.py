@@ -103,8 +103,7 @@ class DeploymentStats:
 
     def apply(self, model: EmotionModel) -> EmotionModel:
         """``model`` with these statistics as its session normaliser's prior."""
-        if model.session_norm is None:
-            return model.with_session_prior(self.mean, self.std)  # UserError: no session normaliser
+        model.require_session_norm()  # (that refusal before "another model")
         self.check_model(model)
         return model.with_session_prior(self.mean, self.std)
 
@@ -187,27 +186,27 @@ def file_embeddings(model: EmotionModel, path: str | os.PathLike[str], config: E
                     channel: int | None = None) -> tuple[np.ndarray, float]:
     """A file's raw window embeddings (before the session normaliser; the windows the engine classifies, cut as it
     cuts them) and its seconds of detected speech. ``channel``: one channel, else the mix."""
-    raw = model.without_session_norm()
-    if raw.encoder is None:
-        raise UserError(f"model {model.path.name} has no session normaliser, so deployment statistics do not apply "
-                        "to it: use them with an encoder model (the bundled default)")
+    raw = model.without_session_norm()  # UserError: the model has no session normaliser
+    encoder = raw.encoder
+    assert encoder is not None
     info = audio_info(path)
     cfg = (config or EngineConfig()).pipeline_config(raw)
-    pipeline = FeaturePipeline(cfg, info.sample_rate, input_norm=raw.info.input_norm, encoder=raw.encoder)
+    pipeline = FeaturePipeline(cfg, info.sample_rate, input_norm=raw.info.input_norm, encoder=encoder)
     rows = []
     for block in iter_audio_blocks(path, max(1, int(SPAN_S * info.sample_rate))):
         samples = sanitize_block(block if channel is None else block[:, channel])
         rows += [w.features for w in pipeline.process(samples) if w.features is not None]
     rows += [w.features for w in pipeline.flush() if w.features is not None]
     speech_s = pipeline.state.speech_samples / cfg.sample_rate
-    dim = 2 * raw.encoder.dim
-    return (np.stack(rows) if rows else np.zeros((0, dim), np.float32)), speech_s
+    return (np.stack(rows) if rows else np.zeros((0, 2 * encoder.dim), np.float32)), speech_s
 
 
 def measure(model: EmotionModel, paths: Iterable[str | os.PathLike[str]], config: EngineConfig | None = None,
             on_file: Callable[[str, int, str], None] | None = None, channels: str = "mix") -> DeploymentStats:
     """Deployment statistics over ``paths`` (``channels`` "split": every channel of a file on its own).
-    ``on_file(path, windows, error)`` after each file; a file that cannot be read is skipped (its error given)."""
+    ``on_file(path, windows, error)`` after each file; a file that cannot be read is skipped (its error given).
+    UserError at once for a model without a session normaliser."""
+    model.require_session_norm()
     acc = StatsAccumulator()
     for path in paths:
         try:

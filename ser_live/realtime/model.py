@@ -345,14 +345,17 @@ class EmotionModel:
         """The same session with ``profile``'s last layer instead of the model's (None: the model's own).
         UserError when the profile was made for another model file or this model has no embedding output."""
         if profile is None:
-            if self.profile is None:
-                return self
-            return EmotionModel(self._session, self.info, self.path, encoder=self.encoder)
+            return self if self.profile is None else self._variant(None, self.encoder)
         if not self.can_personalise:
             raise UserError(no_embedding_message(self))
-        profile.check_model(self)
-        model = EmotionModel(self._session, self.info, self.path, profile, self.encoder)
-        model.__dict__["sha256"] = self.sha256  # already known: no second hash of the file
+        profile.check_model(self)  # (hashes the file: the variant keeps the hash)
+        return self._variant(profile, self.encoder)
+
+    def _variant(self, profile: PersonalLayer | None, encoder: EncoderSpec | None) -> EmotionModel:
+        """The same sessions with another last layer or frame-encoder spec; the file's hash carried over if known."""
+        model = EmotionModel(self._session, self.info, self.path, profile, encoder)
+        if "sha256" in self.__dict__:
+            model.__dict__["sha256"] = self.sha256
         return model
 
     @property
@@ -360,31 +363,29 @@ class EmotionModel:
         """The session normaliser of a two-graph model (None: the model has none)."""
         return None if self.encoder is None else self.encoder.session_norm
 
+    def require_session_norm(self) -> tuple[EncoderSpec, SessionNormConfig]:
+        """The frame encoder and its session normaliser; UserError (deployment statistics do not apply) without."""
+        if self.encoder is None or self.encoder.session_norm is None:
+            raise UserError(f"model {self.path.name} has no session normaliser, so deployment statistics do not apply "
+                            "to it: use them with an encoder model (the bundled default)")
+        return self.encoder, self.encoder.session_norm
+
     def with_session_prior(self, mean: Sequence[float], std: Sequence[float]) -> EmotionModel:
         """The same graphs with the session normaliser's prior statistics replaced (deployment statistics:
         :mod:`ser_live.realtime.deployment`); its weight and memory stay the model's. UserError when the model has
         no session normaliser or the statistics do not fit it."""
-        norm = self.session_norm
-        if norm is None or self.encoder is None:
-            raise UserError(f"model {self.path.name} has no session normaliser, so deployment statistics do not apply "
-                            "to it: use them with an encoder model (the bundled default)")
+        encoder, norm = self.require_session_norm()
         if len(mean) != len(norm.mean) or len(std) != len(norm.std):
             raise UserError(f"the deployment statistics hold {len(mean)} values, model {self.path.name}'s "
                             f"normaliser {len(norm.mean)}: compute them for this model with ser-stats")
-        encoder = replace(self.encoder, session_norm=replace(norm, mean=tuple(map(float, mean)),
-                                                             std=tuple(map(float, std))))
-        model = EmotionModel(self._session, self.info, self.path, self.profile, encoder)
-        if "sha256" in self.__dict__:
-            model.__dict__["sha256"] = self.sha256
-        return model
+        prior = replace(norm, mean=tuple(map(float, mean)), std=tuple(map(float, std)))
+        return self._variant(self.profile, replace(encoder, session_norm=prior))
 
     def without_session_norm(self) -> EmotionModel:
         """The same graphs with no session normaliser: the pipeline then gives raw pooled embeddings (what
         deployment statistics are computed over)."""
-        if self.encoder is None or self.encoder.session_norm is None:
-            return self
-        return EmotionModel(self._session, self.info, self.path, self.profile,
-                            replace(self.encoder, session_norm=None))
+        encoder, _ = self.require_session_norm()
+        return self._variant(self.profile, replace(encoder, session_norm=None))
 
     def embed(self, features: np.ndarray) -> np.ndarray:
         """The ``embedding`` output ``[batch, size]`` for raw features (UserError: the model has none)."""

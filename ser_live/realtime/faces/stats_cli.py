@@ -72,9 +72,7 @@ def _write(args: argparse.Namespace) -> int:
     inputs.update({f"INPUT {p}": p for p in paths})
     check_outputs({"-o": out}, inputs, overwrite=args.overwrite)
     model = load_model(args.model, provider="cpu")
-    if model.session_norm is None:
-        raise UserError(f"model {model.path.name} has no session normaliser, so deployment statistics do not apply "
-                        "to it: use the bundled default (an encoder model)")
+    model.require_session_norm()  # before any file is read
     done = 0
 
     def on_file(path: str, windows: int, error: str) -> None:
