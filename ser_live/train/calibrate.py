@@ -180,12 +180,17 @@ def fit_temperature(probs: np.ndarray, truth: np.ndarray) -> float:
 
 def smoothed(scored: Scored, probs: np.ndarray, config: SmoothingConfig) -> np.ndarray:
     """The engine's smoothing, replayed per clip on other (calibrated) window probabilities."""
+    return smooth_clips(scored.clip, scored.end_s, probs, config)
+
+
+def smooth_clips(clip: np.ndarray, end_s: np.ndarray, probs: np.ndarray, config: SmoothingConfig) -> np.ndarray:
+    """Window probabilities (rows; ``clip`` and ``end_s`` per row, a clip's rows in time order) through the engine's
+    smoothing, a fresh smoother per clip."""
     out = np.empty_like(probs)
-    for c in scored.clips:
-        rows = np.flatnonzero(scored.clip == c)
+    for c in np.unique(clip):
         smoother = Smoother(config)
-        for r in rows:
-            out[r] = smoother.process(probs[r], float(scored.end_s[r]))
+        for r in np.flatnonzero(clip == c):
+            out[r] = smoother.process(probs[r], float(end_s[r]))
     return out
 
 
@@ -482,14 +487,12 @@ def calibrate_from_folds(dumps: Path, labels: np.ndarray, held_out: Sequence[str
     shown, truth, group = [], [], []
     for corpus in held_out:
         z = np.load(dumps / f"{corpus}.npz")
-        clip, probs = z["clip"], z["probs"].astype(np.float64)
-        for c in np.unique(clip):
-            smoother = Smoother(config)
-            rows = probs[clip == c]
-            shown += [smoother.process(p, hop_s * (i + 1)) for i, p in enumerate(rows)]
-            truth += [LABELS.index(str(labels[c]))] * len(rows)
-            group += [corpus] * len(rows)
-    p, t, g = np.asarray(shown, np.float64), np.asarray(truth), np.asarray(group)
+        clip, probs = z["clip"], z["probs"].astype(np.float64)  # rows by clip, each clip's windows in time order
+        end_s = hop_s * (np.arange(len(clip)) - np.searchsorted(clip, clip) + 1)  # a window every hop
+        shown.append(smooth_clips(clip, end_s, probs, config))
+        truth += [LABELS.index(str(labels[c])) for c in clip]
+        group += [corpus] * len(clip)
+    p, t, g = np.concatenate(shown), np.asarray(truth), np.asarray(group)
     fitted = fit_temperature(p, t)
     before, after = ece(p, t), ece(temper(p, fitted).astype(np.float64), t)
     temperature = fitted if after < before else 1.0
