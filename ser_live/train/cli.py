@@ -368,13 +368,6 @@ def progress_bar(quiet: bool) -> Any:
     )
 
 
-def pool_by_clip(probs: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean window probabilities per clip (what ``EmotionRecognizer.predict_file`` reports)."""
-    clips = np.unique(groups)
-    pooled = np.stack([probs[groups == c].mean(axis=0) for c in clips]) if len(clips) else probs[:0]
-    return clips, pooled
-
-
 def train_one(
     args: argparse.Namespace,
     records: Sequence[Any],
@@ -506,7 +499,7 @@ def train_one(
     probs, head = split_outputs(model.predict(prep(x_te), verbose=0, batch_size=512))
     ids = list(range(len(eval_labels)))
     window_metrics = scores.metrics_dict(y_te, probs.argmax(axis=1), ids, eval_labels)
-    clip_ids, clip_probs = pool_by_clip(probs, g_te)
+    clip_ids, clip_probs = scores.pool_by_clip(probs, g_te)
     clip_true = np.array([eval_labels.index(test_recs[c].label) for c in clip_ids], dtype=np.int64)
     clip_metrics = scores.metrics_dict(clip_true, clip_probs.argmax(axis=1), ids, eval_labels)
     if test_only:

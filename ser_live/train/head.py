@@ -20,7 +20,7 @@ import numpy as np
 
 from ser_live.realtime.stages.encoder import SessionNormalizer, SessionNormConfig
 from ser_live.train.corpora import LABELS, TRAIN_ONLY_SPEAKERS
-from ser_live.train.metrics import uar
+from ser_live.train.metrics import pool_by_clip, uar
 from ser_live.train.windows import WindowSet
 
 logger = logging.getLogger(__name__)
@@ -136,14 +136,12 @@ def train_head(data: WindowSet, train_clips: np.ndarray, cfg: HeadConfig):
 
 
 def clip_probs(model, data: WindowSet, clips: np.ndarray, norm: SessionNormConfig, seed: int = 0,
-               by_label: bool = False) -> dict[int, np.ndarray]:
-    """Each clip's mean window probabilities, its speaker's clips played as one session (random order)."""
+               by_label: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The clips (sorted ids) and their mean window probabilities, each speaker's clips played as one session
+    (random order)."""
     x, clip = normalise_sessions(data, clips, norm, np.random.default_rng(seed), by_label=by_label)
     probs = model.predict(x, batch_size=1024, verbose=0) if len(x) else np.zeros((0, len(LABELS)))
-    out: dict[int, np.ndarray] = {}
-    for c in np.unique(clip):
-        out[int(c)] = probs[clip == c].mean(axis=0)
-    return out
+    return pool_by_clip(probs, clip)
 
 
 def uar4(truth: Sequence[str], probs: np.ndarray) -> float:
@@ -235,9 +233,7 @@ def loco_table(folder, corpora: Sequence[str], held_out: Sequence[str], cfg: Hea
                      ("deployment_100", replace(deployment_100, prior_windows=1e12), False),
                      ("deployment_session", deployment, False), ("deployment_one_emotion", deployment, True)]
         for name, nrm, by_label in variants:
-            probs = clip_probs(model, data, test, nrm, by_label=by_label)
-            ids = np.array(sorted(probs))
-            p = np.stack([probs[i] for i in ids])
+            ids, p = clip_probs(model, data, test, nrm, by_label=by_label)
             truth = data.label[ids]
             row[name] = round(100 * uar4(truth, p), 1)
             if name == "session":
@@ -271,9 +267,7 @@ def speaker_kfold(folder, corpora: Sequence[str], corpus: str, cfg: HeadConfig, 
         model, norm = train_head(data, clips[~np.isin(data.speaker, held)], cfg)
         row: dict = {"speakers": held}
         for name, nrm in (("session", norm), ("global", replace(norm, prior_windows=1e12))):
-            probs = clip_probs(model, data, test, nrm)
-            ids = np.array(sorted(probs))
-            p = np.stack([probs[i] for i in ids])
+            ids, p = clip_probs(model, data, test, nrm)
             row[f"uar_{name}"] = round(100 * own_labels_uar(data.label[ids], p), 1)
             row[f"uar4_{name}"] = round(100 * uar4(data.label[ids], p), 1)
         rows.append(row)

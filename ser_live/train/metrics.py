@@ -118,6 +118,14 @@ def class_scores(y_true: ArrayLike, y_pred: ArrayLike, labels: ArrayLike | None 
     return ClassScores(tuple(classes), precision, recall, f1, support, cm)
 
 
+def pool_by_clip(probs: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean window probabilities per clip (what ``EmotionRecognizer.predict_file`` reports): the clip ids (sorted)
+    and their rows."""
+    clips = np.unique(groups)
+    pooled = np.stack([probs[groups == c].mean(axis=0) for c in clips]) if len(clips) else probs[:0]
+    return clips, pooled
+
+
 def uar(y_true: ArrayLike, y_pred: ArrayLike, labels: ArrayLike | None = None) -> float:
     """Unweighted average recall (macro recall) over the classes present in ``y_true``."""
     scores = class_scores(y_true, y_pred, labels)
