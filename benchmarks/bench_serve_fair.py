@@ -14,18 +14,20 @@ server's CPU seconds per audio second.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 from websockets.sync.client import connect
 
+from ser_live.realtime.faces.serve import stream_to
 from ser_live.realtime.model import bundled_demo_path
 
 FRAME_S = 0.1
@@ -38,11 +40,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 def realtime_client(url: str, pcm: np.ndarray, rate: int, lags: list[float], failures: list[str]) -> None:
+    """The demo at real-time pace in FRAME_S frames (ser-live --connect's own client, stream_to)."""
     step = int(FRAME_S * rate)
     sent_at: dict[int, float] = {}  # samples sent -> when
 
-    def take(text: str) -> None:
-        m = json.loads(text)
+    def blocks() -> Iterator[np.ndarray]:
+        t0 = time.monotonic()
+        for i in range(0, len(pcm), step):
+            time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+            sent_at[min(i + step, len(pcm))] = time.monotonic()
+            yield pcm[i : i + step]
+
+    def take(m: dict[str, Any]) -> None:
         if m.get("type") == "window":
             end = round(m["end_s"] * rate)
             sent = min((s for s in sent_at if s >= end), default=None)
@@ -50,44 +59,18 @@ def realtime_client(url: str, pcm: np.ndarray, rate: int, lags: list[float], fai
                 lags.append(time.monotonic() - sent_at[sent])
 
     try:
-        with connect(url, max_size=None) as ws:
-            ws.send(json.dumps({"type": "start", "sample_rate": rate, "channels": 1}))
-            ws.recv()
-            t0 = time.monotonic()
-            for i in range(0, len(pcm), step):
-                time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
-                ws.send(pcm[i : i + step].tobytes())
-                sent_at[min(i + step, len(pcm))] = time.monotonic()
-                while True:
-                    try:
-                        take(ws.recv(timeout=0))
-                    except TimeoutError:
-                        break
-            ws.send(json.dumps({"type": "end"}))
-            for text in ws:
-                take(text)
+        stream_to(url, blocks(), rate, 1, take)
     except Exception as err:
         failures.append(f"real-time: {type(err).__name__}: {err}")
 
 
 def uploader(url: str, pcm: np.ndarray, rate: int, done: list[float], failures: list[str]) -> None:
-    data = pcm.tobytes()
+    """A long recording in 1 MiB frames, as fast as the server reads them."""
+    step = UPLOAD_FRAME_BYTES // 2
+    t0 = time.monotonic()
     try:
-        with connect(url, max_size=None) as ws:
-            ws.send(json.dumps({"type": "start", "sample_rate": rate, "channels": 1}))
-            ws.recv()
-            t0 = time.monotonic()
-            for i in range(0, len(data), UPLOAD_FRAME_BYTES):
-                ws.send(data[i : i + UPLOAD_FRAME_BYTES])
-                while True:
-                    try:
-                        ws.recv(timeout=0)
-                    except TimeoutError:
-                        break
-            ws.send(json.dumps({"type": "end"}))
-            for _ in ws:
-                pass
-            done.append(len(pcm) / rate / (time.monotonic() - t0))
+        stream_to(url, (pcm[i : i + step] for i in range(0, len(pcm), step)), rate, 1, lambda m: None)
+        done.append(len(pcm) / rate / (time.monotonic() - t0))
     except Exception as err:
         failures.append(f"upload: {type(err).__name__}: {err}")
 
