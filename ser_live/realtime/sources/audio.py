@@ -11,6 +11,7 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,11 @@ class AudioInfo:
     frames: int
     format: str
     subtype: str
-    declared_frames: int | None = None  # what a WAV or AIFF header says the data holds (None: no exact length)
+
+    @cached_property
+    def declared_frames(self) -> int | None:
+        """What a WAV or AIFF header says the data holds (None: no exact length); read only when asked for."""
+        return declared_frames(Path(self.path), self.format, self.channels, self.subtype)
 
     @property
     def duration_s(self) -> float:
@@ -164,7 +169,6 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
         frames=int(info.frames),
         format=str(info.format),
         subtype=str(info.subtype),
-        declared_frames=declared_frames(p, str(info.format), int(info.channels), str(info.subtype)),
     )
 
 
