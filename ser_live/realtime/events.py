@@ -242,10 +242,13 @@ def _json_default(obj: object) -> Any:
 
 
 def _ends_mid_line(path: str) -> bool:
-    """Whether a regular file's last byte is not a newline (its last line was cut)."""
+    """Whether a regular file's last byte is not a newline (its last line was cut); a pipe or device is never opened
+    for reading."""
+    if not os.path.isfile(path):
+        return False
     try:
         with open(path, "rb") as fh:
-            if not os.path.isfile(path) or fh.seek(0, os.SEEK_END) == 0:
+            if fh.seek(0, os.SEEK_END) == 0:
                 return False
             fh.seek(-1, os.SEEK_END)
             return fh.read(1) != b"\n"
