@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import termios
+import threading
 from collections.abc import Callable
 from io import StringIO
 from pathlib import Path
@@ -20,6 +24,7 @@ from ser_live.realtime.faces.enroll import (
     Screen,
     check_take,
     plan,
+    read_key,
     render_screen,
     run_session,
 )
@@ -119,3 +124,32 @@ def test_enroll_options_are_checked_before_the_microphone(tmp_path: Path, capsys
     assert "bored" in capsys.readouterr().err
     with pytest.raises(UserError, match="--enroll-takes"):
         EnrollConfig(takes_per_label=0)
+
+
+def test_a_key_on_a_terminal_answers_without_enter() -> None:
+    """On a terminal (a pty here) one key press is the answer: no Enter needed; keys typed before the question (while a
+    take recorded) answer nothing; Enter is ''; the terminal's line mode is back afterwards."""
+    master, slave = pty.openpty()
+    try:
+        with os.fdopen(slave, "r", closefd=False) as stream:
+            before = termios.tcgetattr(slave)
+            os.write(master, b"x")  # typed during the take: dropped when the question comes
+
+            def type_later(data: bytes) -> None:
+                threading.Timer(0.2, os.write, (master, data)).start()
+
+            type_later(b"R")
+            assert read_key(stream) == "r"
+            assert termios.tcgetattr(slave) == before  # canonical mode and echo restored
+            type_later(b"\r")
+            assert read_key(stream) == ""
+            type_later(b"q")
+            assert read_key(stream) == "q"
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_keys_from_a_pipe_are_read_a_line_at_a_time() -> None:
+    stream = StringIO("s\n\nRedo\n")
+    assert [read_key(stream), read_key(stream), read_key(stream), read_key(stream)] == ["s", "", "r", "q"]

@@ -72,9 +72,10 @@ def last_prompt(screen: str) -> str:
     return ""
 
 
-def record(tmux: Tmux, mic: VirtualMic, wav: Path | None, expect: str) -> str:
-    """Press Enter, play ``wav`` (None: silence) once recording starts, wait for the verdict ``expect``."""
-    tmux.send("Enter")
+def record(tmux: Tmux, mic: VirtualMic, wav: Path | None, expect: str, key: str = "Enter") -> str:
+    """Press ``key`` (one key, no Enter after it), play ``wav`` (None: silence) once recording starts, wait for the
+    verdict ``expect``."""
+    tmux.send(key)
     tmux.wait_for("recording", lambda screen: "● recording" in last_prompt(screen), timeout=STEP_TIMEOUT_S)
     if wav is not None:
         assert mic.play(wav).wait(STEP_TIMEOUT_S) == 0
@@ -102,8 +103,7 @@ def test_enroll_session_on_the_microphone(mic: VirtualMic, takes: dict[str, Path
         tmux.send("Enter")
         wait_text(tmux, "take 2 of 4")
         record(tmux, mic, takes["angry2"], "take kept")
-        tmux.send("r")  # redo the kept take: "r" + the Enter record() presses
-        record(tmux, mic, takes["angry2"], "take kept")
+        record(tmux, mic, takes["angry2"], "take kept", key="r")  # redo the kept take: "r" alone, no Enter
         tmux.send("Enter")
         screen = wait_text(tmux, "take 3 of 4")
         assert "act: SAD" in screen

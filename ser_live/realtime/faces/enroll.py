@@ -1,7 +1,8 @@
 """``ser-live --enroll PROFILE``: a guided session that records a few takes per emotion and fits a personal profile.
 
 For each take the terminal shows the emotion to act and a sentence to say (neutral sentences: the words carry no
-emotion, so the profile learns the voice, not the words), waits for Enter, counts down, records with a level
+emotion, so the profile learns the voice, not the words), waits for a key (one key press, no Enter needed, where
+the input is a terminal: :func:`read_key`), counts down, records with a level
 meter, and checks the take (:func:`check_take`: speech found, not clipped, not too quiet). A refused take is asked
 again with the reason; a kept one can be redone (``r``); an emotion can be skipped (``s``) and the session ended
 early (``q``). At the end the profile is fitted (:func:`realtime.profile.make_profile`), its own accuracy on the
@@ -15,11 +16,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from rich.console import Console, Group, RenderableType
@@ -268,6 +271,41 @@ def run_session(model: EmotionModel, config: EnrollConfig, record: Recorder, ask
     return takes
 
 
+def read_key(stream: IO[str] | None = None) -> str:
+    """The user's answer as one lower-case key: '' for Enter, 'q' at the end of the input (or Ctrl-D).
+
+    On a terminal one key press is enough (no Enter): keys pressed before the question are dropped, and the terminal
+    is put in cbreak mode for that one read and put back as it was (Ctrl-C still interrupts). Anything else (a pipe,
+    a file, a test) is read a line at a time and answers with the line's first character."""
+    stream = sys.stdin if stream is None else stream
+    if not stream.isatty():
+        line = stream.readline()
+        if not line:
+            return "q"
+        return line.strip().lower()[:1]
+    try:
+        import termios
+        import tty
+    except ImportError:  # Windows: the console reads one key itself
+        import msvcrt
+
+        key = msvcrt.getwch()
+    else:
+        fd = stream.fileno()
+        saved = termios.tcgetattr(fd)
+        try:
+            termios.tcflush(fd, termios.TCIFLUSH)  # keys pressed while a take recorded answer nothing
+            tty.setcbreak(fd)
+            key = os.read(fd, 1).decode("utf-8", errors="ignore")
+        finally:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+    if key in ("\r", "\n", " "):
+        return ""
+    if key in ("", "\x04"):  # end of input, Ctrl-D
+        return "q"
+    return key.lower()
+
+
 def mic_recorder(mic: Any) -> Recorder:
     """Records from a started :class:`realtime.sources.capture.MicrophoneSource` (what arrived before the take is
     dropped)."""
@@ -321,11 +359,10 @@ def run_enroll(model: EmotionModel, output: Path, config: EnrollConfig, mic_conf
             live.pop().stop()
 
     def ask() -> str:
-        try:
-            answer = input("> ").strip().lower()
-        except EOFError:
-            return "q"
-        return answer[:1] if answer else ""
+        console.print("> ", end="")
+        key = read_key()
+        console.print(key or "")
+        return key
 
     with MicrophoneSource(mic_config).start() as mic:
         console.print(f"[bold]Enrolment[/] for model {model.path.name} on mic {mic.device_name}: "
