@@ -96,6 +96,36 @@ def test_the_page_shows_the_replay_and_its_summary(tmp_path: Path) -> None:
     keep(shot, "web-page.png")
 
 
+def test_a_page_opened_after_the_demo_ended_shows_the_finished_session(tmp_path: Path) -> None:
+    """ser-live --demo --serve --stay: the page is opened only once the recording is over, and still shows the
+    session (its last window's label and the final count) and that it has ended."""
+    jsonl = tmp_path / "events.jsonl"
+    proc, found = start(["ser_live.realtime.faces.cli", "--demo", "--fast", "--no-dashboard", "--jsonl", str(jsonl),
+                         "--serve", "127.0.0.1:0", "--stay"], r"(http://127\.0\.0\.1:\d+/)")
+    try:
+        for _ in range(10):  # the summary line, then "keeps the finished session until Ctrl-C"
+            line = proc.stderr.readline()  # type: ignore[union-attr]
+            if "until Ctrl-C" in line or not line:
+                break
+        assert "until Ctrl-C" in line, line
+        with Browser(found.group(1), tmp_path / "chromium") as page:
+            page.wait_for("summary", timeout_s=15)
+            shown: dict[str, Any] = page.evaluate(
+                "({label: document.getElementById('label').textContent, count: windows.length, "
+                "conn: document.getElementById('conn').textContent, "
+                "counters: document.getElementById('counters').textContent})")
+            shot = page.screenshot(tmp_path / "ended.png")
+    finally:
+        assert stop(proc) == 0  # Ctrl-C after the end: a normal exit
+    written = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    windows = [e for e in written if e["type"] == "window"]
+    assert 0 < shown["count"] == min(len(windows), 120)
+    assert shown["label"] == ("uncertain" if windows[-1]["uncertain"] else windows[-1]["label"])
+    assert shown["conn"].startswith("session ended")
+    assert shown["counters"].startswith(f"windows {written[-1]['windows']} ")
+    keep(shot, "web-ended.png")
+
+
 def test_the_page_streams_the_browsers_microphone_to_ser_serve(tmp_path: Path) -> None:
     wav = espeak_wav(tmp_path / "voice.wav", "The meeting moved to Thursday morning, and nobody told me about it. "
                      "I waited in that room for an hour.", speed=150)

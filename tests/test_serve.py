@@ -231,6 +231,53 @@ def test_a_replay_served_gives_the_jsonl_events(tmp_path: Path) -> None:
         assert any(e["type"] == "status" for e in got)
 
 
+def test_stay_keeps_the_finished_session_for_a_page_opened_after_the_end(tmp_path: Path) -> None:
+    """ser-live --file --serve --stay: once the recording has ended (JSONL and summary written), a page that connects
+    gets the session's windows and its summary in the hello; Ctrl-C (SIGINT) then ends ser-live with 0."""
+    import signal
+
+    model = make_tiny_model(tmp_path / "tiny.onnx")
+    wav = tmp_path / "voice.wav"
+    sf.write(wav, voiced_tone(180.0, 2.0, 0.3, 4.0, seed=3), RATE)
+    jsonl = tmp_path / "events.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ser_live.realtime.faces.cli", "--file", str(wav), "--fast", "--no-dashboard",
+         "--model", str(model), "--jsonl", str(jsonl), "--serve", "127.0.0.1:0", "--stay"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lines = [proc.stderr.readline()]  # type: ignore[union-attr]
+        url = re.search(r"http://127\.0\.0\.1:(\d+)/", lines[0])
+        assert url, lines
+        while "keeps the finished session until Ctrl-C" not in lines[-1]:
+            lines.append(proc.stderr.readline())  # type: ignore[union-attr]
+            assert lines[-1], lines
+        assert proc.poll() is None  # still serving after the end
+        written = [json.loads(x) for x in jsonl.read_text().splitlines()]  # everything was written before the wait
+
+        async def late_page() -> dict[str, Any]:
+            async with connect(f"ws://127.0.0.1:{url.group(1)}/ws") as ws:
+                return json.loads(await ws.recv())
+
+        hello = asyncio.run(late_page())
+        assert hello["type"] == "hello"
+        assert hello["recent"] == [e for e in written if e["type"] == "window"] and hello["recent"]
+        assert hello["summary"] == written[-1] and written[-1]["type"] == "summary"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        assert "Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_stay_is_refused_where_it_cannot_apply(capsys: pytest.CaptureFixture[str]) -> None:
+    assert live_main(["--stay"]) == 2  # no --serve
+    assert "--stay only applies with --serve" in capsys.readouterr().err
+    assert live_main(["--serve", "127.0.0.1:0", "--stay"]) == 2  # the microphone
+    assert "the microphone runs until Ctrl-C anyway" in capsys.readouterr().err
+
+
 def raw_status(port: int, host: str, path: str = "/status", origin: str | None = None, upgrade: bool = False) -> int:
     """The HTTP status a raw request gets (what a browser sends after a DNS-rebinding attack, say)."""
     lines = [f"GET {path} HTTP/1.1", f"Host: {host}"]

@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "at /status; any host but loopback needs a token (default: not served; --serve alone: "
                      "127.0.0.1:8765)")
     add_serve_options(srv, "with --serve: ")
+    srv.add_argument("--stay", action="store_true",
+                     help="with --serve and --file or --demo: when the recording ends, keep the page up with the "
+                     "finished session (its windows and summary) until Ctrl-C (default: ser-live exits at the end)")
     srv.add_argument("--connect", default=None, metavar="URL",
                      help="score remotely: stream the microphone or --file to a ser-serve at URL (e.g. "
                      "ws://127.0.0.1:8765, or the URL it printed) and show the events it sends back (default: the "
@@ -366,6 +369,7 @@ class Outputs:
             self.plain = None
         self._dashboard = dashboard
         self.server: Any = None
+        self.stay = bool(args.stay)
         if args.serve is not None:
             self.server = _start_server(args, engine, source_name)
             stack.callback(self.server.close)
@@ -398,13 +402,16 @@ class Outputs:
         if events and self.live is not None:
             self.live.update()
 
-    def finish(self, summary: dict[str, Any]) -> None:
+    def finish(self, summary: dict[str, Any], stop: StopRequest | None = None) -> None:
+        """The summary to every output; with ``--stay`` (and ``stop``, not already requested) the page keeps the
+        finished session until Ctrl-C, after everything else is written."""
         if self.jsonl is not None:
             if self.jsonl.failed:  # e.g. a full disk: the summary must not be lost too
                 print(f"ser-live: {self.jsonl.target} holds only the first {self.jsonl.lines_written} events; the "
                       f"session's summary: {json.dumps(summary)}", file=sys.stderr, flush=True)
             self.jsonl.write(summary)
-        if self.server is not None:
+        staying = self.server is not None and self.stay and stop is not None and stop.signum is None
+        if self.server is not None and not staying:
             self.server.close(summary)  # the summary reaches the clients, then they are closed (1001)
         if self.live is not None:
             self.live.stop()
@@ -416,6 +423,15 @@ class Outputs:
 
             png, md = write_report(session_from_events(self.kept, summary, source=self.source_name), self.report)
             print(f"report: {png} and {md}", file=out, flush=True)
+        if staying:
+            assert stop is not None
+            self.server.publish(summary)  # kept: a page opened from now on gets it with the windows
+            print(f"ser-live: the recording has ended; {self.server.url} keeps the finished session until Ctrl-C",
+                  file=sys.stderr, flush=True)
+            with contextlib.suppress(KeyboardInterrupt, _Stop):
+                while stop.signum is None:
+                    time.sleep(0.2)
+            self.server.close(None)
 
 
 def _start_server(args: argparse.Namespace, engine: Engine, source_name: str) -> Any:
@@ -430,16 +446,19 @@ def _start_server(args: argparse.Namespace, engine: Engine, source_name: str) ->
     return EventServer(config).start()
 
 
-SERVE_ONLY = ("token", "allow_origin", "allow_host", "tls_cert", "tls_key")
+SERVE_ONLY = ("token", "allow_origin", "allow_host", "tls_cert", "tls_key", "stay")
 
 
 def check_applicable(args: argparse.Namespace) -> None:
     """An option that would be ignored is refused (a user who gives one expects it to do something)."""
     if args.serve is None:
-        given = [name for name in SERVE_ONLY if getattr(args, name) not in (None, [], ())]
+        given = [name for name in SERVE_ONLY if getattr(args, name) not in (None, False, [], ())]
         if given:
             flag = "--" + given[0].replace("_", "-")
             raise UserError(f"{flag} only applies with --serve (the live page); add --serve, or use ser-serve")
+    if args.stay and args.file is None and not args.demo:
+        raise UserError("--stay keeps the page up after a recording ends; the microphone runs until Ctrl-C anyway: "
+                        "leave --stay out, or add --file/--demo")
     if args.file is not None or args.demo:
         mic = [flag for flag, value in (("--device", args.device), ("--samplerate", args.samplerate))
                if value is not None]
@@ -516,7 +535,7 @@ def run(args: argparse.Namespace) -> int:
             engine.summary.dropped_audio_s = mic.dropped_seconds
             engine.summary.overflows = mic.overflows
         summary = engine.summary.to_dict()
-        outputs.finish(summary)
+        outputs.finish(summary, None if interrupted or failure is not None else stop)
         if failure is not None:
             raise failure
         if engine.summary.windows == 0:

@@ -158,6 +158,7 @@ class EventServer:
                            "token is the only guard (name the host with --allow-host to refuse others)")
         self.ssl = _tls_context(config.tls_cert, config.tls_key)
         self.recent: deque[str] = deque(maxlen=RECENT_EVENTS)
+        self.final: str | None = None  # the session's summary once it has ended (ser-live --stay's late pages)
         self.clients: set[_Client] = set()
         self.streams: set[_Stream] = set()
         self._pending = 0  # /stream connections that have not sent "start" yet (the loop thread's only)
@@ -235,13 +236,16 @@ class EventServer:
         return self
 
     def publish(self, message: Mapping[str, Any]) -> None:
-        """Send ``message`` to every client (and remember window events for late joiners); returns at once."""
+        """Send ``message`` to every client (and remember window events and the summary for late joiners); returns
+        at once."""
         if self._loop is None:
             return
         kind = message.get("type")
         if kind == "window":
             self.windows += 1
         text = json.dumps(message, allow_nan=False)
+        if kind == "summary":
+            self.final = text
         self._loop.call_soon_threadsafe(self._fanout, text, kind == "window")
 
     def status(self, **fields: Any) -> None:
@@ -391,6 +395,8 @@ class EventServer:
             return
         client = _Client(asyncio.Queue(CLIENT_QUEUE))
         hello = {"type": "hello", **self.config.hello, "recent": [json.loads(t) for t in self.recent]}
+        if self.final is not None:
+            hello["summary"] = json.loads(self.final)
         self.clients.add(client)
         sender = asyncio.create_task(self._send(websocket, client, json.dumps(hello, allow_nan=False)))
         try:
