@@ -98,7 +98,7 @@ def test_the_page_shows_the_replay_and_its_summary(tmp_path: Path) -> None:
 
 def test_a_page_opened_after_the_demo_ended_shows_the_finished_session(tmp_path: Path) -> None:
     """ser-live --demo --serve --stay: the page is opened only once the recording is over, and still shows the
-    session (its last window's label and the final count) and that it has ended."""
+    session (its last window's label and the final count), that it has ended, and that the demo is synthetic."""
     jsonl = tmp_path / "events.jsonl"
     proc, found = start(["ser_live.realtime.faces.cli", "--demo", "--fast", "--no-dashboard", "--jsonl", str(jsonl),
                          "--serve", "127.0.0.1:0", "--stay"], r"(http://127\.0\.0\.1:\d+/)")
@@ -113,6 +113,7 @@ def test_a_page_opened_after_the_demo_ended_shows_the_finished_session(tmp_path:
             shown: dict[str, Any] = page.evaluate(
                 "({label: document.getElementById('label').textContent, count: windows.length, "
                 "conn: document.getElementById('conn').textContent, "
+                "source: document.getElementById('source').textContent, "
                 "counters: document.getElementById('counters').textContent})")
             shot = page.screenshot(tmp_path / "ended.png")
     finally:
@@ -122,6 +123,7 @@ def test_a_page_opened_after_the_demo_ended_shows_the_finished_session(tmp_path:
     assert 0 < shown["count"] == min(len(windows), 120)
     assert shown["label"] == ("uncertain" if windows[-1]["uncertain"] else windows[-1]["label"])
     assert shown["conn"].startswith("session ended")
+    assert "demo.wav (synthetic speech: faint emotions)" in shown["source"]  # says what the demo is
     assert shown["counters"].startswith(f"windows {written[-1]['windows']} ")
     keep(shot, "web-ended.png")
 

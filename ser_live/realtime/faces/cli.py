@@ -287,6 +287,8 @@ def open_source(args: argparse.Namespace, stack: ExitStack,
     source's name, and the microphone (None for a file)."""
     if args.file is not None:
         blocks, rate, name = file_blocks(args.file, realtime_pace=not args.fast, block_s=block_s)
+        if args.demo:  # the dashboard's title, the page and the summary say what it is
+            name += " (synthetic speech: faint emotions)"
         return blocks, rate, name, None
     from ser_live.realtime.sources.capture import CaptureConfig, MicrophoneSource
 
