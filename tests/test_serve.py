@@ -23,7 +23,7 @@ from websockets.exceptions import InvalidStatus
 
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.faces.cli import main as live_main
-from ser_live.realtime.faces.serve import CLIENT_QUEUE, EventServer, ServeConfig, parse_bind
+from ser_live.realtime.faces.serve import CLIENT_QUEUE, CLIENT_QUEUE_BYTES, EventServer, ServeConfig, parse_bind
 from tests.audio_fixtures import voiced_tone
 from tests.tiny_model import make_tiny_model
 
@@ -101,6 +101,8 @@ def stalled_client(port: int) -> socket.socket:
 def test_a_client_that_never_reads_loses_its_oldest_messages_and_nobody_waits(server: EventServer) -> None:
     n = 3 * CLIENT_QUEUE
 
+    held: list[int] = []  # the bytes queued for the client that does not read, after each publish
+
     async def run() -> tuple[list[list[dict[str, Any]]], float, int]:
         stalled = stalled_client(server.port)  # handshakes, then never reads: its TCP buffers fill up
         readers = [asyncio.create_task(collect(f"ws://127.0.0.1:{server.port}/ws")) for _ in range(2)]
@@ -111,7 +113,10 @@ def test_a_client_that_never_reads_loses_its_oldest_messages_and_nobody_waits(se
             t = time.perf_counter()
             server.publish(window(k, pad=100_000))  # 100 kB each: the stalled socket's buffers fill quickly
             slowest = max(slowest, time.perf_counter() - t)
-            if k % 32 == 31:  # let the readers catch up (two clients have sent everything), as a page would
+            await asyncio.sleep(0)  # the loop queues it
+            held.append(max(c.queued_bytes for c in list(server.clients)))
+            if k % 8 == 7:  # let the readers catch up (two clients have sent everything), as a page would (8 of
+                # these messages stay under the byte bound)
                 deadline = time.monotonic() + 10
                 while sum(c.sent > k for c in list(server.clients)) < 2 and time.monotonic() < deadline:
                     await asyncio.sleep(0.01)
@@ -127,6 +132,9 @@ def test_a_client_that_never_reads_loses_its_oldest_messages_and_nobody_waits(se
     for got in results:  # the reading clients get every event, in order
         assert [e["end_s"] for e in got if e["type"] == "window"] == [0.5 * k for k in range(n)]
     assert dropped > 0
+    # a client that never reads holds at most the byte bound (+ the newest message), not 256 of these messages
+    assert max(held) <= CLIENT_QUEUE_BYTES + 101_000 < CLIENT_QUEUE * 100_000
+    assert max(held) > CLIENT_QUEUE_BYTES // 2  # it did fill up to the bound
     assert slowest < 0.05  # publish hands over and returns: it never waits for a client
 
 

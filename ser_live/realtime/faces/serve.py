@@ -61,6 +61,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 CLIENT_QUEUE = 256  # messages waiting for one client before its oldest are dropped
+CLIENT_QUEUE_BYTES = 1 << 20  # ... and at most this many bytes of them (besides the newest one)
+WRITE_LIMIT = 32 * 1024  # bytes a connection's send buffer takes before the sender waits for the client
 LIBRARY_FRAME_BYTES = 2 * MAX_FRAME_BYTES  # what websockets reads of one message before closing with 1009 itself
 MAX_WATCHERS = 64  # /ws clients at once (each holds at most CLIENT_QUEUE messages); one more gets 1013
 PENDING_PER_SESSION = 2  # /stream connections still waiting to send "start", per allowed session; more get 1013
@@ -106,6 +108,7 @@ class _Client:
     queue: asyncio.Queue[str]
     dropped: int = 0
     sent: int = 0
+    queued_bytes: int = 0  # of the messages in ``queue`` (JSON is ASCII: one byte a character)
 
 
 @dataclass(eq=False)
@@ -295,7 +298,8 @@ class EventServer:
         # message naming the bound before the close (beyond that the library closes with 1009 itself)
         max_size = MAX_CLIENT_MESSAGE if self.config.streams is None else LIBRARY_FRAME_BYTES
         return await serve(self._handler, self.config.host, self.config.port, process_request=self._http,
-                           max_size=max_size, max_queue=4, close_timeout=CLOSE_TIMEOUT_S, ssl=self.ssl)
+                           max_size=max_size, max_queue=4, write_limit=WRITE_LIMIT, close_timeout=CLOSE_TIMEOUT_S,
+                           ssl=self.ssl)
 
     def _fanout(self, text: str, remember: bool) -> None:
         if remember:
@@ -420,7 +424,9 @@ class EventServer:
         with contextlib.suppress(Exception):
             await websocket.send(hello)
             while True:
-                await websocket.send(await client.queue.get())
+                text = await client.queue.get()
+                client.queued_bytes -= len(text)
+                await websocket.send(text)
                 client.sent += 1
 
 
@@ -558,12 +564,14 @@ def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
 
 
 def _put(client: _Client, text: str) -> None:
-    """Queue ``text`` for ``client``, dropping (and counting) its oldest message when the queue is full."""
-    if client.queue.full():
-        with contextlib.suppress(asyncio.QueueEmpty):
-            client.queue.get_nowait()
-            client.dropped += 1
+    """Queue ``text`` for ``client``, dropping (and counting) its oldest messages while the queue is full or would
+    hold more than :data:`CLIENT_QUEUE_BYTES`: a client that does not read holds a bounded amount of memory."""
+    while not client.queue.empty() and (client.queue.full()
+                                        or client.queued_bytes + len(text) > CLIENT_QUEUE_BYTES):
+        client.queued_bytes -= len(client.queue.get_nowait())
+        client.dropped += 1
     client.queue.put_nowait(text)
+    client.queued_bytes += len(text)
 
 
 def _response(status: HTTPStatus, body: bytes, content_type: str = "text/plain; charset=utf-8") -> Any:
