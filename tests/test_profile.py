@@ -364,19 +364,30 @@ def test_the_model_is_never_an_output_of_fit_or_enrolment(tiny: Path, manifest: 
 
 def test_a_broken_profile_is_refused_at_load_in_one_line(profile_file: Path, tiny: Path, tmp_path: Path) -> None:
     """The checks every face shares (load_profile + check_model: ser-profile show --check, ser-live, ser-serve,
-    ser-batch): a layer of the wrong width, a bad version, counts <= 0, a file far too large."""
+    ser-batch): a layer of the wrong width, a bad version, counts <= 0 or absurd, booleans or strings where numbers
+    belong, an accuracy that is not an object, JSON nested too deep, a file far too large."""
     good = json.loads(profile_file.read_text())
     model = load_model(tiny)
     cases = {
         "rows": ({**good, "weights": good["weights"][:-1]}, "-value embeddings"),
         "version": ({**good, "version": -5}, "no valid profile version"),
-        "counts": ({**good, "enrolled": {k: 0 for k in good["enrolled"]}}, "zero or fewer takes"),
+        "counts": ({**good, "enrolled": {k: 0 for k in good["enrolled"]}}, "counts 0 takes"),
+        "huge-count": ({**good, "enrolled": {k: 10**400 for k in good["enrolled"]}}, "counts 1000000"),
+        "string-count": ({**good, "enrolled": {k: "3" for k in good["enrolled"]}}, "whole number of takes"),
+        "bool-weights": ({**good, "weights": [[True] * len(r) for r in good["weights"]]}, "bool values where numbers"),
+        "string-bias": ({**good, "bias": [str(b) for b in good["bias"]]}, "str values where numbers"),
+        "string-accuracy": ({**good, "accuracy": "high"}, "accuracy must be an object"),
+        "accuracy-score": ({**good, "accuracy": {**good["accuracy"], "profile": {"uar": 5}}}, "number in 0..1"),
     }
     for name, (data, message) in cases.items():
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(data))
         with pytest.raises(UserError, match=message):
             load_profile(path).check_model(model)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(UserError, match="not readable JSON"):
+        load_profile(deep)
     huge = tmp_path / "huge.json"
     huge.write_bytes(b" " * (9 * 2**20))
     with pytest.raises(UserError, match="far larger than a profile"):

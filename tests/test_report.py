@@ -115,6 +115,11 @@ def test_bad_inputs_give_one_line_errors(tmp_path: Path, capsys: pytest.CaptureF
     junk.write_text("not json\n{\"type\": \"other\"}\n", encoding="utf-8")
     assert report_main([str(junk), "-o", str(tmp_path / "x.png")]) == 2
     assert "holds no ser-live events" in capsys.readouterr().err
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")  # deeper than the parser goes
+    assert report_main([str(deep), "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "nested too deep" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert report_main([str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "x.png")]) == 2
     assert "not found" in capsys.readouterr().err
     events = _jsonl(tmp_path / "events.jsonl", _speech_then_pause())

@@ -258,6 +258,7 @@ def test_ser_live_connect_streams_a_file_and_writes_its_events(server: EventServ
 
 @pytest.mark.parametrize(("argv", "says"), [
     (["--connect", "ftp://x"], "expected a ser-serve address"),
+    (["--connect", "ws://:80"], "expected a ser-serve address"),  # no host name
     (["--connect", "ws://127.0.0.1:1"], "cannot stream to ws://127.0.0.1:1/stream"),
     (["--connect", "ws://127.0.0.1:1", "--model", "m.onnx"], "--model applies to the local engine"),
     (["--connect-profile", "me"], "--connect-profile only applies with --connect"),

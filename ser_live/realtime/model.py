@@ -536,7 +536,7 @@ def read_metadata(session: ort.InferenceSession, source: str) -> dict[str, Any]:
         )
     try:
         meta = json.loads(props[METADATA_KEY])
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         raise UserError(
             f"{source}: the '{METADATA_KEY}' metadata is not valid JSON: re-export it with ser-export"
         ) from None

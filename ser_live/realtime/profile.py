@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 PROFILE_FORMAT = "ser-live-profile"
 PROFILE_VERSION = 1
 MAX_PROFILE_BYTES = 8 * 2**20
+MAX_ENROLLED_TAKES = 10_000  # takes one label may count in a profile (an enrolment records tens)
 METHOD_SOFTMAX = "softmax"
 METHOD_PROTOTYPES = "prototypes"
 METHOD_BLEND = "blend"
@@ -421,10 +422,12 @@ class Profile:
         try:
             model = d["model"]
             labels = tuple(str(x) for x in model["labels"])
-            weights = np.asarray(d["weights"], dtype=np.float64)
-            bias = np.asarray(d["bias"], dtype=np.float64)
-            setting = {str(k): (math.inf if v is None else float(v)) for k, v in (d.get("setting") or {}).items()}
-            enrolled = {str(k): int(v) for k, v in (d.get("enrolled") or {}).items()}
+            weights = np.asarray(_numbers(d["weights"], "weights"), dtype=np.float64)
+            bias = np.asarray(_numbers(d["bias"], "bias"), dtype=np.float64)
+            setting = {str(k): (math.inf if v is None else float(_numbers(v, f"setting {k}")))
+                       for k, v in _mapping(d.get("setting"), "setting").items()}
+            enrolled = {str(k): _count(v, f"enrolled {k}") for k, v in _mapping(d.get("enrolled"), "enrolled").items()}
+            accuracy = _accuracy(d.get("accuracy"))
             method = str(d["method"])
             profile = cls(
                 name=str(d.get("name", "")),
@@ -434,7 +437,7 @@ class Profile:
                 enrolled=enrolled,
                 layer=Layer(weights, bias, method, setting),
                 created=str(d.get("created", "")),
-                accuracy=dict(d.get("accuracy") or {}),
+                accuracy=accuracy,
                 warning=None if d.get("warning") is None else str(d["warning"]),
                 source=source,
             )
@@ -447,8 +450,6 @@ class Profile:
                             f"labels: {fix}")
         if not (np.all(np.isfinite(weights)) and np.all(np.isfinite(bias))):
             raise UserError(f"{source}: its layer has NaN or infinite values: {fix}")
-        if any(n <= 0 for n in enrolled.values()):
-            raise UserError(f"{source} counts zero or fewer takes for an enrolled label: {fix}")
         unknown = sorted(set(enrolled) - set(labels))
         if unknown:
             raise UserError(f"{source} enrols labels the model lacks ({', '.join(unknown)}): {fix}")
@@ -495,6 +496,51 @@ class Profile:
         return "\n".join(lines)
 
 
+def _numbers(value: Any, what: str) -> Any:
+    """``value`` (a number or nested lists of numbers) as it is; ValueError naming ``what`` for anything else
+    (booleans and strings included, which numpy would silently turn into numbers)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise ValueError(f"{what} holds {type(item).__name__} values where numbers belong")
+    return value
+
+
+def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{what} must be an object, not {type(value).__name__}")
+    return value
+
+
+def _count(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be a whole number of takes, not {value!r:.40}")
+    if not 0 < value <= MAX_ENROLLED_TAKES:
+        raise ValueError(f"{what} counts {str(value)[:20]} takes (1 to {MAX_ENROLLED_TAKES})")
+    return value
+
+
+def _accuracy(value: Any) -> dict[str, Any]:
+    """The profile's own check (what ``show`` prints): counts are whole numbers, scores numbers in 0..1."""
+    acc = dict(_mapping(value, "accuracy"))
+    for key in ("takes", "checked_takes", "windows"):
+        if key in acc and (isinstance(acc[key], bool) or not isinstance(acc[key], int) or acc[key] < 0):
+            raise ValueError(f"accuracy {key} must be a whole number, not {acc[key]!r:.40}")
+    for key in ("profile", "base"):
+        if key in acc:
+            part = _mapping(acc[key], f"accuracy {key}")
+            for name in ("uar", "accuracy"):
+                score = part.get(name, 0.0)
+                if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
+                    raise ValueError(f"accuracy {key} {name} must be a number in 0..1, not {score!r:.40}")
+    return acc
+
+
 def check_output(target: Path, overwrite: bool) -> None:
     if target.is_dir():
         raise UserError(f"{target} is a folder: give the profile a file name such as {target / 'me.json'}")
@@ -515,7 +561,7 @@ def load_profile(path: str | os.PathLike[str]) -> Profile:
                         f"(at most {MAX_PROFILE_BYTES // 2**20} MiB): it is not one; fit it again")
     try:
         data = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:  # RecursionError: nested too deep
         raise UserError(f"profile {source} is not readable JSON ({type(err).__name__}): fit it again") from None
     return Profile.from_dict(data, str(source))
 

@@ -105,6 +105,9 @@ def read_jsonl(path: Path, session: int | None = None) -> Session:
             continue
         try:
             obj = json.loads(line, parse_constant=_reject_constant)
+        except RecursionError:  # nested deeper than the parser goes
+            bad.append(f"line {n}: not JSON (nested too deep)")
+            continue
         except ValueError as err:
             bad.append(f"line {n}: {err}" if "non-finite" in str(err) else f"line {n}: not JSON")
             continue

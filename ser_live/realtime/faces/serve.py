@@ -409,7 +409,7 @@ class EventServer:
                     await websocket.close(int(CloseCode.TOO_BIG), f"/ws takes messages of at most "
                                           f"{MAX_CLIENT_MESSAGE} bytes")
                     break
-                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                with contextlib.suppress(ValueError, TypeError, AttributeError, RecursionError):
                     if json.loads(message).get("type") == "ping":
                         _put(client, json.dumps({"type": "pong"}))
         except Exception as err:  # a client that vanished: free it, keep serving the others
@@ -593,7 +593,7 @@ def stream_url(url: str) -> str:
         raise UserError(f"--connect {url}: not a valid URL ({err}); expected a ser-serve address such as "
                         "ws://127.0.0.1:8765") from None
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    if scheme not in ("ws", "wss") or not parts.netloc:
+    if scheme not in ("ws", "wss") or not parts.hostname:
         raise UserError(f"--connect {url}: expected a ser-serve address such as ws://127.0.0.1:8765 or the URL "
                         "ser-serve printed")
     path = parts.path if parts.path not in ("", "/") else "/stream"
@@ -640,7 +640,12 @@ def stream_to(
 
     def take(text: str | bytes) -> None:
         nonlocal summary
-        message = json.loads(text)
+        try:
+            message = json.loads(text)
+        except (ValueError, RecursionError):
+            message = None
+        if not isinstance(message, dict):
+            raise UserError(f"{shown} sent a message that is not a JSON object: is it a ser-serve?")
         if message.get("type") == "error":
             raise UserError(f"{shown} refused the stream: {message.get('message')} (close code {message.get('code')})")
         if message.get("type") == "summary":
