@@ -372,7 +372,7 @@ def test_a_broken_profile_is_refused_at_load_in_one_line(profile_file: Path, tin
         "rows": ({**good, "weights": good["weights"][:-1]}, "-value embeddings"),
         "version": ({**good, "version": -5}, "no valid profile version"),
         "counts": ({**good, "enrolled": {k: 0 for k in good["enrolled"]}}, "counts 0 takes"),
-        "huge-count": ({**good, "enrolled": {k: 10**400 for k in good["enrolled"]}}, "counts 1000000"),
+        "huge-count": ({**good, "enrolled": {k: 10**400 for k in good["enrolled"]}}, "counts a 401-digit number of"),
         "string-count": ({**good, "enrolled": {k: "3" for k in good["enrolled"]}}, "whole number of takes"),
         "bool-weights": ({**good, "weights": [[True] * len(r) for r in good["weights"]]}, "bool values where numbers"),
         "string-bias": ({**good, "bias": [str(b) for b in good["bias"]]}, "str values where numbers"),
@@ -386,7 +386,7 @@ def test_a_broken_profile_is_refused_at_load_in_one_line(profile_file: Path, tin
             load_profile(path).check_model(model)
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(UserError, match="not readable JSON"):
+    with pytest.raises(UserError, match="not readable JSON \\(nested too deep\\)"):
         load_profile(deep)
     huge = tmp_path / "huge.json"
     huge.write_bytes(b" " * (9 * 2**20))

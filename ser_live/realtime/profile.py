@@ -521,7 +521,8 @@ def _count(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{what} must be a whole number of takes, not {value!r:.40}")
     if not 0 < value <= MAX_ENROLLED_TAKES:
-        raise ValueError(f"{what} counts {str(value)[:20]} takes (1 to {MAX_ENROLLED_TAKES})")
+        shown = str(value) if abs(value) < 10**12 else f"a {len(str(abs(value)))}-digit number of"
+        raise ValueError(f"{what} counts {shown} takes (1 to {MAX_ENROLLED_TAKES})")
     return value
 
 
@@ -561,8 +562,9 @@ def load_profile(path: str | os.PathLike[str]) -> Profile:
                         f"(at most {MAX_PROFILE_BYTES // 2**20} MiB): it is not one; fit it again")
     try:
         data = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:  # RecursionError: nested too deep
-        raise UserError(f"profile {source} is not readable JSON ({type(err).__name__}): fit it again") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        why = "nested too deep" if isinstance(err, RecursionError) else type(err).__name__
+        raise UserError(f"profile {source} is not readable JSON ({why}): fit it again") from None
     return Profile.from_dict(data, str(source))
 
 
