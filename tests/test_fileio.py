@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ser_live.realtime.fileio import atomic_write, save_npy, write_json
+from ser_live.realtime.fileio import JsonTooDeepError, atomic_write, loads_json, save_npy, write_json
 
 
 def test_json_and_npy_round_trip_with_umask_permissions(tmp_path: Path) -> None:
@@ -47,3 +47,12 @@ def test_json_never_holds_nan_or_infinity(tmp_path: Path, caplog: pytest.LogCapt
 
     assert json.loads(path.read_text(), parse_constant=refuse) == {"uar": None, "per": [1.0, None, None], "ok": 3}
     assert "m.json.uar is nan" in caplog.text and "m.json.per[1] is inf" in caplog.text
+
+
+def test_json_nested_too_deep_is_a_value_error_like_any_bad_json() -> None:
+    assert loads_json('{"a": [1, 2]}') == {"a": [1, 2]}
+    with pytest.raises(JsonTooDeepError, match="nested too deep") as info:
+        loads_json("[" * 100_000 + "]" * 100_000)
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(ValueError):
+        loads_json("{not json")

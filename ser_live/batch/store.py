@@ -21,7 +21,7 @@ from typing import Any
 
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.events import EVENT_SCHEMA
-from ser_live.realtime.fileio import atomic_write, write_json
+from ser_live.realtime.fileio import atomic_write, loads_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -154,8 +154,8 @@ class Journal:
 
 def _json_object(line: str) -> dict[str, Any] | None:
     try:
-        value = json.loads(line)
-    except (ValueError, RecursionError):
+        value = loads_json(line)
+    except ValueError:
         return None
     return value if isinstance(value, dict) else None
 

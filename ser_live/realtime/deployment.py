@@ -15,7 +15,6 @@ new JSON file that is never updated in place, and read with one flag (``--deploy
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -29,7 +28,7 @@ import numpy as np
 
 from ser_live.realtime.config import EngineConfig
 from ser_live.realtime.errors import UserError
-from ser_live.realtime.fileio import check_outputs, save_json
+from ser_live.realtime.fileio import check_outputs, loads_json, save_json
 from ser_live.realtime.model import EmotionModel
 from ser_live.realtime.sources.audio import audio_info, iter_audio_blocks, sanitize_block
 from ser_live.realtime.stages.pipeline import FeaturePipeline
@@ -137,8 +136,8 @@ def load_deployment(path: str | os.PathLike[str]) -> DeploymentStats:
     if p.stat().st_size > MAX_DEPLOYMENT_BYTES:
         raise UserError(f"{p} is {p.stat().st_size} bytes, too large for deployment statistics: check the path")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        data = loads_json(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
         raise UserError(f"cannot read {p} as JSON ({type(err).__name__}): write it again with ser-stats") from None
     return DeploymentStats.from_dict(data, str(p))
 

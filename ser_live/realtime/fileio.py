@@ -1,5 +1,6 @@
 """Atomic file writes for run outputs and the feature cache: a temporary file beside the target, then a rename, so an
-interrupted run never leaves a truncated file where a good one (or none) was."""
+interrupted run never leaves a truncated file where a good one (or none) was; and JSON read from anyone
+(:func:`loads_json`)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,22 @@ def _umasked_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return FILE_MODE & ~umask
+
+
+class JsonTooDeepError(ValueError):
+    """JSON nested deeper than the parser goes (a RecursionError inside :func:`json.loads`)."""
+
+    def __init__(self) -> None:
+        super().__init__("nested too deep")
+
+
+def loads_json(text: str | bytes, **kwargs: Any) -> Any:
+    """:func:`json.loads` for text from users and the network: every malformed input is a ValueError, deep nesting
+    included (:class:`JsonTooDeepError`), so one ``except ValueError`` covers them all."""
+    try:
+        return json.loads(text, **kwargs)
+    except RecursionError:
+        raise JsonTooDeepError() from None
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:

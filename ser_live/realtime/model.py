@@ -9,7 +9,6 @@ A ser-live model is one ONNX file (written by ``ser-export``) whose input ``feat
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -24,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ser_live.realtime.errors import UserError
-from ser_live.realtime.fileio import file_sha256
+from ser_live.realtime.fileio import file_sha256, loads_json
 from ser_live.realtime.stages.affect import (
     AFFECT_KEY,
     AFFECT_OUTPUT,
@@ -535,8 +534,8 @@ def read_metadata(session: ort.InferenceSession, source: str) -> dict[str, Any]:
             "export it with ser-export"
         )
     try:
-        meta = json.loads(props[METADATA_KEY])
-    except (ValueError, RecursionError):
+        meta = loads_json(props[METADATA_KEY])
+    except ValueError:
         raise UserError(
             f"{source}: the '{METADATA_KEY}' metadata is not valid JSON: re-export it with ser-export"
         ) from None

@@ -26,7 +26,6 @@ A profile is a small JSON file (no pickle), written atomically, bound to one mod
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ser_live.realtime.errors import UserError
-from ser_live.realtime.fileio import save_json
+from ser_live.realtime.fileio import JsonTooDeepError, loads_json, save_json
 from ser_live.realtime.model import EmotionModel, no_embedding_message
 
 logger = logging.getLogger(__name__)
@@ -561,9 +560,9 @@ def load_profile(path: str | os.PathLike[str]) -> Profile:
         raise UserError(f"profile {source} is {source.stat().st_size / 2**20:.0f} MiB, far larger than a profile "
                         f"(at most {MAX_PROFILE_BYTES // 2**20} MiB): it is not one; fit it again")
     try:
-        data = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
-        why = "nested too deep" if isinstance(err, RecursionError) else type(err).__name__
+        data = loads_json(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
+        why = str(err) if isinstance(err, JsonTooDeepError) else type(err).__name__
         raise UserError(f"profile {source} is not readable JSON ({why}): fit it again") from None
     return Profile.from_dict(data, str(source))
 

@@ -9,7 +9,6 @@ figure is drawn; :func:`require_matplotlib` says, in one line, which extra to in
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,7 +20,7 @@ import numpy as np
 
 from ser_live.realtime.errors import UserError
 from ser_live.realtime.events import QUADRANTS, SUMMARY_TYPE, WINDOW_TYPE, SessionSummary, WindowEvent
-from ser_live.realtime.fileio import atomic_write
+from ser_live.realtime.fileio import JsonTooDeepError, atomic_write, loads_json
 from ser_live.realtime.palette import UNCERTAIN_COLOR, UNCERTAIN_LABEL, label_color
 
 logger = logging.getLogger(__name__)
@@ -104,9 +103,9 @@ def read_jsonl(path: Path, session: int | None = None) -> Session:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line, parse_constant=_reject_constant)
-        except RecursionError:  # nested deeper than the parser goes
-            bad.append(f"line {n}: not JSON (nested too deep)")
+            obj = loads_json(line, parse_constant=_reject_constant)
+        except JsonTooDeepError as err:
+            bad.append(f"line {n}: not JSON ({err})")
             continue
         except ValueError as err:
             bad.append(f"line {n}: {err}" if "non-finite" in str(err) else f"line {n}: not JSON")

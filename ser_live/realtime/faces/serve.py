@@ -55,6 +55,7 @@ from ser_live.realtime.faces.stream import (
     parse_control,
     parse_start,
 )
+from ser_live.realtime.fileio import loads_json
 
 logger = logging.getLogger(__name__)
 
@@ -409,8 +410,8 @@ class EventServer:
                     await websocket.close(int(CloseCode.TOO_BIG), f"/ws takes messages of at most "
                                           f"{MAX_CLIENT_MESSAGE} bytes")
                     break
-                with contextlib.suppress(ValueError, TypeError, AttributeError, RecursionError):
-                    if json.loads(message).get("type") == "ping":
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    if loads_json(message).get("type") == "ping":
                         _put(client, json.dumps({"type": "pong"}))
         except Exception as err:  # a client that vanished: free it, keep serving the others
             logger.debug("client left: %s", err)
@@ -641,8 +642,8 @@ def stream_to(
     def take(text: str | bytes) -> None:
         nonlocal summary
         try:
-            message = json.loads(text)
-        except (ValueError, RecursionError):
+            message = loads_json(text)
+        except ValueError:
             message = None
         if not isinstance(message, dict):
             raise UserError(f"{shown} sent a message that is not a JSON object: is it a ser-serve?")

@@ -22,7 +22,6 @@ server (:mod:`ser_live.realtime.faces.serve`, the one module that imports websoc
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -38,6 +37,7 @@ import numpy as np
 from ser_live.realtime.config import EngineConfig
 from ser_live.realtime.engine import Engine
 from ser_live.realtime.errors import UserError
+from ser_live.realtime.fileio import loads_json
 from ser_live.realtime.model import EmotionModel
 
 logger = logging.getLogger(__name__)
@@ -97,8 +97,8 @@ def parse_control(message: str | bytes) -> dict[str, Any]:
     if len(message) > MAX_TEXT_BYTES:
         raise ProtocolError(CloseCode.TOO_BIG, f"a text message is at most {MAX_TEXT_BYTES} bytes")
     try:
-        obj = json.loads(message)
-    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
+        obj = loads_json(message)
+    except ValueError:  # not JSON, or nested deeper than the parser goes
         raise ProtocolError(CloseCode.UNSUPPORTED, "text messages are JSON objects, e.g. {\"type\": \"end\"}") from None
     kind = obj.get("type") if isinstance(obj, dict) else None
     if kind not in CONTROL_TYPES:
