@@ -77,6 +77,14 @@ def start(cmd: list[str], pattern: str = r"127\.0\.0\.1:(\d+)") -> tuple[subproc
     return proc, lines
 
 
+def connect_file(url: str, audio: Path, jsonl: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], bool]:
+    """``ser-live --connect URL --file AUDIO --jsonl JSONL``: the run, and whether it ended well with the summary
+    as the JSONL's last line."""
+    p = run(["ser-live", "--connect", url, *extra, "--file", str(audio), "--jsonl", str(jsonl)], timeout=60)
+    lines = jsonl.read_text().splitlines() if jsonl.exists() else []
+    return p, p.returncode == 0 and bool(lines) and json.loads(lines[-1])["type"] == "summary"
+
+
 def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
@@ -245,21 +253,10 @@ def main() -> int:
             )
         time.sleep(0.5)
         t0 = time.monotonic()
-        p = run(
-            [
-                "ser-live",
-                "--connect",
-                f"ws://127.0.0.1:{sport}",
-                "--file",
-                str(speech),
-                "--jsonl",
-                str(W / "idle.jsonl"),
-            ],
-            timeout=60,
-        )
+        p, ended = connect_file(f"ws://127.0.0.1:{sport}", speech, W / "idle.jsonl")
         check(
             "16 idle connections do not make a new client busy",
-            p.returncode == 0 and json.loads((W / "idle.jsonl").read_text().splitlines()[-1])["type"] == "summary",
+            ended,
             f"rc={p.returncode} {time.monotonic() - t0:.1f}s {p.stderr.strip()[-200:]!r}",
         )
         for s in idle:
@@ -591,23 +588,10 @@ def main() -> int:
     tport = free_port()
     tls, _lines = start(["ser-serve", f"127.0.0.1:{tport}", "--tls-cert", str(cert), "--tls-key", str(key)])
     try:
-        p = run(
-            [
-                "ser-live",
-                "--connect",
-                f"wss://127.0.0.1:{tport}",
-                "--tls-ca",
-                str(cert),
-                "--file",
-                str(speech),
-                "--jsonl",
-                str(W / "tls.jsonl"),
-            ],
-            timeout=60,
-        )
+        p, ended = connect_file(f"wss://127.0.0.1:{tport}", speech, W / "tls.jsonl", "--tls-ca", str(cert))
         check(
             "--connect wss:// --tls-ca trusts the self-signed cert",
-            p.returncode == 0 and json.loads((W / "tls.jsonl").read_text().splitlines()[-1])["type"] == "summary",
+            ended,
             p.stderr.strip()[-200:],
         )
         p = run(["ser-live", "--connect", f"wss://127.0.0.1:{tport}", "--file", str(speech)], timeout=60)
